@@ -1,0 +1,89 @@
+package plan
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"slices"
+	"strconv"
+)
+
+// policy is the canonical form the digest is computed over: everything that
+// decides what the sandbox can reach or touch, and nothing else. Lists are
+// sorted and de-duplicated so that declaration order does not matter;
+// positions, the slug, the state directory and the profile's own path are
+// left out so that moving a rule to another file, or starting the same
+// profile from another checkout, does not change it.
+type policy struct {
+	Backend  string           `json:"backend"`
+	Image    string           `json:"image"`
+	Runtime  string           `json:"runtime"`
+	User     string           `json:"user"`
+	Egress   string           `json:"egress"`
+	Allow    []string         `json:"allow"`
+	Mounts   []string         `json:"mounts"`
+	Secrets  []string         `json:"secrets"`
+	Sidecars []policySidecar  `json:"sidecars"`
+}
+
+type policySidecar struct {
+	Name      string           `json:"name"`
+	Egress    *EgressConfig    `json:"egress,omitempty"`
+	Pipelock  *PipelockConfig  `json:"pipelock,omitempty"`
+	GitGate   *GitGateConfig   `json:"git_gate,omitempty"`
+	Supervise *SuperviseConfig `json:"supervise,omitempty"`
+}
+
+// ComputeDigest returns "sha256:<hex>" over the plan's policy. It does not
+// read or change p.Digest.
+func (p *Plan) ComputeDigest() string {
+	pol := policy{
+		Backend: p.Backend.Kind,
+		Image:   p.Backend.Image,
+		Runtime: p.Backend.Runtime,
+		User:    p.Backend.User,
+		Egress:  p.Egress.Sidecar,
+	}
+	for _, r := range p.Egress.Rules {
+		for _, port := range r.Ports {
+			s := r.Host + ":" + strconv.Itoa(port)
+			if r.AllowPrivate {
+				s += " private"
+			}
+			pol.Allow = append(pol.Allow, s)
+		}
+	}
+	for _, m := range p.Mounts {
+		mode := "rw"
+		if m.ReadOnly {
+			mode = "ro"
+		}
+		pol.Mounts = append(pol.Mounts, m.HostPath+"\x00"+m.Target+"\x00"+mode)
+	}
+	for _, s := range p.Secrets {
+		pol.Secrets = append(pol.Secrets, s.Name+"\x00env:"+s.FromEnv+"\x00file:"+s.FromFile)
+	}
+	for _, s := range p.Sidecars {
+		pol.Sidecars = append(pol.Sidecars, policySidecar{
+			Name: s.Name, Egress: s.Egress, Pipelock: s.Pipelock, GitGate: s.GitGate, Supervise: s.Supervise,
+		})
+	}
+	for _, l := range []*[]string{&pol.Allow, &pol.Mounts, &pol.Secrets} {
+		slices.Sort(*l)
+		*l = slices.Compact(*l)
+	}
+	slices.SortFunc(pol.Sidecars, func(a, b policySidecar) int {
+		switch {
+		case a.Name < b.Name:
+			return -1
+		case a.Name > b.Name:
+			return 1
+		}
+		return 0
+	})
+	// json.Marshal of this struct cannot fail: it holds only strings, bools,
+	// ints and slices of them.
+	b, _ := json.Marshal(pol)
+	sum := sha256.Sum256(b)
+	return "sha256:" + hex.EncodeToString(sum[:])
+}

@@ -1,0 +1,212 @@
+// Package plan defines bottle's typed, validated plan: everything a profile
+// declares, fully resolved, in the form every later phase (prepare,
+// preflight, launch, cleanup) consumes and `bottle start --dry-run` prints.
+//
+// The package imports nothing else of bottle. Its JSON form is versioned
+// (Version) and documented in docs/plan.md; Digest is a SHA-256 over the
+// policy-relevant part of the plan (see digest.go).
+package plan
+
+// Version is the version of the plan's JSON form.
+const Version = 1
+
+// Backend kinds.
+const (
+	BackendDocker       = "docker"
+	BackendSmolmachines = "smolmachines"
+)
+
+// Sidecar names.
+const (
+	SidecarEgress    = "egress"
+	SidecarPipelock  = "pipelock"
+	SidecarGitGate   = "git-gate"
+	SidecarSupervise = "supervise"
+)
+
+// SidecarNames lists the sidecars a profile may declare, sorted.
+var SidecarNames = []string{SidecarEgress, SidecarGitGate, SidecarPipelock, SidecarSupervise}
+
+// Plan is a fully resolved bottle: what runs, where, and what it may reach.
+type Plan struct {
+	Version  int       `json:"version"`
+	Profile  Profile   `json:"profile"`
+	Slug     string    `json:"slug"`
+	StateDir string    `json:"state_dir"`
+	Backend  Backend   `json:"backend"`
+	Agent    Agent     `json:"agent"`
+	Egress   Egress    `json:"egress"`
+	Sidecars []Sidecar `json:"sidecars"`
+	Mounts   []Mount   `json:"mounts"`
+	Secrets  []Secret  `json:"secrets"`
+	Digest   string    `json:"digest"`
+}
+
+// Profile says which profile file the plan came from.
+type Profile struct {
+	// Name is the profile's base name without ".star"; it starts the slug.
+	Name string `json:"name"`
+	// Label is the root-relative label of the profile ("//bottle.star").
+	Label string `json:"label"`
+	// Path is the profile's absolute path on the host, or "embedded:profiles/claude.star"
+	// for a profile shipped inside the binary.
+	Path string `json:"path"`
+	// Root is the absolute directory `//` labels resolve from.
+	Root string `json:"root"`
+	// Workspace is the directory bottle was started from.
+	Workspace string `json:"workspace"`
+}
+
+// Backend is the sandbox: which backend runs it and with what resources.
+type Backend struct {
+	Kind    string `json:"kind"`
+	Image   string `json:"image"`
+	Workdir string `json:"workdir"`
+	// User is the user the agent runs as (docker only; empty: the image's).
+	User string `json:"user,omitempty"`
+	// CPUs is the CPU limit; 0 means the backend's default (docker: unlimited).
+	CPUs float64 `json:"cpus,omitempty"`
+	// MemoryBytes is the memory limit; 0 means the backend's default.
+	MemoryBytes int64 `json:"memory_bytes,omitempty"`
+	// Runtime is docker's OCI runtime (for example "runsc"); empty: the daemon's default.
+	Runtime string `json:"runtime,omitempty"`
+	// StorageBytes is the smolmachines disk size; 0 means smolvm's default.
+	StorageBytes int64 `json:"storage_bytes,omitempty"`
+	// From is the position of the backend declaration.
+	From string `json:"from"`
+}
+
+// Agent is the program that runs in the sandbox.
+type Agent struct {
+	Command []string `json:"command"`
+	// Env is the agent's environment, sorted by name. Values are literal;
+	// secrets are listed in Plan.Secrets, never here.
+	Env []EnvVar `json:"env"`
+	// Workdir is where the agent starts; it defaults to Backend.Workdir.
+	Workdir string `json:"workdir"`
+	// From is the position of the agent() call, or empty for the default agent.
+	From string `json:"from,omitempty"`
+}
+
+// EnvVar is one literal environment variable of the agent.
+type EnvVar struct {
+	Name  string `json:"name"`
+	Value string `json:"value"`
+	From  string `json:"from"`
+}
+
+// Egress is the sandbox's only way out: the egress sidecar and its allow-list.
+type Egress struct {
+	// Sidecar is the sidecar that enforces the rules: "egress" or "pipelock".
+	Sidecar string `json:"sidecar"`
+	// Rules is the allow-list, sorted by host then position.
+	Rules []Rule `json:"rules"`
+}
+
+// Rule allows the sandbox to reach Host on Ports through the egress sidecar.
+type Rule struct {
+	// Host is a lower-case DNS name without a trailing dot, or "*.example.com"
+	// for every subdomain of example.com (not example.com itself).
+	Host  string `json:"host"`
+	Ports []int  `json:"ports"`
+	// AllowPrivate lets Host resolve to loopback, private, link-local or
+	// other non-public addresses, which the egress sidecar refuses otherwise.
+	AllowPrivate bool `json:"allow_private,omitempty"`
+	// From is the position of the allow() call that made the rule.
+	From string `json:"from"`
+}
+
+// Mount is a host directory or file made visible in the sandbox.
+type Mount struct {
+	// Source is the path as the profile wrote it.
+	Source string `json:"source"`
+	// HostPath is Source resolved to an absolute, cleaned host path.
+	HostPath string `json:"host_path"`
+	Target   string `json:"target"`
+	ReadOnly bool   `json:"readonly"`
+	From     string `json:"from"`
+}
+
+// Secret is an environment variable whose value is read at launch from the
+// host. The plan holds its name and source, never its value.
+type Secret struct {
+	Name     string `json:"name"`
+	FromEnv  string `json:"from_env,omitempty"`
+	FromFile string `json:"from_file,omitempty"`
+	From     string `json:"from"`
+}
+
+// Sidecar is one host-controlled helper of the bottle.
+type Sidecar struct {
+	Name string `json:"name"`
+	// Implicit is true for the built-in egress sidecar that bottle adds when
+	// a profile declares no egress sidecar.
+	Implicit bool `json:"implicit,omitempty"`
+	// Listen is where the sidecar listens and how the sandbox reaches it.
+	Listen Listener `json:"listen"`
+	// Exactly one of the following is set, matching Name.
+	Egress    *EgressConfig    `json:"egress,omitempty"`
+	Pipelock  *PipelockConfig  `json:"pipelock,omitempty"`
+	GitGate   *GitGateConfig   `json:"git_gate,omitempty"`
+	Supervise *SuperviseConfig `json:"supervise,omitempty"`
+	From      string           `json:"from,omitempty"`
+}
+
+// Listener is a sidecar's endpoint.
+type Listener struct {
+	// Network is "tcp" or "unix".
+	Network string `json:"network"`
+	// Address is where the sidecar process listens: "0.0.0.0:3128" in the
+	// docker bundle, a socket path in the state directory for smolmachines.
+	Address string `json:"address"`
+	// URL is how the sandbox reaches the sidecar.
+	URL string `json:"url"`
+}
+
+// EgressConfig configures the built-in egress proxy.
+type EgressConfig struct {
+	// ConnectTimeout bounds dialing an allowed destination, as a Go duration.
+	ConnectTimeout string `json:"connect_timeout"`
+	// IdleTimeout closes a tunnel with no traffic in either direction for this long.
+	IdleTimeout string `json:"idle_timeout"`
+}
+
+// PipelockConfig holds the pipelock options a profile may set.
+type PipelockConfig struct {
+	// ExplainBlocks adds pipelock's hint header to refusals.
+	ExplainBlocks bool `json:"explain_blocks"`
+	// RequestBodyScanning turns on DLP of request bodies (absolute-URI HTTP only
+	// without TLS interception).
+	RequestBodyScanning bool `json:"request_body_scanning"`
+	// BodyScanAction is "block" or "warn".
+	BodyScanAction string `json:"body_scan_action"`
+	// IdleTimeoutSeconds and MaxTunnelSeconds are pipelock's forward-proxy limits.
+	IdleTimeoutSeconds int `json:"idle_timeout_seconds"`
+	MaxTunnelSeconds   int `json:"max_tunnel_seconds"`
+}
+
+// GitGateConfig configures the git gate.
+type GitGateConfig struct {
+	// Remotes are sorted by name.
+	Remotes []GitRemote `json:"remotes"`
+}
+
+// GitRemote is one upstream repository the gate fronts.
+type GitRemote struct {
+	Name string `json:"name"`
+	URL  string `json:"url"`
+	// SSHKey is the host path of the private key the gate pushes with (ssh URLs).
+	SSHKey string `json:"ssh_key,omitempty"`
+	// KnownHosts is the host path of a known_hosts file holding the upstream's key.
+	KnownHosts string `json:"known_hosts,omitempty"`
+	// TokenEnv names the host environment variable holding an HTTPS token.
+	TokenEnv string `json:"token_env,omitempty"`
+	// Protected branches refuse force pushes and deletion.
+	Protected []string `json:"protected"`
+}
+
+// SuperviseConfig configures the supervision channel.
+type SuperviseConfig struct {
+	// Timeout is how long a request waits for the operator, as a Go duration.
+	Timeout string `json:"timeout"`
+}
