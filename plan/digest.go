@@ -15,15 +15,15 @@ import (
 // left out so that moving a rule to another file, or starting the same
 // profile from another checkout, does not change it.
 type policy struct {
-	Backend  string           `json:"backend"`
-	Image    string           `json:"image"`
-	Runtime  string           `json:"runtime"`
-	User     string           `json:"user"`
-	Egress   string           `json:"egress"`
-	Allow    []string         `json:"allow"`
-	Mounts   []string         `json:"mounts"`
-	Secrets  []string         `json:"secrets"`
-	Sidecars []policySidecar  `json:"sidecars"`
+	Backend  string          `json:"backend"`
+	Image    string          `json:"image"`
+	Runtime  string          `json:"runtime"`
+	User     string          `json:"user"`
+	Egress   string          `json:"egress"`
+	Allow    []string        `json:"allow"`
+	Mounts   []string        `json:"mounts"`
+	Secrets  []string        `json:"secrets"`
+	Sidecars []policySidecar `json:"sidecars"`
 }
 
 type policySidecar struct {
