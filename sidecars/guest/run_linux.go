@@ -1,0 +1,190 @@
+package guest
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"net"
+	"os"
+	"os/exec"
+	"os/signal"
+	"runtime"
+	"sync"
+	"syscall"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// ForwardedSignals are the signals Run passes on to the command's process
+// group when bottle guest receives them.
+var ForwardedSignals = []os.Signal{syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP, syscall.SIGWINCH, syscall.SIGQUIT}
+
+// Run is `bottle guest`: it checks that every forward's socket accepts
+// connections, listens on every forward, runs argv as its child with stdio,
+// and relays connections until the child exits. It returns the child's exit
+// code, or 128+N when the child was killed by signal N; it closes the
+// listeners and relayed connections before returning.
+//
+// If the command does not run, Run returns a non-nil error and
+// ExitSetupFailed, ExitCannotInvoke or ExitNotFound. Nothing is started when
+// a socket is missing: the error names it.
+//
+// The child stays in bottle guest's session, so it keeps the controlling
+// terminal, but gets its own process group. When stdin is the controlling
+// terminal and bottle guest owns it (is in its foreground process group),
+// the child's group becomes the foreground group: keys such as Ctrl-C and
+// window-size changes then reach the child straight from the terminal, once,
+// and bottle guest no longer sees them. Signals in ForwardedSignals that
+// bottle guest itself receives (from smolvm, a kill(1)) are passed on to the
+// child's process group. When ctx ends, Run sends SIGTERM to that group,
+// SIGKILL after KillDelay, and still waits for the child. If bottle guest
+// dies, the kernel kills the child (PR_SET_PDEATHSIG).
+//
+// Relay failures after the start (a sidecar that stops accepting) are
+// reported on stdio.Stderr, once per outage.
+func Run(ctx context.Context, forwards []Forward, argv []string, stdio Stdio) (int, error) {
+	if len(argv) == 0 {
+		return ExitSetupFailed, errors.New("no command to run: give it after --")
+	}
+	if err := validateForwards(forwards); err != nil {
+		return ExitSetupFailed, err
+	}
+	for _, f := range forwards {
+		if err := CheckSocket(f.Socket); err != nil {
+			return ExitSetupFailed, fmt.Errorf("forward %s: %w", f, err)
+		}
+	}
+	listeners, err := listen(forwards)
+	if err != nil {
+		return ExitSetupFailed, err
+	}
+
+	// The relays outlive ctx: the child may still need its sidecars while
+	// it shuts down after SIGTERM.
+	relayCtx, stopRelays := context.WithCancel(context.WithoutCancel(ctx))
+	var log io.Writer
+	if stdio.Stderr != nil {
+		log = stdio.Stderr
+	}
+	var relays sync.WaitGroup
+	defer func() {
+		stopRelays()
+		relays.Wait()
+	}()
+	for i, ln := range listeners {
+		socket := forwards[i].Socket
+		relays.Go(func() {
+			if err := Serve(relayCtx, ln, socket, log); err != nil && log != nil {
+				fmt.Fprintf(log, "bottle guest: relay to %s stopped: %v\n", socket, err)
+			}
+		})
+	}
+	return runChild(ctx, argv, stdio)
+}
+
+// listen opens a TCP listener for every forward, closing those already open
+// if one fails.
+func listen(forwards []Forward) ([]*net.TCPListener, error) {
+	listeners := make([]*net.TCPListener, 0, len(forwards))
+	for _, f := range forwards {
+		ln, err := net.ListenTCP("tcp", net.TCPAddrFromAddrPort(f.Listen))
+		if err != nil {
+			for _, open := range listeners {
+				open.Close()
+			}
+			return nil, fmt.Errorf("forward %s: listen: %w", f, err)
+		}
+		listeners = append(listeners, ln)
+	}
+	return listeners, nil
+}
+
+// runChild starts argv, forwards signals to its process group until it
+// exits, and returns its exit code.
+func runChild(ctx context.Context, argv []string, stdio Stdio) (int, error) {
+	cmd := exec.Command(argv[0], argv[1:]...)
+	if stdio.Stdin != nil {
+		cmd.Stdin = stdio.Stdin
+	}
+	if stdio.Stdout != nil {
+		cmd.Stdout = stdio.Stdout
+	}
+	if stdio.Stderr != nil {
+		cmd.Stderr = stdio.Stderr
+	}
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
+	if fd, ok := ownedTerminal(stdio.Stdin); ok {
+		cmd.SysProcAttr.Foreground = true
+		cmd.SysProcAttr.Ctty = fd
+	}
+
+	// Listen before the child exists, so no signal meant for it can kill
+	// bottle guest with the default action instead.
+	sigc := make(chan os.Signal, 16)
+	signal.Notify(sigc, ForwardedSignals...)
+	defer signal.Stop(sigc)
+
+	// PR_SET_PDEATHSIG fires when the thread that started the child exits,
+	// so keep this goroutine on one thread until the child is gone.
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+
+	if err := cmd.Start(); err != nil {
+		code := ExitCannotInvoke
+		if errors.Is(err, exec.ErrNotFound) || errors.Is(err, fs.ErrNotExist) {
+			code = ExitNotFound
+		}
+		return code, fmt.Errorf("start %q: %w", argv[0], err)
+	}
+	pgid := cmd.Process.Pid
+	waitc := make(chan error, 1)
+	go func() { waitc <- cmd.Wait() }()
+
+	done := ctx.Done()
+	var kill <-chan time.Time
+	for {
+		select {
+		case sig := <-sigc:
+			// ESRCH only means the group is already gone.
+			_ = syscall.Kill(-pgid, sig.(syscall.Signal))
+		case <-done:
+			done = nil
+			_ = syscall.Kill(-pgid, syscall.SIGTERM)
+			kill = time.After(KillDelay)
+		case <-kill:
+			_ = syscall.Kill(-pgid, syscall.SIGKILL)
+		case err := <-waitc:
+			return exitCode(cmd.ProcessState, err)
+		}
+	}
+}
+
+// exitCode turns the child's wait status into an exit code: its own code, or
+// 128+N when signal N killed it.
+func exitCode(state *os.ProcessState, waitErr error) (int, error) {
+	if state == nil {
+		return ExitSetupFailed, fmt.Errorf("wait for command: %w", waitErr)
+	}
+	if ws, ok := state.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
+		return 128 + int(ws.Signal()), nil
+	}
+	return state.ExitCode(), nil
+}
+
+// ownedTerminal reports whether f is bottle guest's controlling terminal and
+// bottle guest is in its foreground process group, and returns its
+// descriptor.
+func ownedTerminal(f *os.File) (int, bool) {
+	if f == nil {
+		return 0, false
+	}
+	fd := int(f.Fd())
+	pgrp, err := unix.IoctlGetUint32(fd, unix.TIOCGPGRP)
+	if err != nil || int(pgrp) != syscall.Getpgrp() {
+		return 0, false
+	}
+	return fd, true
+}

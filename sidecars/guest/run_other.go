@@ -1,0 +1,14 @@
+//go:build !linux
+
+package guest
+
+import (
+	"context"
+	"errors"
+)
+
+// Run is `bottle guest`. It runs only inside a Linux guest; elsewhere it
+// returns an error and ExitSetupFailed.
+func Run(ctx context.Context, forwards []Forward, argv []string, stdio Stdio) (int, error) {
+	return ExitSetupFailed, errors.New("bottle guest runs only inside a Linux sandbox")
+}
