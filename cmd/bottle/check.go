@@ -1,0 +1,15 @@
+package main
+
+// CheckCmd evaluates and validates a profile.
+type CheckCmd struct {
+	Profile string `arg:"" optional:"" predictor:"file" help:"Profile to check (default: ./bottle.star, else the shipped claude.star)."`
+}
+
+// Run evaluates the profile and reports its digest.
+func (c *CheckCmd) Run(g *Globals) error {
+	p, err := loadPlan(g, c.Profile)
+	if err != nil {
+		return err
+	}
+	return writeLine(g.Stdout, "%s: ok, %d allow rule(s), digest %s", p.Profile.Label, len(p.Egress.Rules), p.Digest)
+}

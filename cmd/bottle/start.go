@@ -1,0 +1,43 @@
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+)
+
+// StartCmd starts a bottle.
+type StartCmd struct {
+	Profile string `arg:"" optional:"" predictor:"file" help:"Profile to start (default: ./bottle.star, else the shipped claude.star)."`
+	DryRun  bool   `help:"Evaluate the profile and print the plan; create nothing and run nothing."`
+	Format  string `enum:"text,json" default:"text" help:"Output format of the plan: text or json."`
+	Yes     bool   `short:"y" help:"Do not ask before launching a profile whose digest has not been approved."`
+}
+
+// Help explains the one-off command form.
+func (c *StartCmd) Help() string {
+	return `Arguments after "--" run as a one-off command in the sandbox instead of the agent,
+and bottle exits with its exit code:
+
+  bottle start --yes profile.star -- make test`
+}
+
+// Run evaluates the profile and prints or launches it.
+func (c *StartCmd) Run(g *Globals) error {
+	p, err := loadPlan(g, c.Profile)
+	if err != nil {
+		return err
+	}
+	if c.DryRun {
+		if c.Format == "json" {
+			enc := json.NewEncoder(g.Stdout)
+			enc.SetEscapeHTML(false)
+			enc.SetIndent("", "  ")
+			return enc.Encode(p)
+		}
+		return writeSummary(g.Stdout, p)
+	}
+	if c.Format == "json" {
+		return usageErr(fmt.Errorf("--format=json prints the plan and needs --dry-run"))
+	}
+	return fmt.Errorf("the %s backend is not available in this build yet; run with --dry-run to see the plan", p.Backend.Kind)
+}

@@ -1,0 +1,91 @@
+package main
+
+import (
+	"fmt"
+	"io"
+	"strconv"
+	"strings"
+	"text/tabwriter"
+
+	"github.com/bottle-dev/bottle/plan"
+)
+
+// writeSummary prints the plan as a summary a person reads in seconds.
+func writeSummary(w io.Writer, p *plan.Plan) error {
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	row := func(cols ...string) { fmt.Fprintln(tw, strings.Join(cols, "\t")) }
+
+	row("profile", p.Profile.Label, p.Profile.Path)
+	b := p.Backend
+	res := []string{}
+	if b.CPUs > 0 {
+		res = append(res, "cpus "+strconv.FormatFloat(b.CPUs, 'f', -1, 64))
+	}
+	if b.MemoryBytes > 0 {
+		res = append(res, "memory "+plan.FormatSize(b.MemoryBytes))
+	}
+	if b.StorageBytes > 0 {
+		res = append(res, "storage "+plan.FormatSize(b.StorageBytes))
+	}
+	if b.Runtime != "" {
+		res = append(res, "runtime "+b.Runtime)
+	}
+	if b.User != "" {
+		res = append(res, "user "+b.User)
+	}
+	row("backend", b.Kind+" "+b.Image, strings.Join(res, ", "))
+	row("agent", strings.Join(quoteArgs(p.Agent.Command), " "), "in "+p.Agent.Workdir)
+	for _, e := range p.Agent.Env {
+		row("  env", e.Name+"="+strconv.Quote(e.Value), e.From)
+	}
+	for _, s := range p.Secrets {
+		src := "env " + s.FromEnv
+		if s.FromFile != "" {
+			src = "file " + s.FromFile
+		}
+		row("  secret", s.Name+" (from "+src+")", s.From)
+	}
+	if len(p.Egress.Rules) == 0 {
+		row("allow", "nothing: the sandbox reaches no host")
+	}
+	for _, r := range p.Egress.Rules {
+		ports := make([]string, len(r.Ports))
+		for i, port := range r.Ports {
+			ports[i] = strconv.Itoa(port)
+		}
+		host := r.Host + ":" + strings.Join(ports, ",")
+		if r.AllowPrivate {
+			host += " (private addresses allowed)"
+		}
+		row("allow", host, r.From)
+	}
+	for _, s := range p.Sidecars {
+		from := s.From
+		if s.Implicit {
+			from = "built in, added because the profile names no egress sidecar"
+		}
+		row("sidecar", s.Name+" at "+s.Listen.URL, from)
+	}
+	for _, m := range p.Mounts {
+		mode := "rw"
+		if m.ReadOnly {
+			mode = "ro"
+		}
+		row("mount", m.HostPath+" -> "+m.Target+" ("+mode+")", m.From)
+	}
+	row("state", p.StateDir)
+	row("digest", p.Digest)
+	return tw.Flush()
+}
+
+// quoteArgs quotes the arguments that a shell would split.
+func quoteArgs(args []string) []string {
+	out := make([]string, len(args))
+	for i, a := range args {
+		if a == "" || strings.ContainsAny(a, " \t\n'\"\\$`") {
+			a = strconv.Quote(a)
+		}
+		out[i] = a
+	}
+	return out
+}

@@ -1,0 +1,145 @@
+package plan
+
+import (
+	"errors"
+	"fmt"
+	"path"
+	"slices"
+	"time"
+)
+
+// Validate checks the plan's own consistency: the rules a builder or a
+// hand-edited plan.json must not break. It returns every problem found,
+// joined.
+func (p *Plan) Validate() error {
+	var errs []error
+	bad := func(format string, args ...any) { errs = append(errs, fmt.Errorf(format, args...)) }
+
+	if p.Version != Version {
+		bad("plan version %d is not supported; this bottle reads version %d", p.Version, Version)
+	}
+	switch p.Backend.Kind {
+	case BackendDocker, BackendSmolmachines:
+	case "":
+		bad("no backend; declare docker(...) or smolmachines(...)")
+	default:
+		bad("unknown backend %q", p.Backend.Kind)
+	}
+	if p.Backend.Image == "" {
+		bad("backend has no image")
+	}
+	if p.Backend.CPUs < 0 || p.Backend.MemoryBytes < 0 || p.Backend.StorageBytes < 0 {
+		bad("backend resources must not be negative")
+	}
+	if p.Backend.Kind == BackendSmolmachines && (p.Backend.User != "" || p.Backend.Runtime != "") {
+		bad("smolmachines takes no user or runtime")
+	}
+	for _, w := range []string{p.Backend.Workdir, p.Agent.Workdir} {
+		if !path.IsAbs(w) {
+			bad("workdir %q is not an absolute path", w)
+		}
+	}
+	if len(p.Agent.Command) == 0 || p.Agent.Command[0] == "" {
+		bad("agent has no command")
+	}
+
+	names := map[string]string{}
+	for _, e := range p.Agent.Env {
+		if prev, ok := names[e.Name]; ok {
+			bad("environment variable %s set twice (%s and %s)", e.Name, prev, e.From)
+		}
+		names[e.Name] = e.From
+	}
+	for _, s := range p.Secrets {
+		if prev, ok := names[s.Name]; ok {
+			bad("secret %s also set at %s", s.Name, prev)
+		}
+		names[s.Name] = s.From
+		if (s.FromEnv == "") == (s.FromFile == "") {
+			bad("secret %s needs exactly one of from_env and from_file", s.Name)
+		}
+	}
+
+	for _, r := range p.Egress.Rules {
+		if canon, err := NormalizeHost(r.Host); err != nil {
+			bad("rule from %s: %v", r.From, err)
+		} else if canon != r.Host {
+			bad("rule from %s: host %q is not in canonical form %q", r.From, r.Host, canon)
+		}
+		if len(r.Ports) == 0 {
+			bad("rule %s from %s has no ports", r.Host, r.From)
+		}
+		for _, port := range r.Ports {
+			if port < 1 || port > 65535 {
+				bad("rule %s from %s: port %d is out of range", r.Host, r.From, port)
+			}
+		}
+	}
+
+	targets := map[string]bool{}
+	for _, m := range p.Mounts {
+		if !path.IsAbs(m.HostPath) || !path.IsAbs(m.Target) {
+			bad("mount %s -> %s: both paths must be absolute", m.HostPath, m.Target)
+		}
+		if targets[m.Target] {
+			bad("two mounts target %s", m.Target)
+		}
+		targets[m.Target] = true
+	}
+
+	egress := 0
+	seen := map[string]bool{}
+	for _, s := range p.Sidecars {
+		if seen[s.Name] {
+			bad("sidecar %s declared twice", s.Name)
+		}
+		seen[s.Name] = true
+		set := 0
+		for _, ok := range []bool{s.Egress != nil, s.Pipelock != nil, s.GitGate != nil, s.Supervise != nil} {
+			if ok {
+				set++
+			}
+		}
+		want := map[string]bool{SidecarEgress: s.Egress != nil, SidecarPipelock: s.Pipelock != nil,
+			SidecarGitGate: s.GitGate != nil, SidecarSupervise: s.Supervise != nil}
+		if !slices.Contains(SidecarNames, s.Name) {
+			bad("unknown sidecar %q", s.Name)
+		} else if set != 1 || !want[s.Name] {
+			bad("sidecar %s must carry exactly its own configuration", s.Name)
+		}
+		if s.Name == SidecarEgress || s.Name == SidecarPipelock {
+			egress++
+			if s.Name != p.Egress.Sidecar {
+				bad("egress.sidecar is %q but the egress sidecar is %s", p.Egress.Sidecar, s.Name)
+			}
+		}
+		if s.Listen.Network != "tcp" && s.Listen.Network != "unix" {
+			bad("sidecar %s listens on network %q; want tcp or unix", s.Name, s.Listen.Network)
+		}
+		if s.Listen.Address == "" || s.Listen.URL == "" {
+			bad("sidecar %s has no listener", s.Name)
+		}
+		for _, d := range durations(s) {
+			if t, err := time.ParseDuration(d); err != nil || t <= 0 {
+				bad("sidecar %s: %q is not a positive duration", s.Name, d)
+			}
+		}
+		if s.GitGate != nil && len(s.GitGate.Remotes) == 0 {
+			bad("git-gate has no remotes")
+		}
+	}
+	if egress != 1 {
+		bad("a bottle has exactly one egress sidecar (egress or pipelock), this plan has %d", egress)
+	}
+	return errors.Join(errs...)
+}
+
+func durations(s Sidecar) []string {
+	switch {
+	case s.Egress != nil:
+		return []string{s.Egress.ConnectTimeout, s.Egress.IdleTimeout}
+	case s.Supervise != nil:
+		return []string{s.Supervise.Timeout}
+	}
+	return nil
+}

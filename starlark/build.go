@@ -1,0 +1,185 @@
+package starlark
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"os"
+	"path"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+
+	"github.com/bottle-dev/bottle/plan"
+	"github.com/bottle-dev/bottle/starlark/builtins"
+)
+
+// Env is what the plan depends on besides the profile: where bottle was
+// started and where it keeps state.
+type Env struct {
+	// Workspace is the directory bottle was started from.
+	Workspace string
+	// StateHome is the directory holding every bottle's state directory,
+	// normally $XDG_STATE_HOME/bottle.
+	StateHome string
+	// Taken reports whether a state directory is already in use; a slug
+	// whose directory is taken gets a numeric suffix. Nil means os.Stat.
+	Taken func(dir string) bool
+}
+
+// Sidecar listeners, by backend. In the docker bundle each sidecar listens
+// on all interfaces of the bundle container and the agent reaches it by its
+// network alias; in a microVM the guest relay listens on loopback and
+// forwards to the sidecar's unix socket in the state directory.
+var (
+	sidecarPorts   = map[string]int{plan.SidecarEgress: 3128, plan.SidecarPipelock: 8888, plan.SidecarGitGate: 8080, plan.SidecarSupervise: 8765}
+	sidecarAliases = map[string]string{plan.SidecarEgress: "proxy.internal", plan.SidecarPipelock: "proxy.internal", plan.SidecarGitGate: "git-gate", plan.SidecarSupervise: "supervise"}
+	sidecarPaths   = map[string]string{plan.SidecarSupervise: "/mcp"}
+)
+
+// Load evaluates the profile and builds its validated plan.
+func Load(ctx context.Context, src *Source, opts Options, env Env) (*plan.Plan, error) {
+	st, err := Eval(ctx, src, opts)
+	if err != nil {
+		return nil, err
+	}
+	return Build(st, src, env)
+}
+
+// Build turns what a profile declared into a complete plan: defaults
+// filled in, the built-in egress sidecar added when none was declared,
+// listeners, slug and state directory chosen, lists sorted, digest set.
+func Build(st *builtins.State, src *Source, env Env) (*plan.Plan, error) {
+	if st.Backend == nil {
+		return nil, &Error{Pos: src.Label + ":1:1", Msg: "the profile declares no backend; call docker(image = ...) or smolmachines(image = ...)"}
+	}
+	name := profileName(src.Label)
+	slug, stateDir := chooseSlug(name, src.Path, env)
+	p := &plan.Plan{
+		Version: plan.Version,
+		Profile: plan.Profile{Name: name, Label: src.Label, Path: src.Path, Root: src.Root, Workspace: env.Workspace},
+		Slug:     slug,
+		StateDir: stateDir,
+		Backend:  *st.Backend,
+		Egress:   plan.Egress{Rules: slices.Clone(st.Rules)},
+		Mounts:   slices.Clone(st.Mounts),
+		Secrets:  slices.Clone(st.Secrets),
+		Sidecars: slices.Clone(st.Sidecars),
+	}
+	if st.Agent != nil {
+		p.Agent = *st.Agent
+	} else {
+		p.Agent = plan.Agent{Command: []string{"claude"}}
+	}
+	if p.Agent.Workdir == "" {
+		p.Agent.Workdir = p.Backend.Workdir
+	}
+	p.Agent.Env = slices.Clone(st.Env)
+
+	egress := ""
+	for _, sc := range p.Sidecars {
+		if sc.Name == plan.SidecarEgress || sc.Name == plan.SidecarPipelock {
+			egress = sc.Name
+		}
+	}
+	if egress == "" {
+		egress = plan.SidecarEgress
+		p.Sidecars = append(p.Sidecars, plan.Sidecar{
+			Name: plan.SidecarEgress, Implicit: true,
+			Egress: &plan.EgressConfig{ConnectTimeout: "10s", IdleTimeout: "1h0m0s"},
+		})
+	}
+	p.Egress.Sidecar = egress
+	for i := range p.Sidecars {
+		p.Sidecars[i].Listen = listener(p.Backend.Kind, p.Sidecars[i].Name, stateDir)
+	}
+
+	for i := range p.Egress.Rules {
+		p.Egress.Rules[i].Ports = slices.Clone(p.Egress.Rules[i].Ports)
+	}
+	slices.SortStableFunc(p.Egress.Rules, func(a, b plan.Rule) int { return strings.Compare(a.Host, b.Host) })
+	slices.SortStableFunc(p.Agent.Env, func(a, b plan.EnvVar) int { return strings.Compare(a.Name, b.Name) })
+	slices.SortStableFunc(p.Mounts, func(a, b plan.Mount) int { return strings.Compare(a.Target, b.Target) })
+	slices.SortStableFunc(p.Secrets, func(a, b plan.Secret) int { return strings.Compare(a.Name, b.Name) })
+	slices.SortStableFunc(p.Sidecars, func(a, b plan.Sidecar) int { return strings.Compare(a.Name, b.Name) })
+	for _, l := range []*[]plan.EnvVar{&p.Agent.Env} {
+		if *l == nil {
+			*l = []plan.EnvVar{}
+		}
+	}
+	if p.Egress.Rules == nil {
+		p.Egress.Rules = []plan.Rule{}
+	}
+	if p.Mounts == nil {
+		p.Mounts = []plan.Mount{}
+	}
+	if p.Secrets == nil {
+		p.Secrets = []plan.Secret{}
+	}
+	if err := p.Validate(); err != nil {
+		return nil, &Error{Pos: src.Label + ":1:1", Msg: err.Error()}
+	}
+	p.Digest = p.ComputeDigest()
+	return p, nil
+}
+
+// listener is where a sidecar listens in a bottle of the given backend.
+func listener(backend, name, stateDir string) plan.Listener {
+	port := strconv.Itoa(sidecarPorts[name])
+	if backend == plan.BackendSmolmachines {
+		return plan.Listener{
+			Network: "unix",
+			Address: filepath.Join(stateDir, name+".sock"),
+			URL:     "http://127.0.0.1:" + port + sidecarPaths[name],
+		}
+	}
+	return plan.Listener{
+		Network: "tcp",
+		Address: "0.0.0.0:" + port,
+		URL:     "http://" + sidecarAliases[name] + ":" + port + sidecarPaths[name],
+	}
+}
+
+// profileName is the profile's file name without .star, reduced to the
+// characters a slug may hold.
+func profileName(label string) string {
+	base := strings.TrimSuffix(path.Base(label), ".star")
+	var b strings.Builder
+	for _, r := range strings.ToLower(base) {
+		switch {
+		case r >= 'a' && r <= 'z', r >= '0' && r <= '9':
+			b.WriteRune(r)
+		case b.Len() > 0 && !strings.HasSuffix(b.String(), "-"):
+			b.WriteByte('-')
+		}
+		if b.Len() >= 24 {
+			break
+		}
+	}
+	name := strings.Trim(b.String(), "-")
+	if name == "" {
+		name = "bottle"
+	}
+	return name
+}
+
+// chooseSlug derives the slug from the profile name and a hash of the
+// profile's path and the workspace; when that slug's state directory is in
+// use (another bottle of the same profile is running), it appends -2, -3...
+func chooseSlug(name, profilePath string, env Env) (string, string) {
+	taken := env.Taken
+	if taken == nil {
+		taken = func(dir string) bool {
+			_, err := os.Lstat(dir)
+			return err == nil
+		}
+	}
+	sum := sha256.Sum256([]byte(profilePath + "\x00" + env.Workspace))
+	base := name + "-" + hex.EncodeToString(sum[:])[:6]
+	slug := base
+	for i := 2; taken(filepath.Join(env.StateHome, slug)); i++ {
+		slug = base + "-" + strconv.Itoa(i)
+	}
+	return slug, filepath.Join(env.StateHome, slug)
+}

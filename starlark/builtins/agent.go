@@ -1,0 +1,49 @@
+package builtins
+
+import (
+	"fmt"
+	"path"
+
+	"go.starlark.net/starlark"
+
+	"github.com/bottle-dev/bottle/plan"
+)
+
+// agent(command=["claude"], env={}, workdir=None)
+func agent(thread *starlark.Thread, b *starlark.Builtin, args starlark.Tuple, kwargs []starlark.Tuple) (starlark.Value, error) {
+	if err := maxPositional(b, args); err != nil {
+		return nil, err
+	}
+	command := stringList{"claude"}
+	var (
+		envs    stringDict
+		workdir string
+	)
+	if err := starlark.UnpackArgs(b.Name(), args, kwargs, "command?", &command, "env?", &envs, "workdir??", &workdir); err != nil {
+		return nil, err
+	}
+	s, err := stateOf(thread)
+	if err != nil {
+		return nil, err
+	}
+	if s.Agent != nil {
+		return nil, fmt.Errorf("%s: a profile declares one agent, and agent() was already called at %s", b.Name(), s.Agent.From)
+	}
+	if len(command) == 0 || command[0] == "" {
+		return nil, fmt.Errorf("%s: command is empty; give the program and its arguments, such as [\"claude\"]", b.Name())
+	}
+	if workdir != "" {
+		if err := checkSandboxPath("workdir", workdir); err != nil {
+			return nil, fmt.Errorf("%s: %v", b.Name(), err)
+		}
+		workdir = path.Clean(workdir)
+	}
+	pos := callerPos(thread)
+	for _, k := range envs.keys {
+		if err := s.addEnv(k, envs.values[k], pos); err != nil {
+			return nil, fmt.Errorf("%s: %v", b.Name(), err)
+		}
+	}
+	s.Agent = &plan.Agent{Command: []string(command), Workdir: workdir, From: pos}
+	return starlark.None, nil
+}

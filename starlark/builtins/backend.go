@@ -1,0 +1,105 @@
+package builtins
+
+import (
+	"fmt"
+	"path"
+	"regexp"
+
+	"go.starlark.net/starlark"
+
+	"github.com/bottle-dev/bottle/plan"
+)
+
+var (
+	imageRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._/:@+-]*$`)
+	nameRE  = regexp.MustCompile(`^[A-Za-z0-9_][A-Za-z0-9_.-]*$`)
+	userRE  = regexp.MustCompile(`^[A-Za-z0-9_][A-Za-z0-9_.-]*(:[A-Za-z0-9_][A-Za-z0-9_.-]*)?$`)
+)
+
+// docker(image, workdir="/workspace", user=None, cpus=None, memory=None, runtime=None)
+func docker(thread *starlark.Thread, b *starlark.Builtin, args starlark.Tuple, kwargs []starlark.Tuple) (starlark.Value, error) {
+	if err := maxPositional(b, args, "image"); err != nil {
+		return nil, err
+	}
+	var (
+		image, runtime, user string
+		workdir              = "/workspace"
+		c                    cpus
+		mem                  size
+	)
+	if err := starlark.UnpackArgs(b.Name(), args, kwargs,
+		"image", &image, "workdir?", &workdir, "user??", &user,
+		"cpus??", &c, "memory??", &mem, "runtime??", &runtime); err != nil {
+		return nil, err
+	}
+	be := plan.Backend{Kind: plan.BackendDocker, Image: image, Workdir: workdir, User: user,
+		CPUs: c.n, MemoryBytes: mem.bytes, Runtime: runtime}
+	if user != "" && !userRE.MatchString(user) {
+		return nil, fmt.Errorf("%s: user %q is not a user name or uid, optionally with :group", b.Name(), user)
+	}
+	if runtime != "" && !nameRE.MatchString(runtime) {
+		return nil, fmt.Errorf("%s: runtime %q is not a runtime name such as \"runsc\"", b.Name(), runtime)
+	}
+	return setBackend(thread, b, be)
+}
+
+// smolmachines(image, cpus=2, memory="4GiB", workdir="/workspace", storage=None)
+func smolmachines(thread *starlark.Thread, b *starlark.Builtin, args starlark.Tuple, kwargs []starlark.Tuple) (starlark.Value, error) {
+	if err := maxPositional(b, args, "image"); err != nil {
+		return nil, err
+	}
+	var (
+		image   string
+		workdir = "/workspace"
+		ncpu    = 2
+		mem     = size{bytes: 4 << 30, set: true}
+		storage size
+	)
+	if err := starlark.UnpackArgs(b.Name(), args, kwargs,
+		"image", &image, "cpus?", &ncpu, "memory?", &mem, "workdir?", &workdir, "storage??", &storage); err != nil {
+		return nil, err
+	}
+	if ncpu < 1 || ncpu > 256 {
+		return nil, fmt.Errorf("%s: cpus %d is out of range; a microVM takes from 1 to 256 whole CPUs", b.Name(), ncpu)
+	}
+	if mem.bytes < 64<<20 {
+		return nil, fmt.Errorf("%s: memory %s is too small; a microVM needs at least 64MiB", b.Name(), plan.FormatSize(mem.bytes))
+	}
+	be := plan.Backend{Kind: plan.BackendSmolmachines, Image: image, Workdir: workdir,
+		CPUs: float64(ncpu), MemoryBytes: mem.bytes, StorageBytes: storage.bytes}
+	return setBackend(thread, b, be)
+}
+
+func setBackend(thread *starlark.Thread, b *starlark.Builtin, be plan.Backend) (starlark.Value, error) {
+	s, err := stateOf(thread)
+	if err != nil {
+		return nil, err
+	}
+	if s.Backend != nil {
+		return nil, fmt.Errorf("%s: a profile declares exactly one backend, and %s() was already called at %s",
+			b.Name(), s.Backend.Kind, s.Backend.From)
+	}
+	if be.Image == "" || len(be.Image) > 512 || !imageRE.MatchString(be.Image) {
+		return nil, fmt.Errorf("%s: image %q is not an image reference such as \"node:22\" or \"ghcr.io/acme/agent:1.4\"", b.Name(), be.Image)
+	}
+	if err := checkSandboxPath("workdir", be.Workdir); err != nil {
+		return nil, fmt.Errorf("%s: %v", b.Name(), err)
+	}
+	be.Workdir = path.Clean(be.Workdir)
+	be.From = callerPos(thread)
+	s.Backend = &be
+	return starlark.None, nil
+}
+
+// checkSandboxPath requires an absolute path inside the sandbox.
+func checkSandboxPath(what, p string) error {
+	if !path.IsAbs(p) {
+		return fmt.Errorf("%s %q is not an absolute path; paths in the sandbox start with /", what, p)
+	}
+	for _, c := range p {
+		if c == 0 || c == ':' || c == ',' || c == '\n' {
+			return fmt.Errorf("%s %q holds %q, which mount and workdir paths may not contain", what, p, c)
+		}
+	}
+	return nil
+}

@@ -1,0 +1,303 @@
+// Package starlark evaluates bottle profiles: it finds a profile's root,
+// runs the profile in the strict Starlark dialect with bottle's builtins,
+// resolves load() inside the root, and builds the plan from what the
+// profile declared.
+//
+// Evaluation has no side effects: it reads the profile and the files it
+// loads, and nothing else. File names are root-relative labels
+// ("//lib/claude.star") so that positions and backtraces are the same on
+// every machine.
+package starlark
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path"
+	"path/filepath"
+	"strings"
+
+	"go.starlark.net/resolve"
+	"go.starlark.net/starlark"
+	"go.starlark.net/syntax"
+
+	"github.com/bottle-dev/bottle/starlark/builtins"
+)
+
+// RootMarker is the file whose directory `//` labels resolve from.
+const RootMarker = "bottle.root"
+
+// DefaultMaxSteps bounds the Starlark steps one file's execution may take.
+const DefaultMaxSteps = 10_000_000
+
+// fileOptions is the dialect: strict Starlark (no top-level if/for, no
+// while, no recursion, no global reassignment).
+var fileOptions = &syntax.FileOptions{}
+
+// Source is a profile and the root its labels resolve against.
+type Source struct {
+	// FS holds the root's files; every load is read through it, which
+	// confines loads to the root, symlinks included.
+	FS fs.FS
+	// Label is the profile's root-relative label, "//bottle.star".
+	Label string
+	// Path is the profile's absolute host path, or "embedded:<name>".
+	Path string
+	// Root is the root's absolute host path, or "embedded:" for shipped profiles.
+	Root string
+	// Dir is the host directory the profile's relative paths resolve from.
+	Dir string
+}
+
+// Open finds the root of the profile at file (the nearest directory at or
+// above it holding bottle.root, else the profile's own directory).
+func Open(file string) (*Source, error) {
+	abs, err := filepath.Abs(file)
+	if err != nil {
+		return nil, fmt.Errorf("profile %q: %w", file, err)
+	}
+	st, err := os.Stat(abs)
+	if err != nil {
+		return nil, fmt.Errorf("profile %q: %w", file, errors.Unwrap(err))
+	}
+	if st.IsDir() {
+		return nil, fmt.Errorf("profile %q is a directory; give a .star file", file)
+	}
+	dir := filepath.Dir(abs)
+	root := dir
+	for d := dir; ; d = filepath.Dir(d) {
+		if _, err := os.Stat(filepath.Join(d, RootMarker)); err == nil {
+			root = d
+			break
+		}
+		if filepath.Dir(d) == d {
+			break
+		}
+	}
+	rel, err := filepath.Rel(root, abs)
+	if err != nil {
+		return nil, fmt.Errorf("profile %q: %w", file, err)
+	}
+	r, err := os.OpenRoot(root)
+	if err != nil {
+		return nil, fmt.Errorf("open profile root %q: %w", root, err)
+	}
+	return &Source{FS: r.FS(), Label: "//" + filepath.ToSlash(rel), Path: abs, Root: root, Dir: dir}, nil
+}
+
+// Embedded returns a profile shipped inside the binary, whose relative
+// paths resolve from workspace.
+func Embedded(fsys fs.FS, name, workspace string) *Source {
+	return &Source{FS: fsys, Label: "//" + name, Path: "embedded:profiles/" + name, Root: "embedded:profiles", Dir: workspace}
+}
+
+// Options control one evaluation.
+type Options struct {
+	// Stderr receives print() output as "//file.star:line:col: message".
+	Stderr io.Writer
+	// Home resolves "~/" paths.
+	Home string
+	// MaxSteps bounds each file's execution; 0 means DefaultMaxSteps.
+	MaxSteps uint64
+}
+
+// Eval runs the profile and returns what it declared.
+func Eval(ctx context.Context, src *Source, opts Options) (*builtins.State, error) {
+	if opts.MaxSteps == 0 {
+		opts.MaxSteps = DefaultMaxSteps
+	}
+	if opts.Stderr == nil {
+		opts.Stderr = io.Discard
+	}
+	l := &loader{ctx: ctx, src: src, opts: opts, cache: map[string]*module{}}
+	state := &builtins.State{ProfileDir: src.Dir, Home: opts.Home}
+	if _, err := l.exec(src.Label, state); err != nil {
+		return nil, err
+	}
+	return state, nil
+}
+
+type module struct {
+	globals starlark.StringDict
+	err     error
+}
+
+type loader struct {
+	ctx   context.Context
+	src   *Source
+	opts  Options
+	cache map[string]*module // nil entry: being loaded
+	stack []string           // labels being loaded, for cycle messages
+}
+
+func (l *loader) newThread(label string, state *builtins.State) *starlark.Thread {
+	th := &starlark.Thread{
+		Name: label,
+		Print: func(th *starlark.Thread, msg string) {
+			fmt.Fprintf(l.opts.Stderr, "%s: %s\n", th.CallFrame(1).Pos, msg)
+		},
+		Load: l.load,
+	}
+	th.SetMaxExecutionSteps(l.opts.MaxSteps)
+	if state != nil {
+		builtins.Attach(th, state)
+	}
+	return th
+}
+
+// exec runs the file at label; state is nil for loaded files, whose top
+// level may define functions but not make declarations.
+func (l *loader) exec(label string, state *builtins.State) (starlark.StringDict, error) {
+	data, err := fs.ReadFile(l.src.FS, strings.TrimPrefix(label, "//"))
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", label, describeFSError(err))
+	}
+	th := l.newThread(label, state)
+	if l.ctx != nil {
+		stop := context.AfterFunc(l.ctx, func() { th.Cancel("evaluation cancelled") })
+		defer stop()
+	}
+	l.stack = append(l.stack, label)
+	defer func() { l.stack = l.stack[:len(l.stack)-1] }()
+	return starlark.ExecFileOptions(fileOptions, th, label, data, builtins.Predeclared())
+}
+
+// load implements load(): "//x.star" from the root, "./x.star" and
+// "../x.star" from the loading file; nothing may leave the root.
+func (l *loader) load(th *starlark.Thread, name string) (starlark.StringDict, error) {
+	label, err := l.resolve(th, name)
+	if err != nil {
+		return nil, err
+	}
+	if m, ok := l.cache[label]; ok {
+		if m == nil {
+			i := 0
+			for i < len(l.stack) && l.stack[i] != label {
+				i++
+			}
+			cycle := append(append([]string{}, l.stack[i:]...), label)
+			return nil, fmt.Errorf("load cycle: %s", strings.Join(cycle, " loads "))
+		}
+		return m.globals, m.err
+	}
+	l.cache[label] = nil
+	g, err := l.exec(label, nil)
+	l.cache[label] = &module{g, err}
+	return g, err
+}
+
+func (l *loader) resolve(th *starlark.Thread, module string) (string, error) {
+	if !strings.HasSuffix(module, ".star") {
+		return "", fmt.Errorf("load %q: profiles load .star files", module)
+	}
+	var p string
+	switch {
+	case strings.HasPrefix(module, "//"):
+		p = module[2:]
+	case strings.HasPrefix(module, "./"), strings.HasPrefix(module, "../"):
+		from := strings.TrimPrefix(th.Name, "//")
+		p = path.Join(path.Dir(from), module)
+	default:
+		return "", fmt.Errorf("load %q: start the path with // (from the profile root) or ./ (from this file)", module)
+	}
+	p = path.Clean(p)
+	if p == ".." || strings.HasPrefix(p, "../") || strings.HasPrefix(p, "/") || !fs.ValidPath(p) {
+		return "", fmt.Errorf("load %q: the path leaves the profile root; profiles load only files under the root (the directory holding %s, else the profile's own directory)", module, RootMarker)
+	}
+	return "//" + p, nil
+}
+
+func describeFSError(err error) error {
+	var pe *fs.PathError
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+		return errors.New("no such file under the profile root")
+	case errors.As(err, &pe) && strings.Contains(pe.Err.Error(), "escapes"):
+		return errors.New("the path leaves the profile root through a symbolic link; profiles load only files under the root")
+	case errors.As(err, &pe):
+		return pe.Err
+	}
+	return err
+}
+
+// Error is a profile error: a one-line cause with the position that made
+// it, and the Starlark backtrace when the error happened in a nested call.
+type Error struct {
+	Pos       string
+	Msg       string
+	Backtrace string
+}
+
+func (e *Error) Error() string {
+	if e.Pos == "" {
+		return e.Msg
+	}
+	return e.Pos + ": " + e.Msg
+}
+
+// AsError turns an evaluation error into an *Error: the innermost
+// Starlark error gives the cause and its position; a backtrace is kept
+// when the call stack is deeper than the profile's top level or the error
+// happened in a loaded file.
+func AsError(err error) *Error {
+	var pe *Error
+	if errors.As(err, &pe) {
+		return pe
+	}
+	var evals []*starlark.EvalError
+	for e := err; e != nil; e = errors.Unwrap(e) {
+		if ee, ok := e.(*starlark.EvalError); ok {
+			evals = append(evals, ee)
+		}
+	}
+	if len(evals) == 0 {
+		var se syntax.Error
+		if errors.As(err, &se) {
+			return &Error{Pos: se.Pos.String(), Msg: se.Msg}
+		}
+		var rl resolve.ErrorList
+		if errors.As(err, &rl) && len(rl) > 0 {
+			return &Error{Pos: rl[0].Pos.String(), Msg: rl[0].Msg}
+		}
+		return &Error{Msg: err.Error()}
+	}
+	inner := evals[len(evals)-1]
+	stack := inner.CallStack
+	if n := len(stack); n > 0 && stack[n-1].Pos.Filename() == "<builtin>" {
+		stack = stack[:n-1]
+	}
+	out := &Error{Msg: innerMsg(inner)}
+	if n := len(stack); n > 0 {
+		out.Pos = stack[n-1].Pos.String()
+	}
+	if len(stack) > 1 || len(evals) > 1 {
+		var b strings.Builder
+		b.WriteString("Traceback (most recent call last):\n")
+		for i := 0; i < len(evals)-1; i++ {
+			for _, fr := range evals[i].CallStack {
+				fmt.Fprintf(&b, "  %s: in %s\n", fr.Pos, fr.Name)
+			}
+		}
+		for _, fr := range stack {
+			fmt.Fprintf(&b, "  %s: in %s\n", fr.Pos, fr.Name)
+		}
+		out.Backtrace = strings.TrimSuffix(b.String(), "\n")
+	}
+	return out
+}
+
+// innerMsg is the message of the innermost cause, without the "cannot
+// load x: " prefixes starlark adds at each level.
+func innerMsg(e *starlark.EvalError) string {
+	msg := e.Msg
+	if c := errors.Unwrap(e); c != nil {
+		var ee *starlark.EvalError
+		if !errors.As(c, &ee) {
+			msg = c.Error()
+		}
+	}
+	return msg
+}
