@@ -57,8 +57,8 @@ func Build(st *builtins.State, src *Source, env Env) (*plan.Plan, error) {
 	name := profileName(src.Label)
 	slug, stateDir := chooseSlug(name, src.Path, env)
 	p := &plan.Plan{
-		Version: plan.Version,
-		Profile: plan.Profile{Name: name, Label: src.Label, Path: src.Path, Root: src.Root, Workspace: env.Workspace},
+		Version:  plan.Version,
+		Profile:  plan.Profile{Name: name, Label: src.Label, Path: src.Path, Root: src.Root, Workspace: env.Workspace},
 		Slug:     slug,
 		StateDir: stateDir,
 		Backend:  *st.Backend,
