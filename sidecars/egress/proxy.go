@@ -1,0 +1,604 @@
+// Package egress is bottle's built-in egress proxy: a forward proxy for
+// CONNECT tunnels and HTTP/1.1 absolute-URI requests that lets the sandbox
+// reach only the host:port pairs of an allow-list of plan.Rule values.
+//
+// Decide is the pure matcher, shared by the proxy and `bottle policy check`.
+// The proxy adds what a matcher cannot see: it resolves allowed names
+// itself, refuses names that resolve to loopback, private, link-local,
+// metadata and other non-public addresses unless the deciding rule sets
+// AllowPrivate, and dials exactly the addresses it checked, so a second,
+// different DNS answer can never be dialed (DNS rebinding). A name with any
+// non-public address among its answers is refused as a whole: such a mix is
+// the signature of a rebinding attack or of a misconfiguration, and dialing
+// only its public part would hide either.
+//
+// Every request is decided separately, also on a kept-alive client
+// connection, and logged as one JSON line (Event). Rules may be replaced or
+// extended while the proxy runs (SetRules, AddRule) without dropping open
+// tunnels. A tunnel lives until either side closes it or no byte has moved in
+// either direction for the idle timeout; there is no cap on its total
+// duration.
+package egress
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log"
+	"net"
+	"net/http"
+	"net/http/httputil"
+	"net/netip"
+	"slices"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/bottle-dev/bottle/plan"
+)
+
+// Defaults for Options.
+const (
+	DefaultConnectTimeout = 10 * time.Second
+	DefaultIdleTimeout    = time.Hour
+	// readHeaderTimeout bounds how long a client may take to send a
+	// request's headers.
+	readHeaderTimeout = 30 * time.Second
+)
+
+// Resolver looks up the addresses of a name. *net.Resolver implements it.
+// The proxy passes network "ip" and a fully-qualified name with a trailing
+// dot, so that no resolv.conf search domain is ever appended.
+type Resolver interface {
+	LookupNetIP(ctx context.Context, network, host string) ([]netip.Addr, error)
+}
+
+// Options configures a Proxy.
+type Options struct {
+	// Rules is the initial allow-list; each rule must be canonical (see
+	// ValidateRule).
+	Rules []plan.Rule
+	// Resolver resolves destination names; nil means net.DefaultResolver.
+	Resolver Resolver
+	// ConnectTimeout bounds resolving and dialing a destination; 0 means
+	// DefaultConnectTimeout.
+	ConnectTimeout time.Duration
+	// IdleTimeout closes a tunnel, or a kept-alive client connection between
+	// requests, after this long without traffic in either direction; 0
+	// means DefaultIdleTimeout.
+	IdleTimeout time.Duration
+	// Log receives one JSON line per request (see Event); nil discards.
+	Log io.Writer
+	// ErrorLog receives the HTTP server's own errors (malformed requests
+	// and the like); nil means the standard logger.
+	ErrorLog *log.Logger
+}
+
+// Proxy is the egress proxy. Its methods are safe for concurrent use.
+type Proxy struct {
+	rules          atomic.Pointer[[]plan.Rule]
+	rulesMu        sync.Mutex // serialises SetRules and AddRule
+	resolver       Resolver
+	connectTimeout time.Duration
+	idleTimeout    time.Duration
+	log            *Log
+	srv            *http.Server
+	forward        *httputil.ReverseProxy
+
+	tunnelsMu sync.Mutex
+	tunnels   map[*tunnel]struct{}
+	closing   bool // no new tunnels once set
+	tunnelsWG sync.WaitGroup
+}
+
+// New returns a proxy configured by opts. It fails when a rule is invalid.
+func New(opts Options) (*Proxy, error) {
+	p := &Proxy{
+		resolver:       opts.Resolver,
+		connectTimeout: opts.ConnectTimeout,
+		idleTimeout:    opts.IdleTimeout,
+		log:            NewLog(opts.Log),
+		tunnels:        map[*tunnel]struct{}{},
+	}
+	if p.resolver == nil {
+		p.resolver = net.DefaultResolver
+	}
+	if p.connectTimeout <= 0 {
+		p.connectTimeout = DefaultConnectTimeout
+	}
+	if p.idleTimeout <= 0 {
+		p.idleTimeout = DefaultIdleTimeout
+	}
+	if err := p.SetRules(opts.Rules); err != nil {
+		return nil, err
+	}
+	p.srv = &http.Server{
+		Handler:           p,
+		ReadHeaderTimeout: readHeaderTimeout,
+		IdleTimeout:       p.idleTimeout,
+		ErrorLog:          opts.ErrorLog,
+	}
+	p.forward = &httputil.ReverseProxy{
+		Rewrite: func(pr *httputil.ProxyRequest) {
+			// The client's absolute URI is the destination; the Host
+			// header follows it, never a header the client chose.
+			pr.Out.Host = ""
+			st := pr.Out.Context().Value(forwardKey{}).(*forwardState)
+			if pr.Out.Body != nil && pr.Out.Body != http.NoBody {
+				pr.Out.Body = &countingBody{ReadCloser: pr.Out.Body, n: &st.up}
+			}
+		},
+		Transport: &http.Transport{
+			Proxy:       nil,
+			DialContext: p.dialForward,
+			// Each request dials afresh, so every connection to a
+			// destination is checked against the rules and addresses
+			// of its own moment.
+			DisableKeepAlives:     true,
+			ResponseHeaderTimeout: 0,
+		},
+		FlushInterval: -1,
+		ModifyResponse: func(resp *http.Response) error {
+			st := resp.Request.Context().Value(forwardKey{}).(*forwardState)
+			st.status.Store(int64(resp.StatusCode))
+			resp.Body = &countingBody{ReadCloser: resp.Body, n: &st.down}
+			return nil
+		},
+		ErrorHandler: p.forwardError,
+		ErrorLog:     opts.ErrorLog,
+	}
+	return p, nil
+}
+
+// ValidateRule checks that r is canonical: its host as plan.NormalizeHost
+// returns it and at least one port, each within 1-65535.
+func ValidateRule(r plan.Rule) error {
+	h, err := plan.NormalizeHost(r.Host)
+	if err != nil {
+		return fmt.Errorf("rule %q: %w", r.Host, err)
+	}
+	if h != r.Host {
+		return fmt.Errorf("rule %q: host is not canonical; want %q", r.Host, h)
+	}
+	if len(r.Ports) == 0 {
+		return fmt.Errorf("rule %q: no ports", r.Host)
+	}
+	for _, port := range r.Ports {
+		if port < 1 || port > 65535 {
+			return fmt.Errorf("rule %q: port %d is outside 1-65535", r.Host, port)
+		}
+	}
+	return nil
+}
+
+// Rules returns a copy of the current allow-list.
+func (p *Proxy) Rules() []plan.Rule {
+	return slices.Clone(*p.rules.Load())
+}
+
+// SetRules replaces the allow-list. It changes nothing when a rule is
+// invalid. Open tunnels stay open; every later request is decided by the
+// new rules.
+func (p *Proxy) SetRules(rules []plan.Rule) error {
+	for _, r := range rules {
+		if err := ValidateRule(r); err != nil {
+			return fmt.Errorf("set egress rules: %w", err)
+		}
+	}
+	rs := cloneRules(rules)
+	p.rulesMu.Lock()
+	defer p.rulesMu.Unlock()
+	p.rules.Store(&rs)
+	return nil
+}
+
+// AddRule appends r to the allow-list. Adding a rule equal to one already
+// present changes nothing.
+func (p *Proxy) AddRule(r plan.Rule) error {
+	if err := ValidateRule(r); err != nil {
+		return fmt.Errorf("add egress rule: %w", err)
+	}
+	p.rulesMu.Lock()
+	defer p.rulesMu.Unlock()
+	cur := *p.rules.Load()
+	for _, c := range cur {
+		if equalRule(c, r) {
+			return nil
+		}
+	}
+	rs := cloneRules(append(slices.Clip(cur), r))
+	p.rules.Store(&rs)
+	return nil
+}
+
+func equalRule(a, b plan.Rule) bool {
+	return a.Host == b.Host && slices.Equal(a.Ports, b.Ports) && a.AllowPrivate == b.AllowPrivate && a.From == b.From
+}
+
+// cloneRules deep-copies rules so that callers cannot change them later.
+func cloneRules(rules []plan.Rule) []plan.Rule {
+	out := make([]plan.Rule, len(rules))
+	for i, r := range rules {
+		r.Ports = slices.Clone(r.Ports)
+		out[i] = r
+	}
+	return out
+}
+
+// Serve accepts proxy clients on ln, which may be a TCP or a unix socket
+// listener, until Shutdown or Close; it then returns nil. Serve may be
+// called for several listeners at once.
+func (p *Proxy) Serve(ln net.Listener) error {
+	if err := p.srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+		return fmt.Errorf("egress proxy on %s: %w", ln.Addr(), err)
+	}
+	return nil
+}
+
+// Shutdown stops accepting clients and waits for requests and tunnels in
+// flight to end, until ctx is done; it then closes whatever is left and
+// returns ctx's error.
+func (p *Proxy) Shutdown(ctx context.Context) error {
+	p.stopTunnels(false)
+	err := p.srv.Shutdown(ctx)
+	done := make(chan struct{})
+	go func() {
+		p.tunnelsWG.Wait()
+		close(done)
+	}()
+	select {
+	case <-done:
+	case <-ctx.Done():
+		p.stopTunnels(true)
+		<-done
+		if err == nil {
+			err = ctx.Err()
+		}
+	}
+	if err != nil {
+		p.srv.Close()
+		return fmt.Errorf("shut down egress proxy: %w", err)
+	}
+	return nil
+}
+
+// Close stops the proxy at once, closing listeners, client connections and
+// tunnels.
+func (p *Proxy) Close() error {
+	err := p.srv.Close()
+	p.stopTunnels(true)
+	p.tunnelsWG.Wait()
+	if err != nil {
+		return fmt.Errorf("close egress proxy: %w", err)
+	}
+	return nil
+}
+
+// stopTunnels refuses new tunnels and, with closeOpen, closes open ones.
+func (p *Proxy) stopTunnels(closeOpen bool) {
+	p.tunnelsMu.Lock()
+	defer p.tunnelsMu.Unlock()
+	p.closing = true
+	if closeOpen {
+		for t := range p.tunnels {
+			t.close()
+		}
+	}
+}
+
+// ServeHTTP handles one proxy request: CONNECT opens a tunnel, an
+// absolute-URI request is forwarded, anything else is answered 400.
+func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if r.Method == http.MethodConnect {
+		p.serveConnect(w, r)
+		return
+	}
+	p.serveForward(w, r)
+}
+
+// reply writes a short plain-text answer that ends the client connection's
+// use for further requests when closeConn is set.
+func reply(w http.ResponseWriter, status int, body string, closeConn bool) {
+	h := w.Header()
+	h.Set("Content-Type", "text/plain; charset=utf-8")
+	h.Set("Content-Length", strconv.Itoa(len(body)))
+	h.Set("X-Content-Type-Options", "nosniff")
+	if closeConn {
+		h.Set("Connection", "close")
+	}
+	w.WriteHeader(status)
+	io.WriteString(w, body)
+}
+
+const notProxyRequest = "bottle: this is an egress proxy; send CONNECT host:port or an absolute-URI request (GET http://host/path)\n"
+
+func (p *Proxy) serveConnect(w http.ResponseWriter, r *http.Request) {
+	ev := Event{Time: time.Now().UTC(), Method: r.Method}
+	host, portText, err := net.SplitHostPort(r.Host)
+	port, perr := strconv.Atoi(portText)
+	if err != nil || perr != nil {
+		ev.Host, ev.Reason, ev.Status = quoteInvalid(r.Host), "malformed CONNECT target; want host:port", http.StatusBadRequest
+		p.finish(&ev)
+		reply(w, ev.Status, "bottle: CONNECT needs host:port, got "+ev.Host+"\n", true)
+		return
+	}
+	d := Decide(p.Rules(), host, port)
+	if !d.Allowed {
+		p.deny(w, &ev, d)
+		return
+	}
+	upstream, addr, err := p.dial(r.Context(), d)
+	if err != nil {
+		p.fail(w, &ev, d, err)
+		return
+	}
+	hj, ok := w.(http.Hijacker)
+	if !ok {
+		upstream.Close()
+		p.fail(w, &ev, d, errors.New("connection cannot be taken over for a tunnel"))
+		return
+	}
+	client, brw, err := hj.Hijack()
+	if err != nil {
+		upstream.Close()
+		p.fail(w, &ev, d, fmt.Errorf("take over client connection: %w", err))
+		return
+	}
+	ev.Addr = addr.String()
+	ev.Status = http.StatusOK
+	fillDecision(&ev, d)
+	t := &tunnel{client: client, upstream: upstream}
+	if !p.track(t) {
+		t.close()
+		ev.Error = "proxy is shutting down"
+		p.finish(&ev)
+		return
+	}
+	defer p.untrack(t)
+	client.SetDeadline(time.Time{})
+	if _, err := io.WriteString(client, "HTTP/1.1 200 Connection established\r\n\r\n"); err != nil {
+		t.close()
+		ev.Error = fmt.Sprintf("answer CONNECT: %v", err)
+		p.finish(&ev)
+		return
+	}
+	// Bytes the client sent after its CONNECT request, before it saw the
+	// answer, sit in the server's buffer; pass them on first.
+	if n := brw.Reader.Buffered(); n > 0 {
+		early, _ := brw.Reader.Peek(n)
+		if _, err := upstream.Write(early); err != nil {
+			t.close()
+			ev.Error = fmt.Sprintf("forward early bytes: %v", err)
+			p.finish(&ev)
+			return
+		}
+		t.up.Add(int64(n))
+	}
+	if err := t.run(p.idleTimeout); err != nil {
+		ev.Error = err.Error()
+	}
+	ev.BytesUp, ev.BytesDown = t.up.Load(), t.down.Load()
+	p.finish(&ev)
+}
+
+func (p *Proxy) track(t *tunnel) bool {
+	p.tunnelsMu.Lock()
+	defer p.tunnelsMu.Unlock()
+	if p.closing {
+		return false
+	}
+	p.tunnels[t] = struct{}{}
+	p.tunnelsWG.Add(1)
+	return true
+}
+
+func (p *Proxy) untrack(t *tunnel) {
+	p.tunnelsMu.Lock()
+	delete(p.tunnels, t)
+	p.tunnelsMu.Unlock()
+	p.tunnelsWG.Done()
+}
+
+// forwardKey carries a *forwardState in an absolute-URI request's context.
+type forwardKey struct{}
+
+// forwardState is what the forwarding of one request learns, for its log line.
+type forwardState struct {
+	d        Decision
+	addr     atomic.Pointer[netip.AddrPort]
+	status   atomic.Int64
+	up, down atomic.Int64
+	logged   atomic.Bool
+}
+
+func (p *Proxy) serveForward(w http.ResponseWriter, r *http.Request) {
+	ev := Event{Time: time.Now().UTC(), Method: r.Method}
+	if !r.URL.IsAbs() || r.URL.Host == "" {
+		ev.Host, ev.Reason, ev.Status = quoteInvalid(r.Host), "not a proxy request (no absolute URI)", http.StatusBadRequest
+		p.finish(&ev)
+		reply(w, ev.Status, notProxyRequest, false)
+		return
+	}
+	if r.URL.Scheme != "http" {
+		ev.Host, ev.Reason, ev.Status = quoteInvalid(r.URL.Host), "unsupported scheme "+strconv.Quote(r.URL.Scheme), http.StatusBadRequest
+		p.finish(&ev)
+		reply(w, ev.Status, "bottle: only http:// URLs are forwarded; use CONNECT for https and others\n", false)
+		return
+	}
+	port := 80
+	if ps := r.URL.Port(); ps != "" {
+		n, err := strconv.Atoi(ps)
+		if err != nil {
+			ev.Host, ev.Reason, ev.Status = quoteInvalid(r.URL.Host), "malformed port", http.StatusBadRequest
+			p.finish(&ev)
+			reply(w, ev.Status, "bottle: malformed port in "+ev.Host+"\n", false)
+			return
+		}
+		port = n
+	}
+	d := Decide(p.Rules(), r.URL.Hostname(), port)
+	if !d.Allowed {
+		p.deny(w, &ev, d)
+		return
+	}
+	st := &forwardState{d: d}
+	p.forward.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), forwardKey{}, st)))
+	if st.logged.Load() {
+		return // forwardError logged the refusal
+	}
+	fillDecision(&ev, d)
+	if a := st.addr.Load(); a != nil {
+		ev.Addr = a.String()
+	}
+	ev.Status = int(st.status.Load())
+	ev.BytesUp, ev.BytesDown = st.up.Load(), st.down.Load()
+	p.finish(&ev)
+}
+
+// dialForward is the forwarding transport's dialer: it dials the request's
+// destination as its decision allows.
+func (p *Proxy) dialForward(ctx context.Context, _, _ string) (net.Conn, error) {
+	st, ok := ctx.Value(forwardKey{}).(*forwardState)
+	if !ok {
+		return nil, errors.New("egress: dial without a decision")
+	}
+	c, addr, err := p.dial(ctx, st.d)
+	if err != nil {
+		return nil, err
+	}
+	st.addr.Store(&addr)
+	return c, nil
+}
+
+// forwardError answers an absolute-URI request whose forwarding failed.
+func (p *Proxy) forwardError(w http.ResponseWriter, r *http.Request, err error) {
+	st := r.Context().Value(forwardKey{}).(*forwardState)
+	ev := Event{Time: time.Now().UTC(), Method: r.Method}
+	if a := st.addr.Load(); a != nil {
+		ev.Addr = a.String()
+		// The destination answered something; report what went wrong
+		// with it rather than as a refusal.
+		fillDecision(&ev, st.d)
+		ev.Status, ev.Error = http.StatusBadGateway, err.Error()
+		ev.BytesUp = st.up.Load()
+		st.logged.Store(true)
+		p.finish(&ev)
+		reply(w, ev.Status, "bottle: egress to "+hostPort(st.d.Host, st.d.Port)+" failed: "+err.Error()+"\n", false)
+		return
+	}
+	st.logged.Store(true)
+	p.fail(w, &ev, st.d, err)
+}
+
+// errRefusedAddr is a destination refused for its resolved address.
+type errRefusedAddr struct {
+	addr  netip.Addr
+	class string
+}
+
+func (e *errRefusedAddr) Error() string {
+	return ReasonPrivate + ": " + e.addr.String() + " (" + e.class + "), which is refused unless its rule sets allow_private"
+}
+
+// errLookup is a failure to resolve an allowed destination.
+type errLookup struct{ err error }
+
+func (e *errLookup) Error() string { return "cannot resolve the host: " + e.err.Error() }
+func (e *errLookup) Unwrap() error { return e.err }
+
+// dial resolves d's host, checks every address and dials the checked
+// addresses in the resolver's order until one answers.
+func (p *Proxy) dial(ctx context.Context, d Decision) (net.Conn, netip.AddrPort, error) {
+	ctx, cancel := context.WithTimeout(ctx, p.connectTimeout)
+	defer cancel()
+	addrs, err := p.resolver.LookupNetIP(ctx, "ip", d.Host+".")
+	if err == nil && len(addrs) == 0 {
+		err = errors.New("no addresses")
+	}
+	if err != nil {
+		return nil, netip.AddrPort{}, &errLookup{err}
+	}
+	if d.Rule == nil || !d.Rule.AllowPrivate {
+		for _, a := range addrs {
+			if c := AddrClass(a); c != "" {
+				return nil, netip.AddrPort{}, &errRefusedAddr{addr: a, class: c}
+			}
+		}
+	}
+	var dialer net.Dialer
+	var errs []error
+	for _, a := range addrs {
+		ap := netip.AddrPortFrom(a.Unmap(), uint16(d.Port))
+		c, err := dialer.DialContext(ctx, "tcp", ap.String())
+		if err == nil {
+			return c, ap, nil
+		}
+		errs = append(errs, err)
+		if ctx.Err() != nil {
+			break
+		}
+	}
+	return nil, netip.AddrPort{}, fmt.Errorf("connect: %w", errors.Join(errs...))
+}
+
+// deny answers a request the rules refuse and logs it.
+func (p *Proxy) deny(w http.ResponseWriter, ev *Event, d Decision) {
+	ev.Host, ev.Port, ev.Allowed, ev.Reason, ev.Status = d.Host, d.Port, false, d.Reason, http.StatusForbidden
+	if d.Nearest != nil {
+		ev.Rule, ev.RuleFrom = d.Nearest.Host, d.Nearest.From
+	}
+	p.finish(ev)
+	reply(w, http.StatusForbidden, d.DenialText(), false)
+}
+
+// fail answers an allowed request the proxy could not carry out: a refused
+// address (403), a lookup or connect failure (502) or timeout (504).
+func (p *Proxy) fail(w http.ResponseWriter, ev *Event, d Decision, err error) {
+	var refused *errRefusedAddr
+	if errors.As(err, &refused) {
+		d.Allowed, d.NeedsPrivate, d.Reason = false, true, refused.Error()
+		ev.Host, ev.Port, ev.Allowed, ev.Reason, ev.Status = d.Host, d.Port, false, d.Reason, http.StatusForbidden
+		if d.Rule != nil {
+			ev.Rule, ev.RuleFrom = d.Rule.Host, d.Rule.From
+		}
+		p.finish(ev)
+		reply(w, http.StatusForbidden, d.DenialText(), false)
+		return
+	}
+	fillDecision(ev, d)
+	ev.Status = http.StatusBadGateway
+	var ne net.Error
+	if errors.Is(err, context.DeadlineExceeded) || errors.As(err, &ne) && ne.Timeout() {
+		ev.Status = http.StatusGatewayTimeout
+	}
+	ev.Error = err.Error()
+	p.finish(ev)
+	reply(w, ev.Status, "bottle: egress to "+hostPort(d.Host, d.Port)+" failed: "+err.Error()+"\n", false)
+}
+
+func fillDecision(ev *Event, d Decision) {
+	ev.Host, ev.Port, ev.Allowed, ev.Reason = d.Host, d.Port, d.Allowed, d.Reason
+	if d.Rule != nil {
+		ev.Rule, ev.RuleFrom = d.Rule.Host, d.Rule.From
+	}
+}
+
+// finish completes ev's duration and writes it to the log.
+func (p *Proxy) finish(ev *Event) {
+	ev.DurationMS = time.Since(ev.Time).Milliseconds()
+	p.log.Write(*ev)
+}
+
+// countingBody counts the bytes read through a body.
+type countingBody struct {
+	io.ReadCloser
+	n *atomic.Int64
+}
+
+func (b *countingBody) Read(p []byte) (int, error) {
+	n, err := b.ReadCloser.Read(p)
+	b.n.Add(int64(n))
+	return n, err
+}

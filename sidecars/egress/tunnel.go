@@ -1,0 +1,142 @@
+package egress
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// tunnel is one CONNECT tunnel between a client and its destination.
+type tunnel struct {
+	client, upstream net.Conn
+	// up and down count bytes from the client to the destination and back.
+	up, down  atomic.Int64
+	closeOnce sync.Once
+}
+
+func (t *tunnel) close() {
+	t.closeOnce.Do(func() {
+		t.client.Close()
+		t.upstream.Close()
+	})
+}
+
+// genericCopyBuffer is the buffer size of the copy loop used where the
+// kernel cannot splice and count for us.
+const genericCopyBuffer = 64 << 10
+
+// run moves bytes both ways until both directions have ended or no byte has
+// moved in either direction for idle, then closes both connections. An end
+// of stream in one direction is passed on as a half-close, so the other
+// direction goes on. It returns why the tunnel ended abnormally, or nil.
+//
+// Where the destination connection reports its byte counters (TCP_INFO on
+// Linux), the copy is left to io.Copy, which splices in the kernel, and
+// idleness is read from those counters; elsewhere a copy loop counts bytes
+// as they pass.
+func (t *tunnel) run(idle time.Duration) error {
+	progress := kernelProgress(t.upstream)
+	counted := progress == nil
+	if counted {
+		progress = func() uint64 { return uint64(t.up.Load() + t.down.Load()) }
+	}
+	var wg sync.WaitGroup
+	var upErr, downErr error
+	wg.Add(2)
+	go func() {
+		defer wg.Done()
+		upErr = t.pipe(t.upstream, t.client, &t.up, counted)
+	}()
+	go func() {
+		defer wg.Done()
+		downErr = t.pipe(t.client, t.upstream, &t.down, counted)
+	}()
+	done := make(chan struct{})
+	idled := make(chan bool, 1)
+	go func() { idled <- t.watch(idle, progress, done) }()
+	wg.Wait()
+	close(done)
+	t.close()
+	if <-idled {
+		return fmt.Errorf("closed after %s without traffic", idle)
+	}
+	if err := errors.Join(upErr, downErr); err != nil {
+		return fmt.Errorf("tunnel: %w", err)
+	}
+	return nil
+}
+
+// pipe copies src to dst until src ends, then half-closes dst. On an error
+// it closes the whole tunnel; errors caused by that close are not reported.
+func (t *tunnel) pipe(dst, src net.Conn, n *atomic.Int64, counted bool) error {
+	var err error
+	if counted {
+		buf := make([]byte, genericCopyBuffer)
+		_, err = io.CopyBuffer(writerOnly{dst}, &countingReader{r: src, n: n}, buf)
+	} else {
+		var c int64
+		c, err = io.Copy(dst, src)
+		n.Add(c)
+	}
+	if err != nil {
+		t.close()
+		if errors.Is(err, net.ErrClosed) {
+			return nil
+		}
+		return err
+	}
+	if cw, ok := dst.(interface{ CloseWrite() error }); ok {
+		if err := cw.CloseWrite(); err != nil && !errors.Is(err, net.ErrClosed) {
+			t.close()
+			return fmt.Errorf("half-close: %w", err)
+		}
+		return nil
+	}
+	// Without a half-close the other direction might wait forever.
+	t.close()
+	return nil
+}
+
+// watch closes the tunnel once progress has not changed for idle, and
+// reports whether it did. It checks every idle/8, at most every minute,
+// so a tunnel is closed between idle and idle plus that period after its
+// last byte.
+func (t *tunnel) watch(idle time.Duration, progress func() uint64, done <-chan struct{}) bool {
+	period := min(max(idle/8, time.Millisecond), time.Minute)
+	ticker := time.NewTicker(period)
+	defer ticker.Stop()
+	last, since := progress(), time.Now()
+	for {
+		select {
+		case <-done:
+			return false
+		case now := <-ticker.C:
+			if p := progress(); p != last {
+				last, since = p, now
+			} else if now.Sub(since) >= idle {
+				t.close()
+				return true
+			}
+		}
+	}
+}
+
+// countingReader counts the bytes read through it.
+type countingReader struct {
+	r io.Reader
+	n *atomic.Int64
+}
+
+func (c *countingReader) Read(p []byte) (int, error) {
+	n, err := c.r.Read(p)
+	c.n.Add(int64(n))
+	return n, err
+}
+
+// writerOnly hides a connection's ReadFrom, so that io.CopyBuffer uses the
+// counting reader and its buffer.
+type writerOnly struct{ io.Writer }
