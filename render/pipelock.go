@@ -1,0 +1,340 @@
+package render
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"net"
+	"slices"
+	"strconv"
+	"strings"
+
+	"gopkg.in/yaml.v3"
+
+	"github.com/bottle-dev/bottle/plan"
+)
+
+// PipelockVersion is the one pipelock release whose configuration schema
+// Pipelock renders. It is v2.3.0 (tagged 2026-04-24), the newest release
+// whose source could be read and checked: internal/config/schema.go (the
+// Config struct and its yaml tags), load.go (strict decoding with
+// KnownFields(true) and a single YAML document), normalize.go (defaults),
+// validate.go (mode, logging, forward proxy and body-scanning rules),
+// internal/scanner/scanner.go (MatchDomain, the allowlist and SSRF checks),
+// internal/proxy/forward.go and docs/configuration.md. Later releases
+// (3.x) exist but their schema could not be verified; since pipelock
+// rejects unknown keys, a bump must re-check every key rendered here.
+const PipelockVersion = "2.3.0"
+
+// PipelockImageRepository is where pipelock's release images are published.
+// Tags carry no "v": the v2.3.0 release is the "2.3.0" tag (goreleaser's
+// image_templates use {{ .Version }}).
+const PipelockImageRepository = "ghcr.io/luckypipewrench/pipelock"
+
+// PipelockImageDigest must hold the sha256 digest of the multi-arch
+// manifest list of PipelockImageRepository:PipelockVersion, as
+// "sha256:<64 hex>". It is deliberately empty: the digest could not be
+// found in any source available when this was written (pipelock's
+// repository does not record it; prior art pinned it by hand as
+// "sha256:3b1a39…6de9", resolved 2026-05-08, but only that abbreviation
+// is published). Resolve it with `docker buildx imagetools inspect
+// ghcr.io/luckypipewrench/pipelock:2.3.0` on a machine that can reach the
+// registry and fill it in; until then PipelockImage returns
+// ErrPipelockDigestUnpinned rather than an unpinned reference.
+const PipelockImageDigest = ""
+
+// ErrPipelockDigestUnpinned is returned by PipelockImage while
+// PipelockImageDigest is empty.
+var ErrPipelockDigestUnpinned = errors.New("the pipelock image digest is not pinned yet (render.PipelockImageDigest is empty); " +
+	"resolve ghcr.io/luckypipewrench/pipelock:" + PipelockVersion + " to its sha256 digest and set it")
+
+// ErrPipelockCannotExpress marks a plan that pipelock's configuration
+// cannot enforce exactly. Errors wrapping it say which rule and what to do.
+var ErrPipelockCannotExpress = errors.New("pipelock cannot express this plan")
+
+// PipelockImage returns the pinned image reference
+// "ghcr.io/luckypipewrench/pipelock:<version>@sha256:<digest>", or
+// ErrPipelockDigestUnpinned while the digest is unknown.
+func PipelockImage() (string, error) {
+	if PipelockImageDigest == "" {
+		return "", ErrPipelockDigestUnpinned
+	}
+	return PipelockImageRepository + ":" + PipelockVersion + "@" + PipelockImageDigest, nil
+}
+
+// pipelockHTTPSPort is the only port an allow-list rule may name when
+// pipelock enforces it; see CheckPipelockRules.
+const pipelockHTTPSPort = 443
+
+// The structs below mirror the subset of pipelock 2.3.0's
+// internal/config.Config that bottle sets. Field order is key order. Keys
+// left out take pipelock's defaults (documented in docs/configuration.md).
+type pipelockConfig struct {
+	Version       int    `yaml:"version"`
+	Mode          string `yaml:"mode"`
+	Enforce       bool   `yaml:"enforce"`
+	ExplainBlocks bool   `yaml:"explain_blocks"`
+	// APIAllowlist is enforced in strict mode only: every other host is refused.
+	APIAllowlist []string `yaml:"api_allowlist"`
+	// TrustedDomains exempts hosts from the SSRF internal-address check at
+	// scan time and at dial time (scanner.checkSSRF, proxy.ssrfSafeDialContext).
+	TrustedDomains      []string                    `yaml:"trusted_domains,omitempty"`
+	FetchProxy          pipelockFetchProxy          `yaml:"fetch_proxy"`
+	ForwardProxy        pipelockForwardProxy        `yaml:"forward_proxy"`
+	RequestBodyScanning pipelockRequestBodyScanning `yaml:"request_body_scanning"`
+	DLP                 pipelockDLP                 `yaml:"dlp"`
+	Logging             pipelockLogging             `yaml:"logging"`
+}
+
+type pipelockFetchProxy struct {
+	Listen string `yaml:"listen"`
+}
+
+type pipelockForwardProxy struct {
+	Enabled            bool `yaml:"enabled"`
+	MaxTunnelSeconds   int  `yaml:"max_tunnel_seconds"`
+	IdleTimeoutSeconds int  `yaml:"idle_timeout_seconds"`
+	SNIVerification    bool `yaml:"sni_verification"`
+}
+
+type pipelockRequestBodyScanning struct {
+	Enabled bool   `yaml:"enabled"`
+	Action  string `yaml:"action,omitempty"`
+}
+
+type pipelockDLP struct {
+	IncludeDefaults bool `yaml:"include_defaults"`
+	ScanEnv         bool `yaml:"scan_env"`
+}
+
+type pipelockLogging struct {
+	Format         string `yaml:"format"`
+	Output         string `yaml:"output"`
+	IncludeAllowed bool   `yaml:"include_allowed"`
+	IncludeBlocked bool   `yaml:"include_blocked"`
+}
+
+// Pipelock renders the configuration of the plan's pipelock egress sidecar
+// for pipelock PipelockVersion, listening for the sandbox on listen
+// ("host:port"; pipelock serves its forward proxy on fetch_proxy.listen,
+// so a unix-socket sidecar needs a TCP relay in front).
+//
+// The config runs pipelock in strict mode with enforcement on: only the
+// plan's allow-list hosts are reachable (api_allowlist), rules that may
+// reach private addresses go to trusted_domains, the forward proxy
+// (CONNECT and absolute-URI) is on with the plan's tunnel limits and SNI
+// verification, DLP uses pipelock's built-in patterns and scans its own
+// environment, request-body scanning follows the plan, and logs are JSON
+// lines on stdout including allowed and blocked requests.
+//
+// It returns an error wrapping ErrPipelockCannotExpress when a rule cannot
+// be enforced exactly (see CheckPipelockRules), and a plain error when the
+// plan does not use pipelock as its egress sidecar or its pipelock options
+// are invalid.
+func Pipelock(p *plan.Plan, listen string) ([]byte, error) {
+	if p == nil {
+		return nil, errors.New("render pipelock config: no plan")
+	}
+	if p.Egress.Sidecar != plan.SidecarPipelock {
+		return nil, fmt.Errorf("render pipelock config: the plan's egress sidecar is %q, not %q", p.Egress.Sidecar, plan.SidecarPipelock)
+	}
+	cfg, err := pipelockSidecarConfig(p)
+	if err != nil {
+		return nil, fmt.Errorf("render pipelock config: %w", err)
+	}
+	if err := checkListen(listen); err != nil {
+		return nil, fmt.Errorf("render pipelock config: %w", err)
+	}
+	if err := CheckPipelockRules(p); err != nil {
+		return nil, fmt.Errorf("render pipelock config: %w", err)
+	}
+
+	var allow, trusted []string
+	for _, r := range p.Egress.Rules {
+		allow = append(allow, r.Host)
+		if r.AllowPrivate {
+			trusted = append(trusted, r.Host)
+		}
+	}
+	slices.Sort(allow)
+	slices.Sort(trusted)
+
+	doc := pipelockConfig{
+		Version:        1,
+		Mode:           "strict",
+		Enforce:        true,
+		ExplainBlocks:  cfg.ExplainBlocks,
+		APIAllowlist:   slices.Compact(allow),
+		TrustedDomains: slices.Compact(trusted),
+		FetchProxy:     pipelockFetchProxy{Listen: listen},
+		ForwardProxy: pipelockForwardProxy{
+			Enabled:            true,
+			MaxTunnelSeconds:   cfg.MaxTunnelSeconds,
+			IdleTimeoutSeconds: cfg.IdleTimeoutSeconds,
+			SNIVerification:    true,
+		},
+		RequestBodyScanning: pipelockRequestBodyScanning{Enabled: cfg.RequestBodyScanning},
+		DLP:                 pipelockDLP{IncludeDefaults: true, ScanEnv: true},
+		Logging:             pipelockLogging{Format: "json", Output: "stdout", IncludeAllowed: true, IncludeBlocked: true},
+	}
+	if cfg.RequestBodyScanning {
+		doc.RequestBodyScanning.Action = cfg.BodyScanAction
+	}
+
+	var node yaml.Node
+	if err := node.Encode(doc); err != nil {
+		return nil, fmt.Errorf("render pipelock config: encode: %w", err)
+	}
+	node.HeadComment = "pipelock " + PipelockVersion + " configuration rendered by bottle from the plan; do not edit"
+	var buf bytes.Buffer
+	enc := yaml.NewEncoder(&buf)
+	enc.SetIndent(2)
+	if err := enc.Encode(&node); err != nil {
+		return nil, fmt.Errorf("render pipelock config: marshal: %w", err)
+	}
+	if err := enc.Close(); err != nil {
+		return nil, fmt.Errorf("render pipelock config: marshal: %w", err)
+	}
+	return buf.Bytes(), nil
+}
+
+// pipelockSidecarConfig returns the options of the plan's pipelock sidecar
+// after checking them against what pipelock 2.3.0 accepts.
+func pipelockSidecarConfig(p *plan.Plan) (*plan.PipelockConfig, error) {
+	var cfg *plan.PipelockConfig
+	for _, s := range p.Sidecars {
+		if s.Name == plan.SidecarPipelock {
+			if cfg != nil {
+				return nil, errors.New("the plan declares the pipelock sidecar more than once")
+			}
+			if s.Pipelock == nil {
+				return nil, errors.New("the plan's pipelock sidecar has no pipelock options")
+			}
+			cfg = s.Pipelock
+		}
+	}
+	if cfg == nil {
+		return nil, errors.New("the plan has no pipelock sidecar")
+	}
+	if cfg.MaxTunnelSeconds <= 0 || cfg.IdleTimeoutSeconds <= 0 {
+		return nil, fmt.Errorf("pipelock max_tunnel_seconds (%d) and idle_timeout_seconds (%d) must be positive",
+			cfg.MaxTunnelSeconds, cfg.IdleTimeoutSeconds)
+	}
+	if cfg.RequestBodyScanning && cfg.BodyScanAction != "block" && cfg.BodyScanAction != "warn" {
+		return nil, fmt.Errorf("pipelock body_scan_action is %q; it must be \"block\" or \"warn\"", cfg.BodyScanAction)
+	}
+	return cfg, nil
+}
+
+// checkListen accepts "host:port" with a numeric port in 1..65535 and a
+// host that is empty or an IP address, which is what pipelock's
+// fetch_proxy.listen takes (net.Listen "tcp").
+func checkListen(listen string) error {
+	host, port, err := net.SplitHostPort(listen)
+	if err != nil {
+		return fmt.Errorf("listen address %q: %w; pipelock listens on TCP \"host:port\" such as \"0.0.0.0:8888\"", listen, err)
+	}
+	n, err := strconv.Atoi(port)
+	if err != nil || n < 1 || n > 65535 || strconv.Itoa(n) != port {
+		return fmt.Errorf("listen address %q: port %q is not a number from 1 to 65535", listen, port)
+	}
+	if host != "" && net.ParseIP(host) == nil {
+		return fmt.Errorf("listen address %q: host %q is not an IP address", listen, host)
+	}
+	return nil
+}
+
+// CheckPipelockRules reports whether pipelock PipelockVersion can enforce
+// the plan's allow-list exactly, so that plan validation can refuse a
+// profile before anything starts. Each refusal wraps
+// ErrPipelockCannotExpress, names the rule and its position, and says what
+// to change. What pipelock 2.3.0 does, and therefore what is refused:
+//
+//   - Ports. api_allowlist holds host names only and the forward proxy
+//     never looks at the port: a CONNECT is scanned as "https://host/"
+//     (internal/proxy/forward.go handleConnect; a CONNECT target without a
+//     port defaults to 443) and an absolute-URI request is matched on its
+//     host name alone (scanner.checkAllowlist). An allowed host is
+//     therefore reachable on every port. Pipelock cannot narrow that, so
+//     bottle accepts only the default ports = [443] with pipelock and
+//     refuses any other port list; the built-in egress sidecar enforces
+//     ports. This is a documented limit of choosing pipelock: a [443] rule
+//     still lets the sandbox open tunnels to other ports of that host.
+//   - Wildcard apex. Pipelock's "*.example.com" also matches
+//     "example.com" (scanner.MatchDomain); bottle's does not. A wildcard
+//     rule is refused unless the plan also allows the apex itself.
+//   - Private addresses. AllowPrivate rules are expressed through the
+//     top-level trusted_domains list, which exempts a host from the SSRF
+//     check at scan and dial time (DLP and the allowlist still apply). A
+//     wildcard there covers the apex too, so a private wildcard rule is
+//     refused unless the apex is allowed private as well.
+//   - An empty allow-list. Strict mode requires at least one
+//     api_allowlist entry (validate.go validateMode), so a plan that allows
+//     nothing cannot run pipelock.
+func CheckPipelockRules(p *plan.Plan) error {
+	if p == nil {
+		return errors.New("check pipelock rules: no plan")
+	}
+	rules := p.Egress.Rules
+	if len(rules) == 0 {
+		return fmt.Errorf("%w: pipelock runs in strict mode, which needs at least one allowed host, and this profile allows none; "+
+			"add an allow() rule or use the built-in egress sidecar", ErrPipelockCannotExpress)
+	}
+	for _, r := range rules {
+		if canon, err := plan.NormalizeHost(r.Host); err != nil || canon != r.Host {
+			return fmt.Errorf("%w: %s: rule host %q is not a canonical host name", ErrPipelockCannotExpress, ruleFrom(r), r.Host)
+		}
+		if len(r.Ports) != 1 || r.Ports[0] != pipelockHTTPSPort {
+			return fmt.Errorf("%w: %s: allow(%q, ports = %s): pipelock %s cannot restrict ports "+
+				"(its api_allowlist names hosts only, and an allowed host is reachable on every port), "+
+				"so with the pipelock sidecar bottle accepts only the default ports = [443]; "+
+				"drop ports = or use the built-in egress sidecar, which enforces ports",
+				ErrPipelockCannotExpress, ruleFrom(r), r.Host, formatPorts(r.Ports), PipelockVersion)
+		}
+	}
+	for _, r := range rules {
+		apex, ok := strings.CutPrefix(r.Host, "*.")
+		if !ok {
+			continue
+		}
+		if !planAllows(rules, apex, false) {
+			return fmt.Errorf("%w: %s: allow(%q): pipelock's %q also matches %q itself, which this profile does not allow; "+
+				"add allow(%q) if that host may be reached, or use the built-in egress sidecar",
+				ErrPipelockCannotExpress, ruleFrom(r), r.Host, r.Host, apex, apex)
+		}
+		if r.AllowPrivate && !planAllows(rules, apex, true) {
+			return fmt.Errorf("%w: %s: allow(%q) with allow_private: pipelock's trusted_domains entry %q also lets %q itself "+
+				"resolve to private addresses, which this profile does not allow; "+
+				"allow %q with allow_private too, or use the built-in egress sidecar",
+				ErrPipelockCannotExpress, ruleFrom(r), r.Host, r.Host, apex, apex)
+		}
+	}
+	return nil
+}
+
+// planAllows reports whether some rule matches name with bottle's matching
+// (plan.MatchHost), and, if private is set, whether such a rule also
+// allows private addresses.
+func planAllows(rules []plan.Rule, name string, private bool) bool {
+	for _, r := range rules {
+		if plan.MatchHost(r.Host, name) && (!private || r.AllowPrivate) {
+			return true
+		}
+	}
+	return false
+}
+
+func ruleFrom(r plan.Rule) string {
+	if r.From == "" {
+		return "(unknown position)"
+	}
+	return r.From
+}
+
+func formatPorts(ports []int) string {
+	s := make([]string, len(ports))
+	for i, p := range ports {
+		s[i] = strconv.Itoa(p)
+	}
+	return "[" + strings.Join(s, ", ") + "]"
+}
