@@ -153,7 +153,10 @@ func (l *loader) newThread(label string, state *builtins.State) *starlark.Thread
 func (l *loader) exec(label string, state *builtins.State) (starlark.StringDict, error) {
 	data, err := fs.ReadFile(l.src.FS, strings.TrimPrefix(label, "//"))
 	if err != nil {
-		return nil, fmt.Errorf("%s: %w", label, describeFSError(err))
+		if state != nil {
+			return nil, fmt.Errorf("%s: %w", label, describeFSError(err))
+		}
+		return nil, describeFSError(err)
 	}
 	th := l.newThread(label, state)
 	if l.ctx != nil {
@@ -191,7 +194,7 @@ func (l *loader) load(th *starlark.Thread, name string) (starlark.StringDict, er
 
 func (l *loader) resolve(th *starlark.Thread, module string) (string, error) {
 	if !strings.HasSuffix(module, ".star") {
-		return "", fmt.Errorf("load %q: profiles load .star files", module)
+		return "", errors.New("profiles load only .star files")
 	}
 	var p string
 	switch {
@@ -201,11 +204,11 @@ func (l *loader) resolve(th *starlark.Thread, module string) (string, error) {
 		from := strings.TrimPrefix(th.Name, "//")
 		p = path.Join(path.Dir(from), module)
 	default:
-		return "", fmt.Errorf("load %q: start the path with // (from the profile root) or ./ (from this file)", module)
+		return "", errors.New("start the path with // (from the profile root) or ./ (from this file)")
 	}
 	p = path.Clean(p)
 	if p == ".." || strings.HasPrefix(p, "../") || strings.HasPrefix(p, "/") || !fs.ValidPath(p) {
-		return "", fmt.Errorf("load %q: the path leaves the profile root; profiles load only files under the root (the directory holding %s, else the profile's own directory)", module, RootMarker)
+		return "", fmt.Errorf("the path leaves the profile root; profiles load only files under the root (the directory holding %s, else the profile's own directory)", RootMarker)
 	}
 	return "//" + p, nil
 }

@@ -71,7 +71,7 @@ func writeSummary(w io.Writer, p *plan.Plan) error {
 		if m.ReadOnly {
 			mode = "ro"
 		}
-		row("mount", m.HostPath+" -> "+m.Target+" ("+mode+")", m.From)
+		row("mount", m.Target+" ("+mode+")", m.From, "<- "+m.HostPath)
 	}
 	row("state", p.StateDir)
 	row("digest", p.Digest)

@@ -22,7 +22,7 @@ func agent(thread *starlark.Thread, b *starlark.Builtin, args starlark.Tuple, kw
 	if err := starlark.UnpackArgs(b.Name(), args, kwargs, "command?", &command, "env?", &envs, "workdir??", &workdir); err != nil {
 		return nil, err
 	}
-	s, err := stateOf(thread)
+	s, err := stateOf(thread, b)
 	if err != nil {
 		return nil, err
 	}

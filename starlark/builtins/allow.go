@@ -25,7 +25,7 @@ func allow(thread *starlark.Thread, b *starlark.Builtin, args starlark.Tuple, kw
 	if err != nil {
 		return nil, fmt.Errorf("%s: %v", b.Name(), err)
 	}
-	s, err := stateOf(thread)
+	s, err := stateOf(thread, b)
 	if err != nil {
 		return nil, err
 	}

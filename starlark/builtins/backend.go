@@ -71,7 +71,7 @@ func smolmachines(thread *starlark.Thread, b *starlark.Builtin, args starlark.Tu
 }
 
 func setBackend(thread *starlark.Thread, b *starlark.Builtin, be plan.Backend) (starlark.Value, error) {
-	s, err := stateOf(thread)
+	s, err := stateOf(thread, b)
 	if err != nil {
 		return nil, err
 	}

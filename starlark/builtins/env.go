@@ -62,7 +62,7 @@ func env(thread *starlark.Thread, b *starlark.Builtin, args starlark.Tuple, kwar
 	if err := starlark.UnpackArgs(b.Name(), args, kwargs, "name", &name, "value", &value); err != nil {
 		return nil, err
 	}
-	s, err := stateOf(thread)
+	s, err := stateOf(thread, b)
 	if err != nil {
 		return nil, err
 	}
@@ -81,7 +81,7 @@ func secret(thread *starlark.Thread, b *starlark.Builtin, args starlark.Tuple, k
 	if err := starlark.UnpackArgs(b.Name(), args, kwargs, "name", &name, "from_env??", &fromEnv, "from_file??", &fromFile); err != nil {
 		return nil, err
 	}
-	s, err := stateOf(thread)
+	s, err := stateOf(thread, b)
 	if err != nil {
 		return nil, err
 	}

@@ -31,7 +31,7 @@ func mount(thread *starlark.Thread, b *starlark.Builtin, args starlark.Tuple, kw
 	if dst == "/" {
 		return nil, fmt.Errorf("%s: dst \"/\" would replace the sandbox's root; mount under a directory such as /workspace", b.Name())
 	}
-	s, err := stateOf(thread)
+	s, err := stateOf(thread, b)
 	if err != nil {
 		return nil, err
 	}

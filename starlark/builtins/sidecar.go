@@ -37,7 +37,7 @@ func sidecar(thread *starlark.Thread, b *starlark.Builtin, args starlark.Tuple, 
 	if !ok {
 		return nil, fmt.Errorf("%s: unknown sidecar %q; the known sidecars are %s", b.Name(), name, strings.Join(plan.SidecarNames, ", "))
 	}
-	s, err := stateOf(thread)
+	s, err := stateOf(thread, b)
 	if err != nil {
 		return nil, err
 	}

@@ -38,10 +38,10 @@ type State struct {
 // Attach stores s on thread, where the builtins find it.
 func Attach(thread *starlark.Thread, s *State) { thread.SetLocal(stateKey, s) }
 
-func stateOf(thread *starlark.Thread) (*State, error) {
+func stateOf(thread *starlark.Thread, b *starlark.Builtin) (*State, error) {
 	s, ok := thread.Local(stateKey).(*State)
 	if !ok {
-		return nil, fmt.Errorf("declarations cannot be made at the top level of a loaded file; define a function there and call it from the profile")
+		return nil, fmt.Errorf("%s: declarations cannot be made at the top level of a loaded file; define a function there and call it from the profile", b.Name())
 	}
 	return s, nil
 }

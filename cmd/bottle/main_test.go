@@ -1,0 +1,108 @@
+package main
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"os"
+	"os/exec"
+	"regexp"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+
+	"github.com/rogpeppe/go-internal/testscript"
+)
+
+var update = flag.Bool("update", false, "rewrite testscript files with the actual output")
+
+func TestMain(m *testing.M) {
+	testscript.Main(m, map[string]func(){
+		"bottle": func() { os.Exit(Main(os.Args[1:], os.Stdout, os.Stderr)) },
+		// execlog stands in for any external program a test expects bottle
+		// NOT to run (docker, smolvm in dry-run scripts): it appends its
+		// name and argv to $EXECLOG and fails.
+		"execlog": execLog,
+		"docker":  execLog,
+		"smolvm":  execLog,
+	})
+}
+
+func execLog() {
+	line := filepath.Base(os.Args[0]) + " " + strings.Join(os.Args[1:], " ") + "\n"
+	if f, err := os.OpenFile(os.Getenv("EXECLOG"), os.O_APPEND|os.O_CREATE|os.O_WRONLY, 0o644); err == nil {
+		f.WriteString(line)
+		f.Close()
+	}
+	fmt.Fprintln(os.Stderr, "execlog: this program must not run here")
+	os.Exit(97)
+}
+
+func TestScripts(t *testing.T) {
+	testscript.Run(t, testscript.Params{
+		Dir:                 "testdata/script",
+		RequireExplicitExec: true,
+		RequireUniqueNames:  true,
+		UpdateScripts:       *update,
+		Setup: func(env *testscript.Env) error {
+			env.Setenv("XDG_STATE_HOME", filepath.Join(env.WorkDir, ".state"))
+			env.Setenv("XDG_CONFIG_HOME", filepath.Join(env.WorkDir, ".config"))
+			env.Setenv("EXECLOG", filepath.Join(env.WorkDir, "execlog.txt"))
+			env.Setenv("HOME", filepath.Join(env.WorkDir, "home"))
+			return nil
+		},
+		Cmds: map[string]func(ts *testscript.TestScript, neg bool, args []string){
+			"status": cmdStatus,
+			"regsub": cmdRegsub,
+		},
+		Condition: func(cond string) (bool, error) {
+			switch cond {
+			case "root":
+				return os.Geteuid() == 0, nil
+			}
+			return false, fmt.Errorf("unknown condition %q", cond)
+		},
+	})
+}
+
+// cmdStatus runs a program and checks its exact exit code:
+//
+//	status 2 bottle start bad.star
+//
+// Its stdout and stderr are kept for cmp, as with exec.
+func cmdStatus(ts *testscript.TestScript, neg bool, args []string) {
+	if neg || len(args) < 2 {
+		ts.Fatalf("usage: status CODE program [args...]")
+	}
+	want, err := strconv.Atoi(args[0])
+	if err != nil {
+		ts.Fatalf("status: %q is not an exit code", args[0])
+	}
+	got := 0
+	if err := ts.Exec(args[1], args[2:]...); err != nil {
+		var ee *exec.ExitError
+		if !errors.As(err, &ee) {
+			ts.Fatalf("status: %v", err)
+		}
+		got = ee.ExitCode()
+	}
+	if got != want {
+		ts.Fatalf("%s exited with %d, want %d", args[1], got, want)
+	}
+}
+
+// cmdRegsub writes the last command's stdout to a file with every match of
+// a regular expression replaced, so goldens can hold values that differ
+// from run to run (slugs and digests derived from the work directory):
+//
+//	regsub 'claude-[0-9a-f]{6}' SLUG out.json
+func cmdRegsub(ts *testscript.TestScript, neg bool, args []string) {
+	if neg || len(args) != 3 {
+		ts.Fatalf("usage: regsub REGEXP REPLACEMENT FILE")
+	}
+	re, err := regexp.Compile(args[0])
+	ts.Check(err)
+	out := re.ReplaceAllString(ts.ReadFile("stdout"), args[1])
+	ts.Check(os.WriteFile(ts.MkAbs(args[2]), []byte(out), 0o644))
+}
