@@ -9,6 +9,7 @@ import (
 	"os/signal"
 	"path/filepath"
 	"runtime/debug"
+	"strings"
 	"syscall"
 
 	"github.com/alecthomas/kong"
@@ -79,7 +80,6 @@ func Main(args []string, stdout, stderr io.Writer) (code int) {
 		kong.Description("Run an AI coding agent in a sandbox whose only way out is a set of sidecars bottle controls."),
 		kong.Writers(stdout, stderr),
 		kong.Exit(func(c int) { panic(kongExit{c}) }),
-		kong.UsageOnError(),
 		kong.ConfigureHelp(kong.HelpOptions{Compact: true}),
 	)
 	if err != nil {
@@ -103,9 +103,7 @@ func Main(args []string, stdout, stderr io.Writer) (code int) {
 	kctx, err := parser.Parse(args)
 	if err != nil {
 		fmt.Fprintf(stderr, "bottle: %v\n", err)
-		if kctx != nil {
-			fmt.Fprintf(stderr, "Run \"bottle %s --help\" for usage.\n", commandPath(kctx))
-		}
+		fmt.Fprintf(stderr, "Run \"%s --help\" for usage.\n", commandPath(parser, args))
 		return exitUsage
 	}
 	if len(passthrough) > 0 && kctx.Command() != "start" && kctx.Command() != "start <profile>" {
@@ -118,11 +116,20 @@ func Main(args []string, stdout, stderr io.Writer) (code int) {
 	return exitOK
 }
 
-func commandPath(kctx *kong.Context) string {
-	if sel := kctx.Selected(); sel != nil {
-		return sel.Path()
+// commandPath names the command args select, for the usage hint.
+func commandPath(parser *kong.Kong, args []string) string {
+	for _, a := range args {
+		if strings.HasPrefix(a, "-") {
+			continue
+		}
+		for _, c := range parser.Model.Children {
+			if c.Name == a {
+				return "bottle " + a
+			}
+		}
+		break
 	}
-	return ""
+	return "bottle"
 }
 
 // report prints err for people and returns the exit code it carries.
