@@ -35,6 +35,12 @@ func (l *ruleList) Rules() []plan.Rule {
 	return slices.Clone(l.rules)
 }
 
+func (l *ruleList) set(rules []plan.Rule, fail error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.rules, l.fail = rules, fail
+}
+
 func (l *ruleList) AddRule(r plan.Rule) error {
 	l.mu.Lock()
 	defer l.mu.Unlock()
@@ -579,11 +585,11 @@ func TestMalformedIsToolError(t *testing.T) {
 
 func TestCurrentPolicy(t *testing.T) {
 	f := start(t, "tcp", nil)
-	f.rules.rules = []plan.Rule{
+	f.rules.set([]plan.Rule{
 		{Host: "registry.npmjs.org", Ports: []int{443}, From: "//bottle.star:3:6"},
 		{Host: "api.anthropic.com", Ports: []int{443}, From: "//base.star:1:1"},
 		{Host: "db.internal.example", Ports: []int{5432}, AllowPrivate: true, From: "//bottle.star:4:6"},
-	}
+	}, nil)
 	out := structured[PolicyResult](t, f.call(t, context.Background(), "current_policy", nil))
 	want := []PolicyRule{
 		{Host: "api.anthropic.com", Ports: []int{443}, From: "//base.star:1:1"},
@@ -600,7 +606,7 @@ func TestCurrentPolicy(t *testing.T) {
 		}
 	}
 	// A wildcard rule covers a subdomain request without asking.
-	f.rules.rules = []plan.Rule{{Host: "*.example.com", Ports: []int{443}}}
+	f.rules.set([]plan.Rule{{Host: "*.example.com", Ports: []int{443}}}, nil)
 	if out := structured[EgressResult](t, f.call(t, context.Background(), "request_egress",
 		map[string]any{"host": "a.example.com", "port": 443, "reason": "r"})); out.Status != StatusAlreadyAllowed {
 		t.Errorf("covered request = %+v", out)
@@ -609,7 +615,7 @@ func TestCurrentPolicy(t *testing.T) {
 
 func TestRuleAdderFails(t *testing.T) {
 	f := start(t, "tcp", nil)
-	f.rules.fail = errors.New("proxy is reloading")
+	f.rules.set(nil, errors.New("proxy is reloading"))
 	ch := f.callAsync(context.Background(), "request_egress", map[string]any{"host": "example.com", "port": 443, "reason": "r"})
 	p := waitPending(t, f.stateDir, 1)[0]
 	if err := Answer(f.stateDir, p.ID, true, ""); err != nil {
