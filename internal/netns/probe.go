@@ -12,6 +12,7 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"slices"
 	"strings"
 	"time"
 )
@@ -20,6 +21,10 @@ import (
 const (
 	// ProbeTCP connects to Target, HOST:PORT.
 	ProbeTCP = "tcp"
+	// ProbeUnix connects to the unix socket Target, a path, or an abstract
+	// socket name starting with @ (abstract sockets belong to a network
+	// namespace, paths to the file system).
+	ProbeUnix = "unix"
 	// ProbeUDPDNS sends a DNS query for example.com over UDP to Target,
 	// HOST:PORT, and waits for an answer.
 	ProbeUDPDNS = "udp-dns"
@@ -45,7 +50,7 @@ type Probe struct {
 }
 
 // ParseProbe parses KIND=TARGET (or http-proxy=PROXY TARGET), such as
-// "tcp=1.1.1.1:443", "udp-dns=8.8.8.8:53", "http=http://127.0.0.1:8080/" or
+// "tcp=1.1.1.1:443", "unix=@abstract", "udp-dns=8.8.8.8:53", "http=http://127.0.0.1:8080/" or
 // "http-proxy=http://127.0.0.1:3128 https://example.com/".
 func ParseProbe(s string) (Probe, error) {
 	kind, rest, ok := strings.Cut(s, "=")
@@ -58,6 +63,7 @@ func ParseProbe(s string) (Probe, error) {
 		if _, _, err := net.SplitHostPort(rest); err != nil {
 			return Probe{}, fmt.Errorf("probe %q: target: %w", s, err)
 		}
+	case ProbeUnix:
 	case ProbeHTTP:
 		if _, err := url.Parse(rest); err != nil {
 			return Probe{}, fmt.Errorf("probe %q: %w", s, err)
@@ -74,7 +80,7 @@ func ParseProbe(s string) (Probe, error) {
 		}
 		p.Proxy, p.Target = proxy, target
 	default:
-		return Probe{}, fmt.Errorf("probe %q: unknown kind %q (want %s, %s, %s or %s)", s, kind, ProbeTCP, ProbeUDPDNS, ProbeHTTP, ProbeHTTPProxy)
+		return Probe{}, fmt.Errorf("probe %q: unknown kind %q (want %s, %s, %s, %s or %s)", s, kind, ProbeTCP, ProbeUnix, ProbeUDPDNS, ProbeHTTP, ProbeHTTPProxy)
 	}
 	return p, nil
 }
@@ -110,8 +116,8 @@ func (p Probe) Run(ctx context.Context) Outcome {
 	o := Outcome{Probe: p.String()}
 	var err error
 	switch p.Kind {
-	case ProbeTCP:
-		err = probeTCP(ctx, p.Target)
+	case ProbeTCP, ProbeUnix:
+		err = probeDial(ctx, p.Kind, p.Target)
 	case ProbeUDPDNS:
 		err = probeDNS(ctx, p.Target)
 	case ProbeHTTP, ProbeHTTPProxy:
@@ -128,9 +134,10 @@ func (p Probe) Run(ctx context.Context) Outcome {
 	return o
 }
 
-func probeTCP(ctx context.Context, addr string) error {
+// probeDial connects to addr over network and hangs up.
+func probeDial(ctx context.Context, network, addr string) error {
 	var d net.Dialer
-	conn, err := d.DialContext(ctx, "tcp", addr)
+	conn, err := d.DialContext(ctx, network, addr)
 	if err != nil {
 		return err
 	}
@@ -247,6 +254,54 @@ func ParseOutcomes(r io.Reader) ([]Outcome, error) {
 	}
 	if len(outcomes) == 0 {
 		return nil, errors.New("no probe outcomes")
+	}
+	return outcomes, nil
+}
+
+// OutsideProbes are probes a sandbox must never pass, whatever the host: TCP
+// and DNS to public resolvers over IPv4 and IPv6, and cloud metadata. Tests
+// add probes for services of their own host (its loopback, its LAN address).
+func OutsideProbes() []Probe {
+	return []Probe{
+		{Kind: ProbeTCP, Target: "1.1.1.1:443"},
+		{Kind: ProbeTCP, Target: "8.8.8.8:53"},
+		{Kind: ProbeUDPDNS, Target: "8.8.8.8:53"},
+		{Kind: ProbeUDPDNS, Target: "1.1.1.1:53"},
+		{Kind: ProbeTCP, Target: "169.254.169.254:80"},
+		{Kind: ProbeHTTP, Target: "http://169.254.169.254/latest/meta-data/"},
+		{Kind: ProbeTCP, Target: "[2606:4700::1111]:443"},
+		{Kind: ProbeUDPDNS, Target: "[2001:4860:4860::8888]:53"},
+	}
+}
+
+// RunProbes runs argv followed by the probes' text forms inside a new
+// network namespace, with env added to the environment, and returns the
+// outcomes. argv must end up calling ProbeMain with those arguments, perhaps
+// through a wrapper such as `bottle guest --forward ... --`. It fails unless
+// the command exits 0 and reports one outcome per probe, in order.
+func RunProbes(ctx context.Context, env []string, argv []string, probes []Probe) ([]Outcome, error) {
+	args := slices.Clone(argv)
+	for _, p := range probes {
+		args = append(args, p.String())
+	}
+	res, err := Run(ctx, env, args...)
+	if err != nil {
+		return nil, err
+	}
+	if res.ExitCode != 0 {
+		return nil, fmt.Errorf("netns: probes exited %d; stderr:\n%s", res.ExitCode, res.Stderr)
+	}
+	outcomes, err := ParseOutcomes(strings.NewReader(res.Stdout))
+	if err != nil {
+		return nil, fmt.Errorf("netns: %w; stderr:\n%s", err, res.Stderr)
+	}
+	if len(outcomes) != len(probes) {
+		return nil, fmt.Errorf("netns: %d probes gave %d outcomes; stderr:\n%s", len(probes), len(outcomes), res.Stderr)
+	}
+	for i, o := range outcomes {
+		if o.Probe != probes[i].String() {
+			return nil, fmt.Errorf("netns: outcome %d is for %q, want %q", i, o.Probe, probes[i])
+		}
 	}
 	return outcomes, nil
 }
