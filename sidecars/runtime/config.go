@@ -1,0 +1,155 @@
+// Package runtime runs a bottle's sidecars in one process and launches that
+// process from the host.
+//
+// `bottle sidecars --config FILE` calls Run: it reads the rendered sidecar
+// configuration (Config, a JSON file), starts every sidecar it names, writes
+// a ready file once all of them listen, reloads them on SIGHUP and stops
+// them on SIGTERM or SIGINT. Sidecars plug in through Register, keyed by the
+// name of their section in the configuration; the built-in egress proxy is
+// registered here, others register from their own packages' init.
+//
+// Launch, on the host, starts that command in its own process group with
+// its output in the state directory, holds the state directory's lock while
+// it lives, waits for readiness and stops it again (Handle.Stop).
+package runtime
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+)
+
+// ConfigVersion is the version of the configuration file format.
+const ConfigVersion = 1
+
+// Files Run and Launch keep in the state directory.
+const (
+	// ReadyFile holds a Ready value once every sidecar listens.
+	ReadyFile = "sidecars.ready"
+	// PIDFile holds the sidecar process's pid while Launch's handle lives.
+	PIDFile = "sidecars.pid"
+	// LockFile is locked (flock) while the sidecars of the directory run.
+	LockFile = "sidecars.lock"
+	// LogFile receives the sidecar process's stdout and stderr.
+	LogFile = "sidecars.log"
+	// EgressLogFile is the default egress decision log (JSON lines).
+	EgressLogFile = "egress.jsonl"
+)
+
+// Config is the rendered sidecar configuration of one bottle.
+type Config struct {
+	// Version is ConfigVersion.
+	Version int `json:"version"`
+	// Slug names the bottle.
+	Slug string `json:"slug"`
+	// StateDir is the bottle's state directory, an absolute path of mode
+	// 0700; the ready file and default logs go there.
+	StateDir string `json:"state_dir"`
+	// Sidecars holds one section per sidecar to run, keyed by its
+	// registered name ("egress", "git-gate", "supervise"); each section's
+	// form belongs to its sidecar (EgressSpec for "egress").
+	Sidecars map[string]json.RawMessage `json:"sidecars"`
+}
+
+// Listen is an address a sidecar listens on.
+type Listen struct {
+	// Network is "tcp" or "unix".
+	Network string `json:"network"`
+	// Address is "host:port" for tcp (port 0 picks a free port; the ready
+	// file has the bound one) or an absolute socket path for unix.
+	Address string `json:"address"`
+}
+
+// LoadConfig reads and checks a configuration file. Unknown fields are
+// errors, so that a misspelt key never silently loosens a policy.
+func LoadConfig(path string) (*Config, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("read sidecar config: %w", err)
+	}
+	var c Config
+	if err := decodeStrict(b, &c); err != nil {
+		return nil, fmt.Errorf("sidecar config %s: %w", path, err)
+	}
+	if c.Version != ConfigVersion {
+		return nil, fmt.Errorf("sidecar config %s: version %d, want %d", path, c.Version, ConfigVersion)
+	}
+	if !filepath.IsAbs(c.StateDir) {
+		return nil, fmt.Errorf("sidecar config %s: state_dir %q is not an absolute path", path, c.StateDir)
+	}
+	if len(c.Sidecars) == 0 {
+		return nil, fmt.Errorf("sidecar config %s: no sidecars", path)
+	}
+	return &c, nil
+}
+
+// WriteConfig writes c to path atomically with mode 0600.
+func WriteConfig(path string, c *Config) error {
+	b, err := json.MarshalIndent(c, "", "  ")
+	if err != nil {
+		return fmt.Errorf("encode sidecar config: %w", err)
+	}
+	return writeFileAtomic(path, append(b, '\n'))
+}
+
+// decodeStrict decodes one JSON value into v, refusing unknown fields and
+// trailing data.
+func decodeStrict(b []byte, v any) error {
+	dec := json.NewDecoder(bytes.NewReader(b))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
+		return err
+	}
+	if dec.More() {
+		return errors.New("trailing data after the JSON value")
+	}
+	return nil
+}
+
+// writeFileAtomic writes data to a temporary file beside path with mode
+// 0600 and renames it over path, so readers see the old or the new
+// content, never a part.
+func writeFileAtomic(path string, data []byte) error {
+	f, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".*")
+	if err != nil {
+		return fmt.Errorf("write %s: %w", path, err)
+	}
+	tmp := f.Name()
+	_, err = f.Write(data)
+	if err == nil {
+		err = f.Sync()
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = os.Rename(tmp, path)
+	}
+	if err != nil {
+		os.Remove(tmp)
+		return fmt.Errorf("write %s: %w", path, err)
+	}
+	return nil
+}
+
+// checkStateDir makes sure dir exists as a directory that only its owner
+// can enter, creating it with mode 0700 when missing.
+func checkStateDir(dir string) error {
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return fmt.Errorf("state directory: %w", err)
+	}
+	fi, err := os.Stat(dir)
+	if err != nil {
+		return fmt.Errorf("state directory: %w", err)
+	}
+	if !fi.IsDir() {
+		return fmt.Errorf("state directory %s is not a directory", dir)
+	}
+	if fi.Mode().Perm()&0o077 != 0 {
+		return fmt.Errorf("state directory %s has mode %04o; it must be 0700 (chmod 700 %s)", dir, fi.Mode().Perm(), dir)
+	}
+	return nil
+}

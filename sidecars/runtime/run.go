@@ -1,0 +1,258 @@
+package runtime
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"maps"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+)
+
+// StopGrace is how long a sidecar may take to stop gracefully once asked.
+const StopGrace = 5 * time.Second
+
+// Service is one running sidecar.
+type Service interface {
+	// Listeners returns the addresses the sidecar listens on, as bound.
+	Listeners() []Listen
+	// Serve runs the sidecar until ctx is done, then stops it within
+	// StopGrace and returns nil; it returns an error when the sidecar
+	// fails. Serve releases everything the service holds before it
+	// returns; Run calls it exactly once for every service a Factory made,
+	// with a context already done when startup failed elsewhere.
+	Serve(ctx context.Context) error
+}
+
+// Reloader is a Service that can apply a new configuration section while
+// it runs. Run calls Reload on SIGHUP with the service's section re-read
+// from the configuration file; on an error the service keeps its old
+// configuration.
+type Reloader interface {
+	Reload(spec json.RawMessage) error
+}
+
+// Factory makes a sidecar from its configuration section. It binds every
+// listener before it returns, so that readiness follows from all factories
+// having returned; ctx is done when the process is asked to stop.
+type Factory func(ctx context.Context, spec json.RawMessage, env *Env) (Service, error)
+
+// Env is what a Factory gets besides its section.
+type Env struct {
+	// Slug and StateDir are the configuration's.
+	Slug     string
+	StateDir string
+	// Stderr receives diagnostics; Run's stderr.
+	Stderr io.Writer
+
+	mu       sync.Mutex
+	services map[string]Service
+}
+
+// Service returns the running sidecar registered under name, or nil. Use it
+// after startup, for example to add an egress rule from another sidecar:
+//
+//	if ra, ok := env.Service("egress").(runtime.RuleAdder); ok { err = ra.AddRule(rule) }
+func (e *Env) Service(name string) Service {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return e.services[name]
+}
+
+var (
+	registryMu sync.Mutex
+	registry   = map[string]Factory{}
+)
+
+// Register makes a sidecar available under name, the key of its section in
+// Config.Sidecars. It is meant for package init functions and panics when
+// name is registered twice.
+func Register(name string, f Factory) {
+	registryMu.Lock()
+	defer registryMu.Unlock()
+	if _, dup := registry[name]; dup {
+		panic(fmt.Sprintf("sidecar %q registered twice", name))
+	}
+	registry[name] = f
+}
+
+func factory(name string) (Factory, bool) {
+	registryMu.Lock()
+	defer registryMu.Unlock()
+	f, ok := registry[name]
+	return f, ok
+}
+
+func registered() []string {
+	registryMu.Lock()
+	defer registryMu.Unlock()
+	return slices.Sorted(maps.Keys(registry))
+}
+
+// Ready is the content of the ready file: the sidecar process and where
+// each sidecar listens.
+type Ready struct {
+	PID       int                 `json:"pid"`
+	Listeners map[string][]Listen `json:"listeners"`
+}
+
+// ReadReady reads the ready file of a state directory.
+func ReadReady(stateDir string) (*Ready, error) {
+	b, err := os.ReadFile(filepath.Join(stateDir, ReadyFile))
+	if err != nil {
+		return nil, fmt.Errorf("read ready file: %w", err)
+	}
+	var r Ready
+	if err := json.Unmarshal(b, &r); err != nil {
+		return nil, fmt.Errorf("ready file: %w", err)
+	}
+	return &r, nil
+}
+
+type result struct {
+	name string
+	err  error
+}
+
+// Run runs the sidecars configured in configPath until ctx is done or the
+// process gets SIGTERM or SIGINT, then stops them gracefully and returns
+// nil. It returns an error when startup fails or any sidecar stops on its
+// own. Once every sidecar listens it writes the ready file (ReadyFile in the
+// state directory, mode 0600) and prints "ready" on stdout. On SIGHUP it
+// re-reads the file and reloads every sidecar that can (Reloader), printing
+// "reloaded" or "reload failed: ..." on stdout.
+func Run(ctx context.Context, configPath string, stdout, stderr io.Writer) error {
+	cfg, err := LoadConfig(configPath)
+	if err != nil {
+		return err
+	}
+	if err := checkStateDir(cfg.StateDir); err != nil {
+		return err
+	}
+	names := slices.Sorted(maps.Keys(cfg.Sidecars))
+	for _, name := range names {
+		if _, ok := factory(name); !ok {
+			return fmt.Errorf("sidecar config %s: unknown sidecar %q; known: %s", configPath, name, strings.Join(registered(), ", "))
+		}
+	}
+
+	sigs := make(chan os.Signal, 4)
+	signal.Notify(sigs, syscall.SIGHUP, syscall.SIGTERM, syscall.SIGINT)
+	defer signal.Stop(sigs)
+
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	env := &Env{Slug: cfg.Slug, StateDir: cfg.StateDir, Stderr: stderr, services: map[string]Service{}}
+	results := make(chan result, len(names))
+	running := 0
+	serve := func(name string, svc Service) {
+		running++
+		go func() { results <- result{name, svc.Serve(ctx)} }()
+	}
+	// drain waits for every started service to return.
+	drain := func() error {
+		var errs []error
+		for ; running > 0; running-- {
+			if r := <-results; r.err != nil {
+				errs = append(errs, fmt.Errorf("sidecar %q: %w", r.name, r.err))
+			}
+		}
+		return errors.Join(errs...)
+	}
+
+	ready := Ready{PID: os.Getpid(), Listeners: map[string][]Listen{}}
+	var started []string
+	for _, name := range names {
+		f, _ := factory(name)
+		svc, err := f(ctx, cfg.Sidecars[name], env)
+		if err != nil {
+			cancel()
+			for _, s := range started {
+				serve(s, env.Service(s))
+			}
+			return errors.Join(fmt.Errorf("start sidecar %q: %w", name, err), drain())
+		}
+		env.mu.Lock()
+		env.services[name] = svc
+		env.mu.Unlock()
+		started = append(started, name)
+		ready.Listeners[name] = svc.Listeners()
+	}
+	for _, name := range started {
+		serve(name, env.Service(name))
+	}
+
+	readyPath := filepath.Join(cfg.StateDir, ReadyFile)
+	b, err := json.Marshal(ready)
+	if err == nil {
+		err = writeFileAtomic(readyPath, append(b, '\n'))
+	}
+	if err != nil {
+		cancel()
+		return errors.Join(fmt.Errorf("report readiness: %w", err), drain())
+	}
+	defer os.Remove(readyPath)
+	fmt.Fprintln(stdout, "ready")
+
+	for {
+		select {
+		case sig := <-sigs:
+			if sig == syscall.SIGHUP {
+				if err := reload(configPath, env, started); err != nil {
+					fmt.Fprintf(stdout, "reload failed: %v\n", err)
+				} else {
+					fmt.Fprintln(stdout, "reloaded")
+				}
+				continue
+			}
+			cancel()
+			return drain()
+		case <-ctx.Done():
+			return drain()
+		case r := <-results:
+			running--
+			cancel()
+			err := r.err
+			if err == nil {
+				err = errors.New("stopped on its own")
+			}
+			return errors.Join(fmt.Errorf("sidecar %q: %w", r.name, err), drain())
+		}
+	}
+}
+
+// reload re-reads the configuration and hands each reloadable service its
+// new section. Sections that appeared or disappeared need a restart.
+func reload(configPath string, env *Env, running []string) error {
+	cfg, err := LoadConfig(configPath)
+	if err != nil {
+		return err
+	}
+	var errs []error
+	for name := range cfg.Sidecars {
+		if !slices.Contains(running, name) {
+			errs = append(errs, fmt.Errorf("sidecar %q is new; it starts only with a restart", name))
+		}
+	}
+	for _, name := range running {
+		spec, ok := cfg.Sidecars[name]
+		if !ok {
+			errs = append(errs, fmt.Errorf("sidecar %q was removed; it stops only with a restart", name))
+			continue
+		}
+		if r, ok := env.Service(name).(Reloader); ok {
+			if err := r.Reload(spec); err != nil {
+				errs = append(errs, fmt.Errorf("reload sidecar %q: %w", name, err))
+			}
+		}
+	}
+	return errors.Join(errs...)
+}
