@@ -33,6 +33,7 @@ type CLI struct {
 
 	Start   StartCmd   `cmd:"" help:"Start a bottle from a profile (or print its plan with --dry-run)."`
 	Check   CheckCmd   `cmd:"" help:"Evaluate and validate a profile without starting anything."`
+	Policy  PolicyCmd  `cmd:"" help:"Ask what a profile's egress policy allows."`
 	Version VersionCmd `cmd:"" help:"Print bottle's version."`
 
 	InstallCompletions kongplete.InstallCompletions `cmd:"" help:"Install shell completion for bash, zsh or fish."`
@@ -59,6 +60,9 @@ func (e *exitError) Error() string { return e.err.Error() }
 func (e *exitError) Unwrap() error { return e.err }
 
 func usageErr(err error) error { return &exitError{code: exitUsage, err: err} }
+
+// errSilent marks an exit code whose explanation the command already printed.
+var errSilent = errors.New("")
 
 type kongExit struct{ code int }
 
@@ -136,6 +140,9 @@ func commandPath(parser *kong.Kong, args []string) string {
 func report(stderr io.Writer, err error) int {
 	var ee *exitError
 	if errors.As(err, &ee) {
+		if ee.err == errSilent {
+			return ee.code
+		}
 		fmt.Fprintf(stderr, "bottle: %v\n", ee.err)
 		if ee.detail != "" {
 			fmt.Fprintln(stderr, ee.detail)
