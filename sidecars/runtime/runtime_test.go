@@ -257,7 +257,7 @@ func TestSidecarDeathEndsProcessNonZero(t *testing.T) {
 	state, cfgPath := bottleDir(t, nil)
 	trigger := filepath.Join(t.TempDir(), "crash-now")
 	writeTestConfig(t, state, cfgPath, map[string]any{
-		"test-crash":        trigger,
+		"test-crash":       trigger,
 		plan.SidecarEgress: EgressSpec{Listen: Listen{Network: "tcp", Address: "127.0.0.1:0"}},
 	})
 	h, err := launch(t, state, cfgPath, 10*time.Second)
