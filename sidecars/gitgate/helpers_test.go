@@ -226,4 +226,3 @@ func assertNoSecrets(t testing.TB, secrets []string, texts ...string) {
 		}
 	}
 }
-

@@ -226,11 +226,17 @@ type scanGit struct {
 	emptyTree string
 }
 
-// diffFlags make git's patches complete and plain: no external diff or
-// textconv drivers, no attributes from the pushed trees, renames detected
-// so that a moved file is not scanned as new.
+// diffFlags make git's diffs complete and plain: no external diff or
+// textconv drivers (and, with attr.tree, no attributes from the pushed
+// trees), renames detected so that a moved file is not scanned as new. The
+// line counts that check the parse use the same flags.
 func (s *scanGit) diffFlags() []string {
-	return []string{"-U0", "-M", "--no-color", "--no-ext-diff", "--no-textconv", "--src-prefix=a/", "--dst-prefix=b/"}
+	return []string{"-M", "--no-color", "--no-ext-diff", "--no-textconv", "--src-prefix=a/", "--dst-prefix=b/"}
+}
+
+// patchFlags are diffFlags plus a patch with no context lines.
+func (s *scanGit) patchFlags() []string {
+	return append([]string{"-U0"}, s.diffFlags()...)
 }
 
 func (s *scanGit) run(stdin io.Reader, args ...string) ([]byte, error) {
@@ -342,7 +348,7 @@ func (s *scanGit) scanLinear(commits []commitParents, add func(detect.Fragment))
 		list.WriteString(c.sha + "\n")
 	}
 	var counts map[string]int
-	args := append([]string{"log", "-p", "--root", "--format=commit %H", "--no-walk=unsorted", "--stdin"}, s.diffFlags()...)
+	args := append([]string{"log", "--root", "--format=commit %H", "--no-walk=unsorted", "--stdin"}, s.patchFlags()...)
 	err := s.stream(strings.NewReader(list.String()), func(r io.Reader) error {
 		var err error
 		counts, err = parsePatch(r, func(commit string, f addedFile) {
@@ -403,7 +409,7 @@ func (s *scanGit) scanMerge(m commitParents, add func(detect.Fragment)) error {
 	var common map[string]addedFile
 	for i, p := range m.parents {
 		files := make(map[string]addedFile)
-		out, err := s.run(nil, append(append([]string{"diff"}, s.diffFlags()...), p, m.sha)...)
+		out, err := s.run(nil, append(append([]string{"diff"}, s.patchFlags()...), p, m.sha)...)
 		if err != nil {
 			return fmt.Errorf("diff merge %s against parent %s: %w", m.sha, p, err)
 		}
