@@ -12,7 +12,7 @@ import (
 )
 
 // queued files p into a fresh queue in stateDir, as the server does.
-func queued(t *testing.T, stateDir string, p Proposal) Proposal {
+func queued(t testing.TB, stateDir string, p Proposal) Proposal {
 	t.Helper()
 	if err := ensureQueue(stateDir); err != nil {
 		t.Fatal(err)
@@ -319,6 +319,34 @@ func TestClaudeMCPConfig(t *testing.T) {
 	for _, bad := range []string{"", "supervise:8765", "ftp://x/mcp", "http:///mcp", "http://u:p@x/mcp", "http://x/mcp?a=1", "http://x/%zz"} {
 		if _, err := ClaudeMCPConfig(bad); err == nil {
 			t.Errorf("ClaudeMCPConfig(%q) accepted", bad)
+		}
+	}
+}
+
+// BenchmarkPending measures one listing of a queue of 100 pending
+// proposals, which the operator's UI does every second per bottle.
+func BenchmarkPending(b *testing.B) {
+	dir := b.TempDir()
+	for range 100 {
+		queued(b, dir, Proposal{})
+	}
+	b.ResetTimer()
+	for b.Loop() {
+		ps, err := Pending(dir)
+		if err != nil || len(ps) != 100 {
+			b.Fatalf("%d, %v", len(ps), err)
+		}
+	}
+}
+
+// BenchmarkPollMiss measures one poll of a waiting request that finds no
+// answer yet: the cost paid every PollInterval per waiting request.
+func BenchmarkPollMiss(b *testing.B) {
+	dir := b.TempDir()
+	p := queued(b, dir, Proposal{})
+	for b.Loop() {
+		if _, ok, err := readDecision(dir, p.ID); ok || err != nil {
+			b.Fatal(ok, err)
 		}
 	}
 }

@@ -94,6 +94,13 @@ type fixture struct {
 // "unix") and connects the SDK's client to it.
 func start(t *testing.T, network string, mod func(*Config)) *fixture {
 	t.Helper()
+	return startProtocol(t, network, "", mod)
+}
+
+// startProtocol is start with the client asking for an MCP protocol
+// version ("" for the SDK's newest, which the server negotiates down).
+func startProtocol(t *testing.T, network, protocol string, mod func(*Config)) *fixture {
+	t.Helper()
 	f := &fixture{stateDir: t.TempDir(), rules: &ruleList{}, audit: &syncBuffer{}}
 	cfg := Config{StateDir: f.stateDir, Timeout: time.Minute, Rules: f.rules, Adder: f.rules, Audit: f.audit,
 		PollInterval: 10 * time.Millisecond}
@@ -150,7 +157,8 @@ func start(t *testing.T, network string, mod func(*Config)) *fixture {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	c := mcp.NewClient(&mcp.Implementation{Name: "test", Version: "1"}, nil)
-	cs, err := c.Connect(ctx, &mcp.StreamableClientTransport{Endpoint: endpoint, HTTPClient: client}, nil)
+	cs, err := c.Connect(ctx, &mcp.StreamableClientTransport{Endpoint: endpoint, HTTPClient: client},
+		&mcp.ClientSessionOptions{ProtocolVersion: protocol})
 	if err != nil {
 		t.Fatalf("connect: %v", err)
 	}
@@ -307,9 +315,16 @@ func TestToolsList(t *testing.T) {
 }
 
 func TestRequestEgressApproved(t *testing.T) {
-	for _, network := range []string{"tcp", "unix"} {
-		t.Run(network, func(t *testing.T) {
-			f := start(t, network, nil)
+	for _, c := range []struct{ network, protocol string }{
+		{"tcp", ""}, {"unix", ""}, {"tcp", "2025-06-18"}, {"unix", "2025-03-26"},
+	} {
+		t.Run(c.network+"/"+c.protocol, func(t *testing.T) {
+			f := startProtocol(t, c.network, c.protocol, nil)
+			if c.protocol != "" {
+				if got := f.session.InitializeResult().ProtocolVersion; got != c.protocol {
+					t.Fatalf("negotiated %s, want %s", got, c.protocol)
+				}
+			}
 			ch := f.callAsync(context.Background(), "request_egress",
 				map[string]any{"host": "Registry.NPMjs.org.", "port": 443, "reason": "npm install needs the registry"})
 

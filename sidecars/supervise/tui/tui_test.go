@@ -18,8 +18,6 @@ import (
 	"github.com/bottle-dev/bottle/sidecars/supervise"
 )
 
-var t0 = time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
-
 // writeProposal files p in the queue of bottle under root, in the format
 // the supervise server writes.
 func writeProposal(t *testing.T, root, bottle string, p supervise.Proposal) string {
