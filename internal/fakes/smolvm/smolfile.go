@@ -125,7 +125,7 @@ func parseSmolfile(path string, data []byte) (*smolfileSchema, error) {
 // "unknown field `x`" for a key the schema does not know.
 func describeTOMLError(err error) string {
 	var strict *toml.StrictMissingError
-	if errors.As(err, &strict) && len(strict.Errors) > 0 {
+	if errors.As(err, &strict) && len(strict.Errors) > 0 && len(strict.Errors[0].Key()) > 0 {
 		e := strict.Errors[0]
 		row, col := e.Position()
 		key := e.Key()
