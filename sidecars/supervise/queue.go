@@ -424,6 +424,25 @@ func StateDirs(root string) ([]string, error) {
 	return dirs, nil
 }
 
+// Locate finds which bottle under root (see StateDirs) holds proposal id
+// and returns its state directory, for `bottle approve <id>`. It fails with
+// ErrUnknownProposal when no bottle has it.
+func Locate(root, id string) (string, error) {
+	if !ValidID(id) {
+		return "", fmt.Errorf("proposal %q: %w (ids are 16 characters of a-z and 2-7)", id, ErrUnknownProposal)
+	}
+	dirs, err := StateDirs(root)
+	if err != nil {
+		return "", err
+	}
+	for _, dir := range dirs {
+		if fi, err := os.Lstat(proposalPath(dir, id)); err == nil && fi.Mode().IsRegular() {
+			return dir, nil
+		}
+	}
+	return "", fmt.Errorf("proposal %q: %w in any bottle under %q", id, ErrUnknownProposal, root)
+}
+
 // AllowLine returns the profile line that allows host on port, for the
 // operator to add to the profile when an approval should outlive the
 // bottle. bottle never edits a profile itself.

@@ -299,6 +299,28 @@ func TestStateDirs(t *testing.T) {
 	}
 }
 
+func TestLocate(t *testing.T) {
+	root := t.TempDir()
+	a, b := filepath.Join(root, "a"), filepath.Join(root, "b")
+	for _, d := range []string{a, b} {
+		if err := os.Mkdir(d, 0o700); err != nil {
+			t.Fatal(err)
+		}
+	}
+	pa, pb := queued(t, a, Proposal{}), queued(t, b, Proposal{})
+	for dir, id := range map[string]string{a: pa.ID, b: pb.ID} {
+		if got, err := Locate(root, id); err != nil || got != dir {
+			t.Errorf("Locate(%s) = %q, %v; want %q", id, got, err, dir)
+		}
+	}
+	missing, _ := newID()
+	for _, id := range []string{missing, "../a/queue/x", ""} {
+		if _, err := Locate(root, id); !errors.Is(err, ErrUnknownProposal) {
+			t.Errorf("Locate(%q) = %v", id, err)
+		}
+	}
+}
+
 func TestAllowLine(t *testing.T) {
 	if got := AllowLine("registry.npmjs.org", 443); got != `allow("registry.npmjs.org", ports = [443])` {
 		t.Errorf("AllowLine = %s", got)
