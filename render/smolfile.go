@@ -62,6 +62,9 @@ type smolfile struct {
 const (
 	mib = 1 << 20
 	gib = 1 << 30
+	// smolvmMinMemoryMiB is the least memory smolvm 1.8.0 accepts
+	// (src/data/resources.rs MIN_MEMORY_MIB).
+	smolvmMinMemoryMiB = 64
 )
 
 // Smolfile renders the Smolfile for the plan's smolmachines sandbox, for
@@ -81,8 +84,9 @@ const (
 // never put a secret's value in it. Names must be environment-variable
 // names that are not among the plan's secrets, and values may not end in
 // white space (smolvm trims each KEY=VALUE entry). CPUs must be a whole
-// number from 1 to 255; memory is rounded up to whole MiB and the disk up
-// to whole GiB; a zero leaves smolvm's default.
+// number from 1 to 255; memory is rounded up to whole MiB and must come
+// to at least 64 MiB, the disk is rounded up to whole GiB; a zero leaves
+// smolvm's default (4 vCPUs, 8192 MiB, 20 GiB).
 func Smolfile(p *plan.Plan, guestCmd []string, env map[string]string, volumes []Volume) ([]byte, error) {
 	if p == nil {
 		return nil, errors.New("render Smolfile: no plan")
@@ -123,6 +127,9 @@ func Smolfile(p *plan.Plan, guestCmd []string, env map[string]string, volumes []
 	mem, err := ceilUnits(p.Backend.MemoryBytes, mib, math.MaxUint32)
 	if err != nil {
 		return nil, fmt.Errorf("render Smolfile: memory: %w", err)
+	}
+	if mem != 0 && mem < smolvmMinMemoryMiB {
+		return nil, fmt.Errorf("render Smolfile: memory is %d MiB; smolvm needs at least %d MiB", mem, smolvmMinMemoryMiB)
 	}
 	sf.Memory = uint32(mem)
 	if sf.Storage, err = ceilUnits(p.Backend.StorageBytes, gib, math.MaxInt64/gib); err != nil {

@@ -123,6 +123,7 @@ func TestSmolfileErrors(t *testing.T) {
 		{"image newline", func(p *plan.Plan) { p.Backend.Image = "alpine\nnet = true" }, nil, nil, nil, "holds white space or control characters"},
 		{"fractional cpus", func(p *plan.Plan) { p.Backend.CPUs = 1.5 }, nil, nil, nil, "cpus = 1.5: smolvm takes a whole number of vCPUs from 1 to 255"},
 		{"too many cpus", func(p *plan.Plan) { p.Backend.CPUs = 256 }, nil, nil, nil, "cpus = 256"},
+		{"tiny memory", func(p *plan.Plan) { p.Backend.MemoryBytes = 32 << 20 }, nil, nil, nil, "memory is 32 MiB; smolvm needs at least 64 MiB"},
 		{"memory overflow", func(p *plan.Plan) { p.Backend.MemoryBytes = (1 << 32) * mib }, nil, nil, nil, "memory:"},
 		{"relative workdir", func(p *plan.Plan) { p.Agent.Workdir = "work" }, nil, nil, nil, `workdir "work" is not an absolute guest path`},
 		{"empty program", func(*plan.Plan) {}, []string{""}, nil, nil, "program name is empty"},
