@@ -137,8 +137,8 @@ func clean(s string) string {
 	return b.String()
 }
 
-// Answerer records an answer; supervise.Answer is the real one.
-type Answerer func(stateDir, id string, approve bool, note string, opts ...supervise.AnswerOption) error
+// answerer records an answer; supervise.Answer is the real one.
+type answerer func(stateDir, id string, approve bool, note string, opts ...supervise.AnswerOption) error
 
 type mode int
 
@@ -152,7 +152,7 @@ const (
 // Model is the bubbletea model of the supervise UI.
 type Model struct {
 	load    Loader
-	answer  Answerer
+	answer  answerer
 	now     func() time.Time
 	refresh time.Duration
 
