@@ -137,9 +137,6 @@ func clean(s string) string {
 	return b.String()
 }
 
-// answerer records an answer; supervise.Answer is the real one.
-type answerer func(stateDir, id string, approve bool, note string, opts ...supervise.AnswerOption) error
-
 type mode int
 
 const (
@@ -152,7 +149,6 @@ const (
 // Model is the bubbletea model of the supervise UI.
 type Model struct {
 	load    Loader
-	answer  answerer
 	now     func() time.Time
 	refresh time.Duration
 
@@ -173,7 +169,7 @@ type Model struct {
 // New returns a model that lists what load returns and answers with
 // supervise.Answer.
 func New(load Loader) Model {
-	return Model{load: load, answer: supervise.Answer, now: time.Now, refresh: RefreshInterval}
+	return Model{load: load, now: time.Now, refresh: RefreshInterval}
 }
 
 // AllowLines returns the profile lines for the egress requests approved in
@@ -351,13 +347,13 @@ func (m Model) submit() (tea.Model, tea.Cmd) {
 }
 
 func (m Model) answerCmd(note string) tea.Cmd {
-	it, approve, host, port, answer := m.target, m.approve, m.editHost, m.editPort, m.answer
+	it, approve, host, port := m.target, m.approve, m.editHost, m.editPort
 	return func() tea.Msg {
 		var opts []supervise.AnswerOption
 		if host != "" || port != 0 {
 			opts = append(opts, supervise.WithEdit(host, port))
 		}
-		err := answer(it.StateDir, it.Proposal.ID, approve, note, opts...)
+		err := supervise.Answer(it.StateDir, it.Proposal.ID, approve, note, opts...)
 		return answeredMsg{item: it, approve: approve, host: host, port: port, err: err}
 	}
 }
