@@ -334,8 +334,8 @@ func (g *Gate) checkCommands(ctx context.Context, r *remote, cmds []*command, qe
 	}
 	// Every new object must be complete: all it reaches is in the mirror or
 	// in this push.
-	if _, err := g.run(ctx, gitCmd{dir: r.dir, env: qenv, stdin: strings.NewReader(strings.Join(checkObjs, "\n") + "\n"),
-		args: []string{"rev-list", "--objects", "--quiet", "--stdin", "--not", "--all"}}, credential{}); err != nil {
+	args := append(append([]string{"rev-list", "--objects", "--quiet"}, checkObjs...), "--not", "--all")
+	if _, err := g.run(ctx, gitCmd{dir: r.dir, env: qenv, args: args}, credential{}); err != nil {
 		for _, c := range cmds {
 			if c.reason == "" && !c.isDelete() {
 				c.reason = "missing necessary objects"

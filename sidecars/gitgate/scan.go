@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"os/exec"
+	"runtime"
 	"slices"
 	"strconv"
 	"strings"
@@ -135,6 +136,51 @@ func (s *scanner) detect(f detect.Fragment) []Finding {
 	return out
 }
 
+// detectPool runs the detector on fragments in parallel: gitleaks' decoding
+// passes make it CPU-bound, and the detector is safe for concurrent use.
+type detectPool struct {
+	s        *scanner
+	ch       chan detect.Fragment
+	wg       sync.WaitGroup
+	mu       sync.Mutex
+	findings []Finding
+	bytes    int64
+	stopped  bool
+}
+
+// start starts one detector worker per CPU.
+func (s *scanner) start() *detectPool {
+	p := &detectPool{s: s, ch: make(chan detect.Fragment, 64)}
+	for range runtime.GOMAXPROCS(0) {
+		p.wg.Add(1)
+		go func() {
+			defer p.wg.Done()
+			for fr := range p.ch {
+				fs := s.detect(fr)
+				p.mu.Lock()
+				p.findings = append(p.findings, fs...)
+				p.bytes += int64(len(fr.Raw))
+				p.mu.Unlock()
+			}
+		}()
+	}
+	return p
+}
+
+// add queues a fragment for detection.
+func (p *detectPool) add(fr detect.Fragment) { p.ch <- fr }
+
+// stop waits for the queued fragments and returns all findings and the
+// number of bytes scanned. It may be called more than once.
+func (p *detectPool) stop() ([]Finding, int64) {
+	if !p.stopped {
+		p.stopped = true
+		close(p.ch)
+		p.wg.Wait()
+	}
+	return p.findings, p.bytes
+}
+
 // findingOf keeps the location of a gitleaks finding and drops its secret,
 // match and line.
 func findingOf(rf report.Finding) Finding {
@@ -195,11 +241,9 @@ func (g *Gate) scanPush(ctx context.Context, dir string, qenv []string, cmds []*
 	}
 	st.commits = len(linear) + len(merges)
 
-	var findings []Finding
-	add := func(fr detect.Fragment) {
-		st.bytes += int64(len(fr.Raw))
-		findings = append(findings, g.scanner.detect(fr)...)
-	}
+	pool := g.scanner.start()
+	defer pool.stop()
+	add := pool.add
 	if err := sg.scanLinear(linear, add); err != nil {
 		return nil, st, err
 	}
@@ -214,6 +258,8 @@ func (g *Gate) scanPush(ctx context.Context, dir string, qenv []string, cmds []*
 	if err := sg.scanTags(news, add); err != nil {
 		return nil, st, err
 	}
+	findings, bytes := pool.stop()
+	st.bytes = bytes
 	return dedupe(findings), st, nil
 }
 
