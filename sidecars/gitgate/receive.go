@@ -175,11 +175,11 @@ func (g *Gate) receivePack(w http.ResponseWriter, req *http.Request, r *remote) 
 	w.Header().Set("Cache-Control", "no-cache")
 	sb := &sideband{w: w, enabled: caps["side-band-64k"]}
 
-	unpackErr, findings, upstreamMsg := g.processPush(req.Context(), r, cmds, br, sb)
+	res := g.processPush(req.Context(), r, cmds, br, sb)
 
 	var rep bytes.Buffer
-	if unpackErr != nil {
-		rep.Write(pktLine([]byte("unpack " + oneLine(unpackErr.Error()) + "\n")))
+	if res.unpackErr != nil {
+		rep.Write(pktLine([]byte("unpack " + oneLine(res.unpackErr.Error()) + "\n")))
 	} else {
 		rep.Write(pktLine([]byte("unpack ok\n")))
 	}
@@ -195,13 +195,19 @@ func (g *Gate) receivePack(w http.ResponseWriter, req *http.Request, r *remote) 
 	if err := sb.finish(); err != nil {
 		g.log.Warn("write push report", "remote", r.Name, "error", err.Error())
 	}
-	g.logPush(r, cmds, findings, unpackErr, upstreamMsg, start)
+	g.logPush(r, cmds, res, start)
+}
+
+// pushResult is what a push came to, beyond each command's reason.
+type pushResult struct {
+	unpackErr error     // the pack could not be stored
+	findings  []Finding // the secret scan's
+	upstream  string    // upstream's own messages
 }
 
 // processPush does the work of receivePack and records each command's
-// outcome in its reason field. It returns the unpack error, if any, the
-// secret scan's findings, and upstream's own messages.
-func (g *Gate) processPush(ctx context.Context, r *remote, cmds []*command, pack *bufio.Reader, sb *sideband) (error, []Finding, string) {
+// outcome in its reason field.
+func (g *Gate) processPush(ctx context.Context, r *remote, cmds []*command, pack *bufio.Reader, sb *sideband) pushResult {
 	refuseAll := func(reason string) {
 		for _, c := range cmds {
 			if c.reason == "" {
@@ -212,16 +218,16 @@ func (g *Gate) processPush(ctx context.Context, r *remote, cmds []*command, pack
 	format, err := g.objectFormat(ctx, r.dir)
 	if err != nil {
 		refuseAll("git gate: internal error")
-		return err, nil, ""
+		return pushResult{unpackErr: err}
 	}
 	if len(cmds[0].old) != len(zeroOID(format)) {
 		refuseAll("object format mismatch")
-		return fmt.Errorf("the repository uses %s object names", format), nil, ""
+		return pushResult{unpackErr: fmt.Errorf("the repository uses %s object names", format)}
 	}
 	q, err := os.MkdirTemp(filepath.Join(r.dir, "objects"), "incoming-")
 	if err != nil {
 		refuseAll("git gate: internal error")
-		return fmt.Errorf("create quarantine: %w", err), nil, ""
+		return pushResult{unpackErr: fmt.Errorf("create quarantine: %w", err)}
 	}
 	defer os.RemoveAll(q)
 	qenv := []string{
@@ -231,14 +237,14 @@ func (g *Gate) processPush(ctx context.Context, r *remote, cmds []*command, pack
 	if slices.ContainsFunc(cmds, func(c *command) bool { return !c.isDelete() }) {
 		if err := os.Mkdir(filepath.Join(q, "pack"), 0o700); err != nil {
 			refuseAll("git gate: internal error")
-			return fmt.Errorf("create quarantine: %w", err), nil, ""
+			return pushResult{unpackErr: fmt.Errorf("create quarantine: %w", err)}
 		}
 		_, err := g.run(ctx, gitCmd{dir: r.dir, env: qenv, stdin: pack, args: []string{
 			"index-pack", "--stdin", "--fix-thin", "--strict", fmt.Sprintf("--max-input-size=%d", g.maxPushBytes),
 		}}, credential{})
 		if err != nil {
 			refuseAll("unpacker error")
-			return fmt.Errorf("unpack: %w", err), nil, ""
+			return pushResult{unpackErr: fmt.Errorf("unpack: %w", err)}
 		}
 	}
 
@@ -246,7 +252,7 @@ func (g *Gate) processPush(ctx context.Context, r *remote, cmds []*command, pack
 	defer r.mu.Unlock()
 	if err := g.checkCommands(ctx, r, cmds, qenv); err != nil {
 		refuseAll("git gate: " + err.Error())
-		return nil, nil, ""
+		return pushResult{}
 	}
 	for _, c := range cmds {
 		if c.reason != "" {
@@ -255,19 +261,19 @@ func (g *Gate) processPush(ctx context.Context, r *remote, cmds []*command, pack
 	}
 	live := slices.DeleteFunc(slices.Clone(cmds), func(c *command) bool { return c.reason != "" })
 	if len(live) == 0 {
-		return nil, nil, ""
+		return pushResult{}
 	}
 
 	findings, stats, err := g.scanPush(ctx, r.dir, qenv, live)
 	if err != nil {
 		sb.message("git-gate: the secret scan failed, so nothing was forwarded: %s", oneLine(err.Error()))
 		refuseAll("secret scan failed; nothing was forwarded")
-		return nil, nil, ""
+		return pushResult{}
 	}
 	if len(findings) > 0 {
 		reportFindings(sb, findings)
 		refuseAll(fmt.Sprintf("secret scan found %d leak(s); nothing was forwarded", len(findings)))
-		return nil, findings, ""
+		return pushResult{findings: findings}
 	}
 	// Sent even to a client that asked for quiet (git does for a push
 	// without a terminal): it is the one line that shows a push really
@@ -283,13 +289,13 @@ func (g *Gate) processPush(ctx context.Context, r *remote, cmds []*command, pack
 	if err != nil {
 		sb.message("git-gate: forwarding to upstream failed: %s", oneLine(err.Error()))
 		refuseAll("upstream push failed")
-		return nil, nil, upstream
+		return pushResult{upstream: upstream}
 	}
 	if err := g.adoptPush(ctx, r, live, q); err != nil {
 		// Upstream has the push; the mirror catches up on the next refresh.
 		g.log.Warn("update mirror after push", "remote", r.Name, "error", err.Error())
 	}
-	return nil, nil, upstream
+	return pushResult{upstream: upstream}
 }
 
 // checkCommands applies the gate's ref rules, setting the reason of every
@@ -594,7 +600,7 @@ func (g *Gate) adoptPush(ctx context.Context, r *remote, cmds []*command, q stri
 }
 
 // logPush writes one log line for a push decision.
-func (g *Gate) logPush(r *remote, cmds []*command, findings []Finding, unpackErr error, upstream string, start time.Time) {
+func (g *Gate) logPush(r *remote, cmds []*command, res pushResult, start time.Time) {
 	var refs, refused []string
 	for _, c := range cmds {
 		refs = append(refs, c.ref)
@@ -603,18 +609,18 @@ func (g *Gate) logPush(r *remote, cmds []*command, findings []Finding, unpackErr
 		}
 	}
 	var fs []string
-	for _, f := range findings {
+	for _, f := range res.findings {
 		fs = append(fs, f.String())
 	}
 	attrs := []any{"remote", r.Name, "refs", refs, "ms", time.Since(start).Milliseconds()}
-	if unpackErr != nil {
-		attrs = append(attrs, "unpack_error", unpackErr.Error())
+	if res.unpackErr != nil {
+		attrs = append(attrs, "unpack_error", res.unpackErr.Error())
 	}
 	if len(fs) > 0 {
 		attrs = append(attrs, "findings", fs)
 	}
-	if upstream != "" {
-		attrs = append(attrs, "upstream", upstream)
+	if res.upstream != "" {
+		attrs = append(attrs, "upstream", res.upstream)
 	}
 	if len(refused) > 0 {
 		g.log.Warn("push refused", append(attrs, "refused", refused)...)

@@ -19,6 +19,7 @@ import (
 	"github.com/zricethezav/gitleaks/v8/detect"
 	"github.com/zricethezav/gitleaks/v8/logging"
 	"github.com/zricethezav/gitleaks/v8/report"
+	"github.com/zricethezav/gitleaks/v8/sources"
 )
 
 // Finding is one leak the secret scan found. It says where the secret is,
@@ -128,9 +129,10 @@ func withoutPathAllowlists(in []*config.Allowlist) []*config.Allowlist {
 }
 
 // detect scans one fragment and returns its findings, located.
-func (s *scanner) detect(f detect.Fragment) []Finding {
+func (s *scanner) detect(f sources.Fragment) []Finding {
 	var out []Finding
-	for _, rf := range s.det.Detect(f) {
+	//lint:ignore SA1019 Detect takes the deprecated alias until gitleaks v9.
+	for _, rf := range s.det.Detect(detect.Fragment(f)) {
 		out = append(out, findingOf(rf))
 	}
 	return out
@@ -140,7 +142,7 @@ func (s *scanner) detect(f detect.Fragment) []Finding {
 // passes make it CPU-bound, and the detector is safe for concurrent use.
 type detectPool struct {
 	s        *scanner
-	ch       chan detect.Fragment
+	ch       chan sources.Fragment
 	wg       sync.WaitGroup
 	mu       sync.Mutex
 	findings []Finding
@@ -150,7 +152,7 @@ type detectPool struct {
 
 // start starts one detector worker per CPU.
 func (s *scanner) start() *detectPool {
-	p := &detectPool{s: s, ch: make(chan detect.Fragment, 64)}
+	p := &detectPool{s: s, ch: make(chan sources.Fragment, 64)}
 	for range runtime.GOMAXPROCS(0) {
 		p.wg.Add(1)
 		go func() {
@@ -168,7 +170,7 @@ func (s *scanner) start() *detectPool {
 }
 
 // add queues a fragment for detection.
-func (p *detectPool) add(fr detect.Fragment) { p.ch <- fr }
+func (p *detectPool) add(fr sources.Fragment) { p.ch <- fr }
 
 // stop waits for the queued fragments and returns all findings and the
 // number of bytes scanned. It may be called more than once.
@@ -358,13 +360,13 @@ func parsePatch(r io.Reader, each func(commit string, f addedFile)) (map[string]
 // of consecutive lines, each starting at its line number so that findings
 // carry the file's real line numbers. A file that adds no text still gets
 // one (empty) fragment, so that gitleaks' path rules ("pkcs12-file") see it.
-func fragments(commit string, f addedFile) []detect.Fragment {
-	var out []detect.Fragment
+func fragments(commit string, f addedFile) []sources.Fragment {
+	var out []sources.Fragment
 	var b strings.Builder
 	start, next := 0, -1
 	flush := func() {
 		if b.Len() > 0 {
-			out = append(out, detect.Fragment{Raw: b.String(), FilePath: f.path, CommitSHA: commit, StartLine: start})
+			out = append(out, sources.Fragment{Raw: b.String(), FilePath: f.path, CommitSHA: commit, StartLine: start})
 			b.Reset()
 		}
 	}
@@ -378,14 +380,14 @@ func fragments(commit string, f addedFile) []detect.Fragment {
 	}
 	flush()
 	if len(out) == 0 {
-		out = append(out, detect.Fragment{FilePath: f.path, CommitSHA: commit})
+		out = append(out, sources.Fragment{FilePath: f.path, CommitSHA: commit})
 	}
 	return out
 }
 
 // scanLinear scans commits with at most one parent from one `git log -p`,
 // and checks that the parse saw every added line git counts.
-func (s *scanGit) scanLinear(commits []commitParents, add func(detect.Fragment)) error {
+func (s *scanGit) scanLinear(commits []commitParents, add func(sources.Fragment)) error {
 	if len(commits) == 0 {
 		return nil
 	}
@@ -451,7 +453,7 @@ func insertions(line string) int {
 // lines that are added in its diff against every parent. Lines that come
 // unchanged from one parent were scanned with that parent's own commits,
 // or are already upstream.
-func (s *scanGit) scanMerge(m commitParents, add func(detect.Fragment)) error {
+func (s *scanGit) scanMerge(m commitParents, add func(sources.Fragment)) error {
 	var common map[string]addedFile
 	for i, p := range m.parents {
 		files := make(map[string]addedFile)
@@ -505,7 +507,7 @@ func (s *scanGit) scanMerge(m commitParents, add func(detect.Fragment)) error {
 }
 
 // scanMessages scans the message of every new commit.
-func (s *scanGit) scanMessages(commits []commitParents, add func(detect.Fragment)) error {
+func (s *scanGit) scanMessages(commits []commitParents, add func(sources.Fragment)) error {
 	if len(commits) == 0 {
 		return nil
 	}
@@ -520,14 +522,14 @@ func (s *scanGit) scanMessages(commits []commitParents, add func(detect.Fragment
 	for _, entry := range strings.Split(string(out), "\x00") {
 		sha, msg, ok := strings.Cut(entry, "\n")
 		if ok && msg != "" {
-			add(detect.Fragment{Raw: msg, CommitSHA: sha, StartLine: 1})
+			add(sources.Fragment{Raw: msg, CommitSHA: sha, StartLine: 1})
 		}
 	}
 	return nil
 }
 
 // scanTags scans the annotated tag objects among the pushed objects.
-func (s *scanGit) scanTags(news []string, add func(detect.Fragment)) error {
+func (s *scanGit) scanTags(news []string, add func(sources.Fragment)) error {
 	var in strings.Builder
 	for _, o := range news {
 		in.WriteString(o + "\n")
@@ -545,7 +547,7 @@ func (s *scanGit) scanTags(news []string, add func(detect.Fragment)) error {
 		if err != nil {
 			return fmt.Errorf("read tag %s: %w", oid, err)
 		}
-		add(detect.Fragment{Raw: string(body), CommitSHA: oid, StartLine: 1})
+		add(sources.Fragment{Raw: string(body), CommitSHA: oid, StartLine: 1})
 	}
 	return nil
 }
