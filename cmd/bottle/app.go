@@ -22,6 +22,9 @@ const (
 	exitOK      = 0
 	exitRuntime = 1 // a runtime failure: a backend, a sidecar, a file
 	exitUsage   = 2 // bad command line or a profile error
+	// exitPreflight: the host is not ready for the backend (missing
+	// program, daemon down, device not accessible).
+	exitPreflight = 3
 )
 
 // version is set at build time with -ldflags "-X main.version=...".
@@ -33,8 +36,14 @@ type CLI struct {
 
 	Start   StartCmd   `cmd:"" help:"Start a bottle from a profile (or print its plan with --dry-run)."`
 	Check   CheckCmd   `cmd:"" help:"Evaluate and validate a profile without starting anything."`
+	Ls      LsCmd      `cmd:"" help:"List bottles: running ones and what stopped ones left behind."`
+	Stop    StopCmd    `cmd:"" help:"Stop a running bottle and tear it down."`
+	Logs    LogsCmd    `cmd:"" help:"Print a bottle's sidecar log, or its egress refusals with --denied."`
+	Cleanup CleanupCmd `cmd:"" help:"Remove the containers, networks, processes and state that stopped bottles left behind."`
 	Policy  PolicyCmd  `cmd:"" help:"Ask what a profile's egress policy allows."`
 	Version VersionCmd `cmd:"" help:"Print bottle's version."`
+
+	Sidecars SidecarsCmd `cmd:"" hidden:"" help:"Run a bottle's sidecars from their rendered configuration."`
 
 	InstallCompletions kongplete.InstallCompletions `cmd:"" help:"Install shell completion for bash, zsh or fish."`
 }

@@ -39,5 +39,5 @@ func (c *StartCmd) Run(g *Globals) error {
 	if c.Format == "json" {
 		return usageErr(fmt.Errorf("--format=json prints the plan and needs --dry-run"))
 	}
-	return fmt.Errorf("the %s backend is not available in this build yet; run with --dry-run to see the plan", p.Backend.Kind)
+	return c.launch(g, p)
 }

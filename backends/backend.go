@@ -1,0 +1,123 @@
+// Package backends is the contract between bottle's pipeline and the
+// sandboxes it runs: a small Backend interface, a registry filled from each
+// backend package's init (keyed by the profile builtin that selects it,
+// "docker" or "smolmachines"), the Runner through which backends run
+// external programs, and the per-bottle state directory they share.
+package backends
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"slices"
+	"sort"
+	"sync"
+
+	"github.com/bottle-dev/bottle/plan"
+)
+
+// Backend runs bottles of one kind. Prepare and Preflight have no side
+// effects; Launch creates the bottle, runs it to the end and tears it
+// down again; Cleanup removes what bottles that are no longer running
+// left behind.
+type Backend interface {
+	// Preflight runs read-only probes of the host (binaries, versions,
+	// devices, images) and returns one error per problem, each a line that
+	// says how to fix it.
+	Preflight(ctx context.Context, b *Bottle) error
+	// Launch starts the sidecars and the sandbox, runs the agent or the
+	// one-off command with the given stdio, tears everything down in
+	// reverse order and returns the command's exit code. When ctx is
+	// cancelled (Ctrl-C, SIGTERM, bottle stop) it tears down what exists
+	// so far and returns ctx's error.
+	Launch(ctx context.Context, b *Bottle, io Stdio) (int, error)
+	// Resources lists the resources of this backend that carry bottle's
+	// label, running or not.
+	Resources(ctx context.Context) ([]Resource, error)
+	// Remove deletes resources, ignoring those already gone: it returns
+	// nil when there is nothing left to remove.
+	Remove(ctx context.Context, rs []Resource) error
+}
+
+// Bottle is one bottle being launched: its plan, its claimed state
+// directory and what the launch needs from the host.
+type Bottle struct {
+	Plan *plan.Plan
+	// State is the claimed, locked state directory.
+	State *State
+	// Command, when set, runs instead of the agent's command.
+	Command []string
+	// Secrets maps each secret's name to its value, read at launch.
+	Secrets map[string]string
+	// Executable is the bottle binary sidecars and guests run.
+	Executable string
+	// Progress receives one line per step, for people.
+	Progress io.Writer
+}
+
+// AgentCommand is what runs in the sandbox: the one-off command when given,
+// else the agent's.
+func (b *Bottle) AgentCommand() []string {
+	if len(b.Command) > 0 {
+		return b.Command
+	}
+	return b.Plan.Agent.Command
+}
+
+// Stdio is the terminal or pipes the agent runs with.
+type Stdio struct {
+	Stdin          io.Reader
+	Stdout, Stderr io.Writer
+	// TTY is true when Stdin and Stdout are a terminal the agent should
+	// get, as `docker run -it` would give it.
+	TTY bool
+}
+
+// Resource is something a backend created for a bottle.
+type Resource struct {
+	Backend string `json:"backend"`
+	// Kind is "container", "network", "machine" or "process".
+	Kind string `json:"kind"`
+	Name string `json:"name"`
+	Slug string `json:"slug"`
+}
+
+func (r Resource) String() string { return fmt.Sprintf("%s %s %s (bottle %s)", r.Backend, r.Kind, r.Name, r.Slug) }
+
+var (
+	mu       sync.Mutex
+	registry = map[string]Backend{}
+)
+
+// Register makes a backend available under name; backends call it from init.
+func Register(name string, b Backend) {
+	mu.Lock()
+	defer mu.Unlock()
+	if _, dup := registry[name]; dup {
+		panic("backends: Register called twice for " + name)
+	}
+	registry[name] = b
+}
+
+// Get returns the backend registered under name.
+func Get(name string) (Backend, error) {
+	mu.Lock()
+	defer mu.Unlock()
+	b, ok := registry[name]
+	if !ok {
+		return nil, fmt.Errorf("the %s backend is not available in this build", name)
+	}
+	return b, nil
+}
+
+// Names lists the registered backends, sorted.
+func Names() []string {
+	mu.Lock()
+	defer mu.Unlock()
+	var names []string
+	for n := range registry {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	return slices.Clip(names)
+}

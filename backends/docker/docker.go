@@ -1,0 +1,121 @@
+// Package docker is bottle's Docker backend. It drives the docker CLI
+// (found on PATH, or named by BOTTLE_DOCKER, so podman and remote contexts
+// work) and parses its JSON output, never its tables.
+//
+// A bottle is two networks, a sidecar bundle container and the agent
+// container. The internal network has no route out; the agent sits on it
+// alone with the bundle, which is also on the egress network and is the
+// only way out: every outbound connection goes through its egress proxy.
+// Every resource is named bottle-<slug>-... and labelled
+// dev.bottle.slug=<slug>, so that bottle cleanup finds what a killed run
+// left behind.
+package docker
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"strings"
+
+	"github.com/bottle-dev/bottle/backends"
+	"github.com/bottle-dev/bottle/plan"
+)
+
+// Labels on every resource.
+const (
+	LabelSlug   = "dev.bottle.slug"
+	LabelDigest = "dev.bottle.digest"
+	LabelRole   = "dev.bottle.role"
+)
+
+// Backend is the docker backend.
+type Backend struct {
+	// Runner runs the docker CLI; nil means backends.Exec.
+	Runner backends.Runner
+	// Docker is the CLI's path; empty means $BOTTLE_DOCKER, else "docker" on PATH.
+	Docker string
+}
+
+func init() { backends.Register(plan.BackendDocker, &Backend{}) }
+
+func (d *Backend) runner() backends.Runner {
+	if d.Runner != nil {
+		return d.Runner
+	}
+	return backends.Exec{}
+}
+
+// cli returns the docker CLI's path or a one-line fix.
+func (d *Backend) cli() (string, error) {
+	name := d.Docker
+	if name == "" {
+		name = os.Getenv("BOTTLE_DOCKER")
+	}
+	if name == "" {
+		name = "docker"
+	}
+	p, err := exec.LookPath(name)
+	if err != nil {
+		return "", fmt.Errorf("the docker CLI (%s) was not found; install Docker (for example apt-get install docker.io) or set BOTTLE_DOCKER to its path", name)
+	}
+	return p, nil
+}
+
+func (d *Backend) out(ctx context.Context, args ...string) ([]byte, error) {
+	cli, err := d.cli()
+	if err != nil {
+		return nil, err
+	}
+	return d.runner().Output(ctx, backends.Cmd{Path: cli, Args: args})
+}
+
+// names are the resource names of one bottle.
+type names struct {
+	slug, internal, egress, bundle, agent string
+}
+
+func namesFor(slug string) names {
+	p := "bottle-" + slug
+	return names{slug: slug, internal: p + "-internal", egress: p + "-egress", bundle: p + "-sidecars", agent: p + "-agent"}
+}
+
+func labels(p *plan.Plan, role string) []string {
+	return []string{
+		"--label", LabelSlug + "=" + p.Slug,
+		"--label", LabelDigest + "=" + p.Digest,
+		"--label", LabelRole + "=" + role,
+	}
+}
+
+// serverVersion asks the daemon for its version.
+func (d *Backend) serverVersion(ctx context.Context) (string, error) {
+	out, err := d.out(ctx, "version", "--format", "{{json .}}")
+	var v struct {
+		Server *struct {
+			Version    string `json:"Version"`
+			APIVersion string `json:"ApiVersion"`
+		} `json:"Server"`
+	}
+	if jerr := json.Unmarshal(out, &v); jerr == nil && v.Server != nil && v.Server.Version != "" {
+		return v.Server.Version, nil
+	}
+	if err == nil {
+		err = errors.New("no server version in its answer")
+	}
+	msg := err.Error()
+	if strings.Contains(msg, "permission denied") {
+		return "", fmt.Errorf("the Docker daemon refused the connection (%v); add yourself to the docker group or set DOCKER_HOST", firstLine(msg))
+	}
+	return "", fmt.Errorf("the Docker daemon does not answer (%v); start it (for example systemctl start docker) or check DOCKER_HOST and your docker context", firstLine(msg))
+}
+
+func firstLine(s string) string {
+	s = strings.TrimSpace(s)
+	if i := strings.IndexByte(s, '\n'); i >= 0 {
+		return s[:i]
+	}
+	return s
+}

@@ -1,0 +1,188 @@
+package docker
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"debug/elf"
+	_ "embed"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"github.com/bottle-dev/bottle/backends"
+)
+
+var (
+	//go:embed assets/bundle.Dockerfile
+	bundleDockerfile []byte
+	//go:embed assets/claude-code.Dockerfile
+	claudeDockerfile []byte
+)
+
+// ClaudeImage is the agent image of the shipped Claude Code profile, which
+// bottle builds from its embedded Dockerfile when it is missing. The
+// bottle.local registry name does not resolve, so docker never pulls
+// someone else's image under this name.
+const ClaudeImage = "bottle.local/claude-code:latest"
+
+// bundleRepo is the sidecar bundle's repository; its tag is a hash of the
+// bundle's inputs, so it is rebuilt exactly when they change.
+const bundleRepo = "bottle.local/sidecars"
+
+// caBundles are where hosts keep their CA certificates.
+var caBundles = []string{
+	"/etc/ssl/certs/ca-certificates.crt",
+	"/etc/pki/tls/certs/ca-bundle.crt",
+	"/etc/ssl/cert.pem",
+}
+
+// sidecarBinary returns the static linux bottle binary the bundle runs:
+// $BOTTLE_SIDECAR_BINARY, else bottle's own executable.
+func sidecarBinary(exe, arch string) (string, error) {
+	if p := os.Getenv("BOTTLE_SIDECAR_BINARY"); p != "" {
+		exe = p
+	}
+	f, err := elf.Open(exe)
+	if err != nil {
+		return "", fmt.Errorf("the sidecar bundle runs a linux build of bottle, and %s is not one (%v); set BOTTLE_SIDECAR_BINARY to a static linux/%s build (CGO_ENABLED=0 GOOS=linux GOARCH=%s go build ./cmd/bottle)", exe, err, arch, arch)
+	}
+	defer f.Close()
+	wantMachine := map[string]elf.Machine{"amd64": elf.EM_X86_64, "arm64": elf.EM_AARCH64}[arch]
+	if f.Machine != wantMachine {
+		return "", fmt.Errorf("%s is built for %s, but the Docker daemon runs %s; set BOTTLE_SIDECAR_BINARY to a static linux/%s build", exe, f.Machine, arch, arch)
+	}
+	for _, p := range f.Progs {
+		if p.Type == elf.PT_INTERP {
+			return "", fmt.Errorf("%s is dynamically linked, and the sidecar bundle is an empty image; build bottle with CGO_ENABLED=0 (CGO_ENABLED=0 go install ./cmd/bottle) or set BOTTLE_SIDECAR_BINARY to a static build", exe)
+		}
+	}
+	return exe, nil
+}
+
+// bundleInputs gathers the build context of the sidecar bundle and the tag
+// that names it.
+type bundleInputs struct {
+	binary string
+	ca     []byte
+	tag    string
+}
+
+func newBundleInputs(binary string) (*bundleInputs, error) {
+	in := &bundleInputs{binary: binary}
+	for _, p := range caBundles {
+		if b, err := os.ReadFile(p); err == nil {
+			in.ca = b
+			break
+		}
+	}
+	f, err := os.Open(binary)
+	if err != nil {
+		return nil, fmt.Errorf("read the sidecar binary: %w", err)
+	}
+	defer f.Close()
+	h := sha256.New()
+	h.Write(bundleDockerfile)
+	h.Write([]byte{0})
+	h.Write(in.ca)
+	h.Write([]byte{0})
+	if _, err := io.Copy(h, f); err != nil {
+		return nil, fmt.Errorf("read the sidecar binary: %w", err)
+	}
+	in.tag = bundleRepo + ":" + hex.EncodeToString(h.Sum(nil))[:20]
+	return in, nil
+}
+
+// imageExists reports whether the daemon has the image.
+func (d *Backend) imageExists(ctx context.Context, ref string) (bool, error) {
+	out, err := d.out(ctx, "image", "ls", "--format", "{{json .ID}}", "--filter", "reference="+ref)
+	if err != nil {
+		return false, fmt.Errorf("list images: %w", err)
+	}
+	return len(bytes.TrimSpace(out)) > 0, nil
+}
+
+// ensureBundle builds the sidecar bundle image unless an image with the
+// same inputs exists, showing the build's progress.
+func (d *Backend) ensureBundle(ctx context.Context, in *bundleInputs, progress io.Writer) error {
+	ok, err := d.imageExists(ctx, in.tag)
+	if err != nil || ok {
+		return err
+	}
+	dir, err := os.MkdirTemp("", "bottle-bundle-")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(dir)
+	if err := os.WriteFile(filepath.Join(dir, "Dockerfile"), bundleDockerfile, 0o644); err != nil {
+		return err
+	}
+	if err := os.WriteFile(filepath.Join(dir, "ca-certificates.crt"), in.ca, 0o644); err != nil {
+		return err
+	}
+	if err := copyFile(in.binary, filepath.Join(dir, "bottle"), 0o755); err != nil {
+		return err
+	}
+	fmt.Fprintf(progress, "bottle: building the sidecar bundle image %s\n", in.tag)
+	return d.build(ctx, dir, in.tag, progress)
+}
+
+// ensureAgentImage builds the shipped Claude Code image when the profile
+// uses it and it is missing. Other images are the profile's business:
+// docker run pulls them as usual.
+func (d *Backend) ensureAgentImage(ctx context.Context, image string, progress io.Writer) error {
+	if image != ClaudeImage {
+		return nil
+	}
+	ok, err := d.imageExists(ctx, image)
+	if err != nil || ok {
+		return err
+	}
+	dir, err := os.MkdirTemp("", "bottle-agent-")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(dir)
+	if err := os.WriteFile(filepath.Join(dir, "Dockerfile"), claudeDockerfile, 0o644); err != nil {
+		return err
+	}
+	fmt.Fprintf(progress, "bottle: building the agent image %s (Node.js and Claude Code)\n", image)
+	return d.build(ctx, dir, image, progress)
+}
+
+func (d *Backend) build(ctx context.Context, dir, tag string, progress io.Writer) error {
+	cli, err := d.cli()
+	if err != nil {
+		return err
+	}
+	code, err := d.runner().Attach(ctx, backends.Cmd{Path: cli, Args: []string{"build", "--label", "dev.bottle.image=1", "--tag", tag, dir}},
+		backends.Stdio{Stdin: strings.NewReader(""), Stdout: progress, Stderr: progress})
+	if err == nil && code != 0 {
+		err = fmt.Errorf("docker build exited with %d", code)
+	}
+	if err != nil {
+		return fmt.Errorf("build image %s: %w", tag, err)
+	}
+	return nil
+}
+
+func copyFile(src, dst string, mode os.FileMode) error {
+	in, err := os.Open(src)
+	if err != nil {
+		return err
+	}
+	defer in.Close()
+	out, err := os.OpenFile(dst, os.O_CREATE|os.O_WRONLY|os.O_TRUNC, mode)
+	if err != nil {
+		return err
+	}
+	if _, err := io.Copy(out, in); err != nil {
+		out.Close()
+		return err
+	}
+	return errors.Join(out.Close())
+}

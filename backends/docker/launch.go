@@ -1,0 +1,377 @@
+package docker
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/bottle-dev/bottle/backends"
+	"github.com/bottle-dev/bottle/plan"
+	srt "github.com/bottle-dev/bottle/sidecars/runtime"
+)
+
+// bundleStateDir is where the bundle container sees the state directory.
+const bundleStateDir = "/state"
+
+// sidecarConfigFile is the rendered sidecar configuration in the state directory.
+const sidecarConfigFile = "sidecars.json"
+
+// readyTimeout bounds the wait for the sidecars to listen.
+var readyTimeout = 30 * time.Second
+
+// teardownTimeout bounds the whole teardown.
+var teardownTimeout = 60 * time.Second
+
+// Preflight checks the CLI, the daemon, the sidecar binary and the mount
+// sources, without changing anything.
+func (d *Backend) Preflight(ctx context.Context, b *backends.Bottle) error {
+	if _, err := d.cli(); err != nil {
+		return err
+	}
+	if _, err := d.serverVersion(ctx); err != nil {
+		return err
+	}
+	arch, err := d.serverArch(ctx)
+	if err != nil {
+		return err
+	}
+	var errs []error
+	if _, err := sidecarBinary(b.Executable, arch); err != nil {
+		errs = append(errs, err)
+	}
+	for _, m := range b.Plan.Mounts {
+		if _, err := os.Stat(m.HostPath); err != nil {
+			errs = append(errs, fmt.Errorf("mount source %s does not exist (mount() at %s); create it or change the profile", m.HostPath, m.From))
+		}
+	}
+	for _, sc := range b.Plan.Sidecars {
+		if sc.Name == plan.SidecarPipelock {
+			errs = append(errs, errors.New("the pipelock sidecar is not yet supported by the docker backend; use the built-in egress sidecar"))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+func (d *Backend) serverArch(ctx context.Context) (string, error) {
+	out, err := d.out(ctx, "version", "--format", "{{json .Server.Arch}}")
+	if err != nil {
+		return "", fmt.Errorf("ask the Docker daemon for its architecture: %w", err)
+	}
+	arch := strings.Trim(strings.TrimSpace(string(out)), `"`)
+	if arch == "" {
+		return "", errors.New("the Docker daemon did not say its architecture")
+	}
+	return arch, nil
+}
+
+// teardown runs undo steps in reverse order, each ignoring what is
+// already gone.
+type teardown struct {
+	mu    sync.Mutex
+	steps []func(context.Context) error
+}
+
+func (t *teardown) push(f func(context.Context) error) {
+	t.mu.Lock()
+	t.steps = append(t.steps, f)
+	t.mu.Unlock()
+}
+
+func (t *teardown) run() error {
+	ctx, cancel := context.WithTimeout(context.Background(), teardownTimeout)
+	defer cancel()
+	var errs []error
+	for i := len(t.steps) - 1; i >= 0; i-- {
+		if err := t.steps[i](ctx); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// Launch creates the bottle's networks, sidecar bundle and agent
+// container, runs the agent attached to stdio and tears everything down.
+func (d *Backend) Launch(ctx context.Context, b *backends.Bottle, stdio backends.Stdio) (code int, err error) {
+	cli, err := d.cli()
+	if err != nil {
+		return -1, err
+	}
+	p := b.Plan
+	n := namesFor(p.Slug)
+	td := &teardown{}
+	defer func() {
+		if terr := td.run(); terr != nil {
+			err = errors.Join(err, fmt.Errorf("tear down (run bottle cleanup to finish): %w", terr))
+		}
+	}()
+	arch, err := d.serverArch(ctx)
+	if err != nil {
+		return -1, err
+	}
+	bin, err := sidecarBinary(b.Executable, arch)
+	if err != nil {
+		return -1, err
+	}
+
+	// Images and networks do not depend on each other: prepare them at once.
+	var (
+		wg                      sync.WaitGroup
+		bundleTag               string
+		imgErr, agentErr, netErr error
+	)
+	wg.Add(3)
+	go func() {
+		defer wg.Done()
+		in, err := newBundleInputs(bin)
+		if err == nil {
+			err = d.ensureBundle(ctx, in, b.Progress)
+		}
+		if err == nil {
+			bundleTag = in.tag
+		}
+		imgErr = err
+	}()
+	go func() { defer wg.Done(); agentErr = d.ensureAgentImage(ctx, p.Backend.Image, b.Progress) }()
+	go func() { defer wg.Done(); netErr = d.createNetworks(ctx, p, n, td) }()
+	wg.Wait()
+	if err := errors.Join(ctx.Err(), imgErr, agentErr, netErr); err != nil {
+		return -1, err
+	}
+
+	if err := d.startBundle(ctx, cli, b, n, bundleTag, td); err != nil {
+		return -1, err
+	}
+	if err := d.waitReady(ctx, b, n); err != nil {
+		return -1, err
+	}
+	return d.runAgent(ctx, cli, b, n, stdio, td)
+}
+
+// createNetworks creates the internal and the egress network on free
+// subnets derived from the slug; a collision with a bottle created at the
+// same moment moves on to the next free subnets.
+func (d *Backend) createNetworks(ctx context.Context, p *plan.Plan, n names, td *teardown) error {
+	var lastErr error
+	for attempt := 0; attempt < 8; attempt++ {
+		used, err := d.usedSubnets(ctx)
+		if err != nil {
+			return err
+		}
+		subnets, err := pickSubnets(p.Slug, used, 2, attempt*2)
+		if err != nil {
+			return err
+		}
+		lastErr = d.createNetworkPair(ctx, p, n, subnets, td)
+		if lastErr == nil || !strings.Contains(lastErr.Error(), "overlap") {
+			return lastErr
+		}
+	}
+	return lastErr
+}
+
+func (d *Backend) createNetworkPair(ctx context.Context, p *plan.Plan, n names, subnets []netip.Prefix, td *teardown) error {
+	specs := []struct {
+		name   string
+		subnet netip.Prefix
+		extra  []string
+	}{
+		// The internal network: no route out, and no address on the host's
+		// side of its bridge, so the host cannot be reached through it.
+		{n.internal, subnets[0], []string{"--internal", "--opt", "com.docker.network.bridge.inhibit_ipv4=true"}},
+		{n.egress, subnets[1], nil},
+	}
+	errs := make([]error, len(specs))
+	var wg sync.WaitGroup
+	for i, s := range specs {
+		args := append([]string{"network", "create", "--driver", "bridge", "--subnet", s.subnet.String()}, s.extra...)
+		args = append(append(args, labels(p, "network")...), s.name)
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if _, err := d.out(ctx, args...); err != nil {
+				errs[i] = fmt.Errorf("create network %s: %w", s.name, err)
+				return
+			}
+			td.push(func(ctx context.Context) error { return d.removeNetwork(ctx, s.name) })
+		}()
+	}
+	wg.Wait()
+	return errors.Join(errs...)
+}
+
+func (d *Backend) removeNetwork(ctx context.Context, name string) error {
+	if _, err := d.out(ctx, "network", "rm", name); err != nil && !notFound(err) {
+		return err
+	}
+	return nil
+}
+
+func (d *Backend) removeContainer(ctx context.Context, name string) error {
+	if _, err := d.out(ctx, "rm", "--force", name); err != nil && !notFound(err) {
+		return err
+	}
+	return nil
+}
+
+// notFound reports whether docker said the object does not exist.
+func notFound(err error) bool {
+	msg := strings.ToLower(err.Error())
+	return strings.Contains(msg, "no such") || strings.Contains(msg, "not found")
+}
+
+// sidecarAliases are the names the agent reaches the bundle by.
+var sidecarAliases = []string{"proxy.internal", "git-gate", "supervise"}
+
+// startBundle renders the sidecar configuration into the state directory
+// and starts the bundle container on both networks.
+func (d *Backend) startBundle(ctx context.Context, cli string, b *backends.Bottle, n names, tag string, td *teardown) error {
+	p := b.Plan
+	cfg, err := backends.SidecarConfig(p, bundleStateDir, func(sc plan.Sidecar) srt.Listen {
+		return srt.Listen{Network: "tcp", Address: sc.Listen.Address}
+	})
+	if err != nil {
+		return err
+	}
+	if err := srt.WriteConfig(filepath.Join(b.State.Dir, sidecarConfigFile), cfg); err != nil {
+		return err
+	}
+	args := []string{"create", "--name", n.bundle}
+	args = append(args, labels(p, "sidecars")...)
+	args = append(args, "--network", n.internal)
+	for _, a := range sidecarAliases {
+		args = append(args, "--network-alias", a)
+	}
+	args = append(args,
+		"--user", strconv.Itoa(os.Getuid())+":"+strconv.Itoa(os.Getgid()),
+		"--read-only", "--cap-drop", "ALL", "--security-opt", "no-new-privileges",
+		"--mount", "type=bind,src="+b.State.Dir+",dst="+bundleStateDir,
+		tag, "sidecars", "--config", bundleStateDir+"/"+sidecarConfigFile)
+	if _, err := d.out(ctx, args...); err != nil {
+		return fmt.Errorf("create the sidecar bundle: %w", err)
+	}
+	td.push(func(ctx context.Context) error { return d.removeContainer(ctx, n.bundle) })
+	if _, err := d.out(ctx, "network", "connect", n.egress, n.bundle); err != nil {
+		return fmt.Errorf("connect the sidecar bundle to the egress network: %w", err)
+	}
+	if _, err := d.out(ctx, "start", n.bundle); err != nil {
+		return fmt.Errorf("start the sidecar bundle: %w", err)
+	}
+	return nil
+}
+
+// waitReady waits until the bundle's sidecars all listen, or the bundle
+// stops, or the timeout passes.
+func (d *Backend) waitReady(ctx context.Context, b *backends.Bottle, n names) error {
+	ctx, cancel := context.WithTimeout(ctx, readyTimeout)
+	defer cancel()
+	tick := time.NewTicker(20 * time.Millisecond)
+	defer tick.Stop()
+	for i := 0; ; i++ {
+		if _, err := srt.ReadReady(b.State.Dir); err == nil {
+			return nil
+		}
+		if i%25 == 24 {
+			out, err := d.out(ctx, "inspect", "--format", "{{json .State.Running}}", n.bundle)
+			if err == nil && strings.TrimSpace(string(out)) == "false" {
+				logs, _ := os.ReadFile(filepath.Join(b.State.Dir, srt.LogFile))
+				dl, _ := d.out(ctx, "logs", "--tail", "20", n.bundle)
+				return fmt.Errorf("the sidecar bundle stopped before it was ready:\n%s%s", logs, dl)
+			}
+		}
+		select {
+		case <-ctx.Done():
+			if errors.Is(ctx.Err(), context.DeadlineExceeded) {
+				return fmt.Errorf("the sidecars were not ready after %s", readyTimeout)
+			}
+			return ctx.Err()
+		case <-tick.C:
+		}
+	}
+}
+
+// runAgent runs the agent container on the internal network only,
+// attached to stdio, and returns its exit code.
+func (d *Backend) runAgent(ctx context.Context, cli string, b *backends.Bottle, n names, stdio backends.Stdio, td *teardown) (int, error) {
+	p := b.Plan
+	args := []string{"run", "--name", n.agent}
+	args = append(args, labels(p, "agent")...)
+	args = append(args, "--network", n.internal, "--interactive")
+	if stdio.TTY {
+		args = append(args, "--tty")
+	}
+	proxyURL := ""
+	var siblings []string
+	for _, sc := range p.Sidecars {
+		switch sc.Name {
+		case p.Egress.Sidecar:
+			proxyURL = sc.Listen.URL
+		case plan.SidecarGitGate:
+			siblings = append(siblings, "git-gate")
+		case plan.SidecarSupervise:
+			siblings = append(siblings, "supervise")
+		}
+	}
+	sort.Strings(siblings)
+	noProxy := strings.Join(siblings, ",")
+	for _, kv := range [][2]string{
+		{"HTTPS_PROXY", proxyURL}, {"https_proxy", proxyURL},
+		{"HTTP_PROXY", proxyURL}, {"http_proxy", proxyURL},
+		{"NO_PROXY", noProxy}, {"no_proxy", noProxy},
+	} {
+		args = append(args, "--env", kv[0]+"="+kv[1])
+	}
+	for _, e := range p.Agent.Env {
+		args = append(args, "--env", e.Name+"="+e.Value)
+	}
+	// Secrets go by name only: the docker CLI reads each value from its
+	// own environment, so no value appears in any process's arguments.
+	var secretEnv []string
+	for _, s := range p.Secrets {
+		args = append(args, "--env", s.Name)
+		secretEnv = append(secretEnv, s.Name+"="+b.Secrets[s.Name])
+	}
+	for _, m := range p.Mounts {
+		spec := "type=bind,src=" + m.HostPath + ",dst=" + m.Target
+		if m.ReadOnly {
+			spec += ",readonly"
+		}
+		args = append(args, "--mount", spec)
+	}
+	args = append(args, "--workdir", p.Agent.Workdir)
+	if p.Backend.User != "" {
+		args = append(args, "--user", p.Backend.User)
+	}
+	if p.Backend.CPUs > 0 {
+		args = append(args, "--cpus", strconv.FormatFloat(p.Backend.CPUs, 'f', -1, 64))
+	}
+	if p.Backend.MemoryBytes > 0 {
+		args = append(args, "--memory", strconv.FormatInt(p.Backend.MemoryBytes, 10))
+	}
+	if p.Backend.Runtime != "" {
+		args = append(args, "--runtime", p.Backend.Runtime)
+	}
+	args = append(args, agentDNS...)
+	args = append(args, "--entrypoint", "")
+	cmd := b.AgentCommand()
+	args = append(append(args, p.Backend.Image), cmd...)
+	td.push(func(ctx context.Context) error { return d.removeContainer(ctx, n.agent) })
+	code, err := d.runner().Attach(ctx, backends.Cmd{Path: cli, Args: args, Env: secretEnv}, stdio)
+	if err != nil {
+		return -1, fmt.Errorf("run the agent: %w", err)
+	}
+	if ctx.Err() != nil {
+		return code, ctx.Err()
+	}
+	return code, nil
+}
+
+// agentDNS closes Docker's embedded DNS resolver to the agent; see dns.go.
+var agentDNS = []string{}

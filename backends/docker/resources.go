@@ -1,0 +1,87 @@
+package docker
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strings"
+
+	"github.com/bottle-dev/bottle/backends"
+	"github.com/bottle-dev/bottle/plan"
+)
+
+// listed is one line of `docker ps` or `docker network ls` with
+// --format '{{json .}}'; Labels is "k=v,k=v".
+type listed struct {
+	Names  string `json:"Names"`
+	Name   string `json:"Name"`
+	Labels string `json:"Labels"`
+}
+
+func (l listed) label(key string) string {
+	for _, kv := range strings.Split(l.Labels, ",") {
+		if k, v, ok := strings.Cut(kv, "="); ok && k == key {
+			return v
+		}
+	}
+	return ""
+}
+
+// Resources lists every container and network labelled by bottle.
+func (d *Backend) Resources(ctx context.Context) ([]backends.Resource, error) {
+	if _, err := d.cli(); err != nil {
+		return nil, nil // no docker here: nothing of ours either
+	}
+	var out []backends.Resource
+	for _, q := range []struct {
+		kind string
+		args []string
+	}{
+		{"container", []string{"ps", "--all", "--no-trunc", "--filter", "label=" + LabelSlug, "--format", "{{json .}}"}},
+		{"network", []string{"network", "ls", "--no-trunc", "--filter", "label=" + LabelSlug, "--format", "{{json .}}"}},
+	} {
+		raw, err := d.out(ctx, q.args...)
+		if err != nil {
+			return nil, fmt.Errorf("list bottle %ss: %w", q.kind, err)
+		}
+		for _, line := range strings.Split(strings.TrimSpace(string(raw)), "\n") {
+			if line == "" {
+				continue
+			}
+			var l listed
+			if err := json.Unmarshal([]byte(line), &l); err != nil {
+				return nil, fmt.Errorf("read docker's answer: %w", err)
+			}
+			name := l.Names
+			if name == "" {
+				name = l.Name
+			}
+			out = append(out, backends.Resource{Backend: plan.BackendDocker, Kind: q.kind, Name: name, Slug: l.label(LabelSlug)})
+		}
+	}
+	return out, nil
+}
+
+// Remove deletes containers first, then networks; resources already gone
+// are not an error.
+func (d *Backend) Remove(ctx context.Context, rs []backends.Resource) error {
+	var errs []error
+	for _, kind := range []string{"container", "network"} {
+		for _, r := range rs {
+			if r.Backend != plan.BackendDocker || r.Kind != kind {
+				continue
+			}
+			var err error
+			if kind == "container" {
+				err = d.removeContainer(ctx, r.Name)
+			} else {
+				err = d.removeNetwork(ctx, r.Name)
+			}
+			if err != nil {
+				errs = append(errs, fmt.Errorf("remove %s: %w", r, err))
+			}
+		}
+	}
+	return errors.Join(errs...)
+}

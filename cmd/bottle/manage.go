@@ -1,0 +1,326 @@
+package main
+
+import (
+	"bufio"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+	"syscall"
+	"text/tabwriter"
+	"time"
+
+	"github.com/bottle-dev/bottle/backends"
+	srt "github.com/bottle-dev/bottle/sidecars/runtime"
+)
+
+// LsCmd lists bottles.
+type LsCmd struct {
+	Format string `enum:"text,json" default:"text" help:"Output format: text or json."`
+}
+
+type lsRow struct {
+	Slug    string `json:"slug"`
+	Backend string `json:"backend"`
+	Profile string `json:"profile"`
+	Started string `json:"started"`
+	// State is "running", or "stopped" for what a killed run left behind
+	// (bottle cleanup removes it).
+	State string `json:"state"`
+}
+
+// Run lists running bottles and the remains of stopped ones.
+func (c *LsCmd) Run(g *Globals) error {
+	rows, err := listBottles(g)
+	if err != nil {
+		return err
+	}
+	if c.Format == "json" {
+		if rows == nil {
+			rows = []lsRow{}
+		}
+		enc := json.NewEncoder(g.Stdout)
+		enc.SetIndent("", "  ")
+		return enc.Encode(rows)
+	}
+	tw := tabwriter.NewWriter(g.Stdout, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "SLUG\tBACKEND\tSTATE\tSTARTED\tPROFILE")
+	for _, r := range rows {
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", r.Slug, r.Backend, r.State, r.Started, r.Profile)
+	}
+	return tw.Flush()
+}
+
+// listBottles merges the state directories with the labelled resources of
+// every backend.
+func listBottles(g *Globals) ([]lsRow, error) {
+	home, err := stateHome()
+	if err != nil {
+		return nil, err
+	}
+	entries, err := backends.Scan(home)
+	if err != nil {
+		return nil, err
+	}
+	bySlug := map[string]*lsRow{}
+	for _, e := range entries {
+		r := &lsRow{Slug: e.Slug, State: "stopped"}
+		if e.Running {
+			r.State = "running"
+		}
+		if e.Info != nil {
+			r.Backend, r.Profile, r.Started = e.Info.Backend, e.Info.Profile, e.Info.Started.Format(time.RFC3339)
+		}
+		bySlug[e.Slug] = r
+	}
+	res, err := allResources(g)
+	if err != nil {
+		return nil, err
+	}
+	for _, rs := range res {
+		if _, ok := bySlug[rs.Slug]; !ok {
+			bySlug[rs.Slug] = &lsRow{Slug: rs.Slug, Backend: rs.Backend, State: "stopped"}
+		}
+	}
+	var rows []lsRow
+	for _, r := range bySlug {
+		rows = append(rows, *r)
+	}
+	sort.Slice(rows, func(i, j int) bool { return rows[i].Slug < rows[j].Slug })
+	return rows, nil
+}
+
+func allResources(g *Globals) ([]backends.Resource, error) {
+	var all []backends.Resource
+	for _, name := range backends.Names() {
+		b, _ := backends.Get(name)
+		rs, err := b.Resources(g.Ctx)
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", name, err)
+		}
+		all = append(all, rs...)
+	}
+	return all, nil
+}
+
+// findBottle returns the state entry of slug.
+func findBottle(slug string) (*backends.Entry, error) {
+	home, err := stateHome()
+	if err != nil {
+		return nil, err
+	}
+	entries, err := backends.Scan(home)
+	if err != nil {
+		return nil, err
+	}
+	for _, e := range entries {
+		if e.Slug == slug {
+			return &e, nil
+		}
+	}
+	return nil, usageErr(fmt.Errorf("no bottle %q; bottle ls lists them", slug))
+}
+
+// StopCmd stops a running bottle.
+type StopCmd struct {
+	Slug    string        `arg:"" help:"The bottle to stop (see bottle ls)."`
+	Timeout time.Duration `default:"60s" help:"How long to wait for the bottle to tear down."`
+}
+
+// Run signals the bottle's process and waits until it has torn down.
+func (c *StopCmd) Run(g *Globals) error {
+	e, err := findBottle(c.Slug)
+	if err != nil {
+		return err
+	}
+	if !e.Running || e.Info == nil {
+		return fmt.Errorf("bottle %s is not running; bottle cleanup removes what it left behind", c.Slug)
+	}
+	if err := syscall.Kill(e.Info.PID, syscall.SIGTERM); err != nil {
+		return fmt.Errorf("stop bottle %s (pid %d): %w", c.Slug, e.Info.PID, err)
+	}
+	deadline := time.Now().Add(c.Timeout)
+	for backends.Locked(e.Dir) {
+		if time.Now().After(deadline) {
+			return fmt.Errorf("bottle %s did not stop within %s", c.Slug, c.Timeout)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	return writeLine(g.Stderr, "bottle: stopped %s", c.Slug)
+}
+
+// LogsCmd prints a bottle's logs.
+type LogsCmd struct {
+	Slug   string `arg:"" help:"The bottle (see bottle ls)."`
+	Denied bool   `help:"Print the egress proxy's refusals (JSON lines) instead of the sidecar log."`
+	Follow bool   `short:"f" help:"Keep printing new lines until the bottle stops."`
+}
+
+// Run copies the log to stdout.
+func (c *LogsCmd) Run(g *Globals) error {
+	e, err := findBottle(c.Slug)
+	if err != nil {
+		return err
+	}
+	name := srt.LogFile
+	if c.Denied {
+		name = srt.EgressLogFile
+	}
+	f, err := os.Open(filepath.Join(e.Dir, name))
+	if errors.Is(err, os.ErrNotExist) {
+		if !c.Follow {
+			return nil
+		}
+	} else if err != nil {
+		return err
+	}
+	var r *bufio.Reader
+	if f != nil {
+		defer f.Close()
+		r = bufio.NewReader(f)
+	}
+	for {
+		if r != nil {
+			if err := copyLines(g.Stdout, r, c.Denied); err != nil {
+				return err
+			}
+		}
+		if !c.Follow || !backends.Locked(e.Dir) || g.Ctx.Err() != nil {
+			return nil
+		}
+		time.Sleep(200 * time.Millisecond)
+		if r == nil {
+			if f, err = os.Open(filepath.Join(e.Dir, name)); err == nil {
+				defer f.Close()
+				r = bufio.NewReader(f)
+			}
+		}
+	}
+}
+
+// copyLines copies complete lines; with denied, only refusals.
+func copyLines(w io.Writer, r *bufio.Reader, denied bool) error {
+	for {
+		line, err := r.ReadString('\n')
+		if err != nil {
+			// An incomplete last line is read again on the next pass.
+			if len(line) > 0 {
+				return errors.Join(err, errors.New("unterminated line"))
+			}
+			return nil
+		}
+		if denied {
+			var ev struct {
+				Allowed bool `json:"allowed"`
+			}
+			if json.Unmarshal([]byte(line), &ev) != nil || ev.Allowed {
+				continue
+			}
+		}
+		if _, err := io.WriteString(w, line); err != nil {
+			return err
+		}
+	}
+}
+
+// CleanupCmd removes what stopped bottles left behind.
+type CleanupCmd struct {
+	DryRun bool `help:"Print what would be removed; remove nothing."`
+}
+
+// Run removes every labelled resource and state directory whose bottle no
+// longer runs, printing each; a second run finds nothing.
+func (c *CleanupCmd) Run(g *Globals) error {
+	home, err := stateHome()
+	if err != nil {
+		return err
+	}
+	entries, err := backends.Scan(home)
+	if err != nil {
+		return err
+	}
+	running := map[string]bool{}
+	for _, e := range entries {
+		if e.Running {
+			running[e.Slug] = true
+		}
+	}
+	res, err := allResources(g)
+	if err != nil {
+		return err
+	}
+	verb := "removed"
+	if c.DryRun {
+		verb = "would remove"
+	}
+	var errs []error
+	for _, name := range backends.Names() {
+		b, _ := backends.Get(name)
+		var stale []backends.Resource
+		for _, r := range res {
+			if r.Backend == name && !running[r.Slug] {
+				stale = append(stale, r)
+			}
+		}
+		if len(stale) == 0 {
+			continue
+		}
+		if !c.DryRun {
+			if err := b.Remove(g.Ctx, stale); err != nil {
+				errs = append(errs, err)
+				continue
+			}
+		}
+		for _, r := range stale {
+			fmt.Fprintf(g.Stdout, "%s %s\n", verb, r)
+		}
+	}
+	for _, e := range entries {
+		if e.Running {
+			continue
+		}
+		if !c.DryRun {
+			stopOrphanSidecars(e.Dir)
+			if err := os.RemoveAll(e.Dir); err != nil {
+				errs = append(errs, err)
+				continue
+			}
+		}
+		fmt.Fprintf(g.Stdout, "%s state directory %s\n", verb, e.Dir)
+	}
+	return errors.Join(errs...)
+}
+
+// stopOrphanSidecars kills the host sidecar process a killed bottle left
+// running: it outlives its parent in its own process group and keeps
+// holding the sidecars' lock.
+func stopOrphanSidecars(dir string) {
+	b, err := os.ReadFile(filepath.Join(dir, srt.PIDFile))
+	if err != nil {
+		return
+	}
+	var pid int
+	if _, err := fmt.Sscan(strings.TrimSpace(string(b)), &pid); err != nil || pid <= 1 {
+		return
+	}
+	lock, err := os.OpenFile(filepath.Join(dir, srt.LockFile), os.O_RDWR, 0)
+	if err != nil {
+		return
+	}
+	defer lock.Close()
+	if syscall.Flock(int(lock.Fd()), syscall.LOCK_EX|syscall.LOCK_NB) == nil {
+		return // nobody holds it: the sidecars are gone
+	}
+	syscall.Kill(-pid, syscall.SIGTERM)
+	for i := 0; i < 50; i++ {
+		if syscall.Flock(int(lock.Fd()), syscall.LOCK_EX|syscall.LOCK_NB) == nil {
+			return
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	syscall.Kill(-pid, syscall.SIGKILL)
+}
