@@ -82,7 +82,9 @@ type Resource struct {
 	Slug string `json:"slug"`
 }
 
-func (r Resource) String() string { return fmt.Sprintf("%s %s %s (bottle %s)", r.Backend, r.Kind, r.Name, r.Slug) }
+func (r Resource) String() string {
+	return fmt.Sprintf("%s %s %s (bottle %s)", r.Backend, r.Kind, r.Name, r.Slug)
+}
 
 var (
 	mu       sync.Mutex

@@ -123,8 +123,8 @@ func (d *Backend) Launch(ctx context.Context, b *backends.Bottle, stdio backends
 
 	// Images and networks do not depend on each other: prepare them at once.
 	var (
-		wg                      sync.WaitGroup
-		bundleTag               string
+		wg                       sync.WaitGroup
+		bundleTag                string
 		imgErr, agentErr, netErr error
 	)
 	wg.Add(3)
