@@ -13,6 +13,10 @@ import (
 	"testing"
 
 	"github.com/rogpeppe/go-internal/testscript"
+
+	fakedocker "github.com/bottle-dev/bottle/internal/fakes/docker"
+	fakepipelock "github.com/bottle-dev/bottle/internal/fakes/pipelock"
+	fakesmolvm "github.com/bottle-dev/bottle/internal/fakes/smolvm"
 )
 
 var update = flag.Bool("update", false, "rewrite testscript files with the actual output")
@@ -20,12 +24,13 @@ var update = flag.Bool("update", false, "rewrite testscript files with the actua
 func TestMain(m *testing.M) {
 	testscript.Main(m, map[string]func(){
 		"bottle": func() { os.Exit(Main(os.Args[1:], os.Stdout, os.Stderr)) },
-		// execlog stands in for any external program a test expects bottle
-		// NOT to run (docker, smolvm in dry-run scripts): it appends its
-		// name and argv to $EXECLOG and fails.
+		// execlog stands in for a program a test expects bottle NOT to
+		// run: it appends its name and argv to $EXECLOG and fails.
 		"execlog": execLog,
-		"docker":  execLog,
-		"smolvm":  execLog,
+		// Stand-ins for tools that cannot run here (see their package docs).
+		"docker":   func() { os.Exit(fakedocker.Main()) },
+		"smolvm":   func() { os.Exit(fakesmolvm.Main()) },
+		"pipelock": func() { os.Exit(fakepipelock.Main()) },
 	})
 }
 
@@ -50,6 +55,10 @@ func TestScripts(t *testing.T) {
 			env.Setenv("XDG_CONFIG_HOME", filepath.Join(env.WorkDir, ".config"))
 			env.Setenv("EXECLOG", filepath.Join(env.WorkDir, "execlog.txt"))
 			env.Setenv("HOME", filepath.Join(env.WorkDir, "home"))
+			env.Setenv("FAKE_DOCKER_LOG", filepath.Join(env.WorkDir, "docker.log"))
+			env.Setenv("FAKE_SMOLVM_LOG", filepath.Join(env.WorkDir, "smolvm.log"))
+			env.Setenv("FAKE_SMOLVM_STATE", filepath.Join(env.WorkDir, ".smolvm"))
+			env.Setenv("FAKE_PIPELOCK_LOG", filepath.Join(env.WorkDir, "pipelock.log"))
 			return nil
 		},
 		Cmds: map[string]func(ts *testscript.TestScript, neg bool, args []string){
