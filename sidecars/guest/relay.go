@@ -17,8 +17,8 @@ import (
 const dialTimeout = 10 * time.Second
 
 // Serve accepts connections on ln and relays each to a fresh connection to
-// the unix socket at socket, copying both directions (with splice(2) on
-// Linux) and passing half-closes through: when one side stops sending, the
+// the unix socket at socket, copying both directions (client to sidecar with
+// splice(2) on Linux) and passing half-closes through: when one side stops sending, the
 // other side's write half is shut down, and both connections are closed once
 // both directions are done or either fails.
 //
@@ -148,39 +148,50 @@ func (s *server) relay(ctx context.Context, client *net.TCPConn) {
 	pipe(client, upstream)
 }
 
-// halfCloser is a connection whose write half can be shut down on its own.
-type halfCloser interface {
-	io.ReadWriteCloser
-	CloseWrite() error
-}
+// copyBufSize is the buffer size for copying from a sidecar to a client.
+const copyBufSize = 64 << 10
 
-// pipe copies a to b and b to a at the same time. When a direction reaches
-// EOF it shuts down the write half of its destination; when a direction
-// fails it closes both connections, which ends the other direction too.
-// Both connections are closed when pipe returns.
-func pipe(a, b halfCloser) {
+// copyBufs holds buffers of copyBufSize for reuse across connections.
+var copyBufs = sync.Pool{New: func() any {
+	b := make([]byte, copyBufSize)
+	return &b
+}}
+
+// pipe copies client to upstream and upstream to client at the same time.
+// When a direction reaches EOF it shuts down the write half of its
+// destination; when a direction fails it closes both connections, which ends
+// the other direction too. Both connections are closed when pipe returns.
+func pipe(client *net.TCPConn, upstream *net.UnixConn) {
 	abort := func() {
-		a.Close()
-		b.Close()
+		client.Close()
+		upstream.Close()
 	}
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
-		if copyHalf(b, a) != nil {
+		// TCPConn.WriteTo splices into the unix socket.
+		_, err := io.Copy(upstream, client)
+		if finish(upstream, err) != nil {
 			abort()
 		}
 	}()
-	if copyHalf(a, b) != nil {
+	// A plain copy, hiding TCPConn.ReadFrom: splice(2) from a unix socket
+	// into TCP was about 20% slower in BenchmarkRelay.
+	buf := copyBufs.Get().(*[]byte)
+	_, err := io.CopyBuffer(struct{ io.Writer }{client}, struct{ io.Reader }{upstream}, *buf)
+	copyBufs.Put(buf)
+	if finish(client, err) != nil {
 		abort()
 	}
 	<-done
 	abort()
 }
 
-// copyHalf copies src to dst until EOF and then shuts down dst's write half,
-// so the peer on dst sees the end of the stream src ended.
-func copyHalf(dst, src halfCloser) error {
-	if _, err := io.Copy(dst, src); err != nil {
+// finish ends one direction: after a clean EOF (err nil) it shuts down dst's
+// write half, so the peer on dst sees the end of the stream. It returns err,
+// or the error from the shutdown.
+func finish(dst interface{ CloseWrite() error }, err error) error {
+	if err != nil {
 		return err
 	}
 	return dst.CloseWrite()
