@@ -261,3 +261,30 @@ func TestRunTerminal(t *testing.T) {
 		t.Errorf("bottle guest on a terminal: %v", err)
 	}
 }
+
+// TestRunContextDone: when Run's context ends, the command gets SIGTERM and
+// Run still returns its exit code.
+func TestRunContextDone(t *testing.T) {
+	dir := t.TempDir()
+	ready := filepath.Join(dir, "ready")
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go func() {
+		for {
+			if _, err := os.Stat(ready); err == nil {
+				cancel()
+				return
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+	}()
+	script := `trap 'exit 5' TERM; touch ` + ready + `; sleep 60 & wait`
+	start := time.Now()
+	code, err := Run(ctx, nil, []string{"/bin/sh", "-c", script}, Stdio{})
+	if err != nil || code != 5 {
+		t.Errorf("Run after its context ended = %d, %v; want the command's 5 from its TERM trap", code, err)
+	}
+	if d := time.Since(start); d >= KillDelay {
+		t.Errorf("Run took %v: the command did not get SIGTERM", d)
+	}
+}
