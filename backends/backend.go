@@ -55,15 +55,6 @@ type Bottle struct {
 	Progress io.Writer
 }
 
-// AgentCommand is what runs in the sandbox: the one-off command when given,
-// else the agent's.
-func (b *Bottle) AgentCommand() []string {
-	if len(b.Command) > 0 {
-		return b.Command
-	}
-	return b.Plan.Agent.Command
-}
-
 // Stdio is the terminal or pipes the agent runs with.
 type Stdio struct {
 	Stdin          io.Reader

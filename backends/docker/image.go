@@ -20,9 +20,16 @@ import (
 var (
 	//go:embed assets/bundle.Dockerfile
 	bundleDockerfile []byte
+	//go:embed assets/bundle-git.Dockerfile
+	bundleGitDockerfile []byte
 	//go:embed assets/claude-code.Dockerfile
 	claudeDockerfile []byte
 )
+
+// DefaultBundleBase is the base of the git gate's bundle unless
+// BOTTLE_BUNDLE_BASE names another (for example one made with debootstrap
+// and docker import where no registry is reachable).
+const DefaultBundleBase = "debian:12-slim"
 
 // ClaudeImage is the agent image of the shipped Claude Code profile, which
 // bottle builds from its embedded Dockerfile when it is missing. The
@@ -67,13 +74,25 @@ func sidecarBinary(exe, arch string) (string, error) {
 // bundleInputs gathers the build context of the sidecar bundle and the tag
 // that names it.
 type bundleInputs struct {
-	binary string
-	ca     []byte
-	tag    string
+	binary     string
+	dockerfile []byte
+	// base is the git bundle's base image; empty for the scratch bundle.
+	base string
+	ca   []byte
+	tag  string
 }
 
-func newBundleInputs(binary string) (*bundleInputs, error) {
-	in := &bundleInputs{binary: binary}
+// newBundleInputs picks the bundle for the plan's sidecars: FROM scratch
+// when every sidecar is built in and pure Go, a Debian base with git when
+// the plan has a git gate.
+func newBundleInputs(binary string, withGit bool) (*bundleInputs, error) {
+	in := &bundleInputs{binary: binary, dockerfile: bundleDockerfile}
+	if withGit {
+		in.dockerfile, in.base = bundleGitDockerfile, DefaultBundleBase
+		if b := os.Getenv("BOTTLE_BUNDLE_BASE"); b != "" {
+			in.base = b
+		}
+	}
 	for _, p := range caBundles {
 		if b, err := os.ReadFile(p); err == nil {
 			in.ca = b
@@ -86,7 +105,9 @@ func newBundleInputs(binary string) (*bundleInputs, error) {
 	}
 	defer f.Close()
 	h := sha256.New()
-	h.Write(bundleDockerfile)
+	h.Write(in.dockerfile)
+	h.Write([]byte{0})
+	h.Write([]byte(in.base))
 	h.Write([]byte{0})
 	h.Write(in.ca)
 	h.Write([]byte{0})
@@ -118,7 +139,7 @@ func (d *Backend) ensureBundle(ctx context.Context, in *bundleInputs, progress i
 		return err
 	}
 	defer os.RemoveAll(dir)
-	if err := os.WriteFile(filepath.Join(dir, "Dockerfile"), bundleDockerfile, 0o644); err != nil {
+	if err := os.WriteFile(filepath.Join(dir, "Dockerfile"), in.dockerfile, 0o644); err != nil {
 		return err
 	}
 	if err := os.WriteFile(filepath.Join(dir, "ca-certificates.crt"), in.ca, 0o644); err != nil {
@@ -128,7 +149,11 @@ func (d *Backend) ensureBundle(ctx context.Context, in *bundleInputs, progress i
 		return err
 	}
 	fmt.Fprintf(progress, "bottle: building the sidecar bundle image %s\n", in.tag)
-	return d.build(ctx, dir, in.tag, progress)
+	var args []string
+	if in.base != "" {
+		args = []string{"--build-arg", "BASE=" + in.base}
+	}
+	return d.build(ctx, dir, in.tag, progress, args...)
 }
 
 // ensureAgentImage builds the shipped Claude Code image when the profile
@@ -154,12 +179,13 @@ func (d *Backend) ensureAgentImage(ctx context.Context, image string, progress i
 	return d.build(ctx, dir, image, progress)
 }
 
-func (d *Backend) build(ctx context.Context, dir, tag string, progress io.Writer) error {
+func (d *Backend) build(ctx context.Context, dir, tag string, progress io.Writer, extra ...string) error {
 	cli, err := d.cli()
 	if err != nil {
 		return err
 	}
-	code, err := d.runner().Attach(ctx, backends.Cmd{Path: cli, Args: []string{"build", "--label", "dev.bottle.image=1", "--tag", tag, dir}},
+	args := append(append([]string{"build", "--label", "dev.bottle.image=1", "--tag", tag}, extra...), dir)
+	code, err := d.runner().Attach(ctx, backends.Cmd{Path: cli, Args: args},
 		backends.Stdio{Stdin: strings.NewReader(""), Stdout: progress, Stderr: progress})
 	if err == nil && code != 0 {
 		err = fmt.Errorf("docker build exited with %d", code)

@@ -7,7 +7,6 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
-	"sort"
 	"strconv"
 	"strings"
 	"sync"
@@ -130,7 +129,7 @@ func (d *Backend) Launch(ctx context.Context, b *backends.Bottle, stdio backends
 	wg.Add(3)
 	go func() {
 		defer wg.Done()
-		in, err := newBundleInputs(bin)
+		in, err := newBundleInputs(bin, hasSidecar(p, plan.SidecarGitGate))
 		if err == nil {
 			err = d.ensureBundle(ctx, in, b.Progress)
 		}
@@ -227,6 +226,15 @@ func notFound(err error) bool {
 	return strings.Contains(msg, "no such") || strings.Contains(msg, "not found")
 }
 
+func hasSidecar(p *plan.Plan, name string) bool {
+	for _, sc := range p.Sidecars {
+		if sc.Name == name {
+			return true
+		}
+	}
+	return false
+}
+
 // sidecarAliases are the names the agent reaches the bundle by.
 var sidecarAliases = []string{"proxy.internal", "git-gate", "supervise"}
 
@@ -249,12 +257,43 @@ func (d *Backend) startBundle(ctx context.Context, cli string, b *backends.Bottl
 	for _, a := range sidecarAliases {
 		args = append(args, "--network-alias", a)
 	}
+	uid, gid := strconv.Itoa(os.Getuid()), strconv.Itoa(os.Getgid())
 	args = append(args,
-		"--user", strconv.Itoa(os.Getuid())+":"+strconv.Itoa(os.Getgid()),
+		"--user", uid+":"+gid,
 		"--read-only", "--cap-drop", "ALL", "--security-opt", "no-new-privileges",
-		"--mount", "type=bind,src="+b.State.Dir+",dst="+bundleStateDir,
-		tag, "sidecars", "--config", bundleStateDir+"/"+sidecarConfigFile)
-	if _, err := d.out(ctx, args...); err != nil {
+		"--mount", "type=bind,src="+b.State.Dir+",dst="+bundleStateDir)
+	// The git gate's credentials: key files mounted read-only at their
+	// host paths, tokens passed by name with their values in the docker
+	// CLI's environment, and a passwd entry for the host user, whom ssh
+	// insists on finding.
+	var tokenEnv []string
+	for _, sc := range p.Sidecars {
+		if sc.GitGate == nil {
+			continue
+		}
+		passwd := "root:x:0:0:root:/root:/bin/sh\nbottle:x:" + uid + ":" + gid + ":bottle:" + bundleStateDir + ":/bin/sh\n"
+		if err := b.State.WriteFile("passwd", []byte(passwd)); err != nil {
+			return err
+		}
+		args = append(args, "--mount", "type=bind,src="+filepath.Join(b.State.Dir, "passwd")+",dst=/etc/passwd,readonly",
+			"--env", "HOME="+bundleStateDir)
+		seen := map[string]bool{}
+		for _, r := range sc.GitGate.Remotes {
+			for _, f := range []string{r.SSHKey, r.KnownHosts} {
+				if f != "" && !seen[f] {
+					seen[f] = true
+					args = append(args, "--mount", "type=bind,src="+f+",dst="+f+",readonly")
+				}
+			}
+			if r.TokenEnv != "" && !seen["$"+r.TokenEnv] {
+				seen["$"+r.TokenEnv] = true
+				args = append(args, "--env", r.TokenEnv)
+				tokenEnv = append(tokenEnv, r.TokenEnv+"="+os.Getenv(r.TokenEnv))
+			}
+		}
+	}
+	args = append(args, tag, "sidecars", "--config", bundleStateDir+"/"+sidecarConfigFile)
+	if _, err := d.runner().Output(ctx, backends.Cmd{Path: cli, Args: args, Env: tokenEnv}); err != nil {
 		return fmt.Errorf("create the sidecar bundle: %w", err)
 	}
 	td.push(func(ctx context.Context) error { return d.removeContainer(ctx, n.bundle) })
@@ -307,26 +346,22 @@ func (d *Backend) runAgent(ctx context.Context, cli string, b *backends.Bottle, 
 	if stdio.TTY {
 		args = append(args, "--tty")
 	}
-	proxyURL := ""
 	var siblings []string
 	for _, sc := range p.Sidecars {
 		switch sc.Name {
-		case p.Egress.Sidecar:
-			proxyURL = sc.Listen.URL
 		case plan.SidecarGitGate:
 			siblings = append(siblings, "git-gate")
 		case plan.SidecarSupervise:
 			siblings = append(siblings, "supervise")
 		}
 	}
-	sort.Strings(siblings)
-	noProxy := strings.Join(siblings, ",")
-	for _, kv := range [][2]string{
-		{"HTTPS_PROXY", proxyURL}, {"https_proxy", proxyURL},
-		{"HTTP_PROXY", proxyURL}, {"http_proxy", proxyURL},
-		{"NO_PROXY", noProxy}, {"no_proxy", noProxy},
-	} {
-		args = append(args, "--env", kv[0]+"="+kv[1])
+	cmd, cmdEnv, err := backends.AgentCommand(b)
+	if err != nil {
+		return -1, err
+	}
+	env := append(append(backends.ProxyEnv(p, siblings), backends.GitEnv(p)...), cmdEnv...)
+	for _, kv := range env {
+		args = append(args, "--env", kv)
 	}
 	for _, e := range p.Agent.Env {
 		args = append(args, "--env", e.Name+"="+e.Value)
@@ -360,7 +395,6 @@ func (d *Backend) runAgent(ctx context.Context, cli string, b *backends.Bottle, 
 	}
 	args = append(args, agentDNS...)
 	args = append(args, "--entrypoint", "")
-	cmd := b.AgentCommand()
 	args = append(append(args, p.Backend.Image), cmd...)
 	td.push(func(ctx context.Context) error { return d.removeContainer(ctx, n.agent) })
 	code, err := d.runner().Attach(ctx, backends.Cmd{Path: cli, Args: args, Env: secretEnv}, stdio)

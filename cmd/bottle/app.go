@@ -34,14 +34,17 @@ var version = ""
 type CLI struct {
 	Globals
 
-	Start   StartCmd   `cmd:"" help:"Start a bottle from a profile (or print its plan with --dry-run)."`
-	Check   CheckCmd   `cmd:"" help:"Evaluate and validate a profile without starting anything."`
-	Ls      LsCmd      `cmd:"" help:"List bottles: running ones and what stopped ones left behind."`
-	Stop    StopCmd    `cmd:"" help:"Stop a running bottle and tear it down."`
-	Logs    LogsCmd    `cmd:"" help:"Print a bottle's sidecar log, or its egress refusals with --denied."`
-	Cleanup CleanupCmd `cmd:"" help:"Remove the containers, networks, processes and state that stopped bottles left behind."`
-	Policy  PolicyCmd  `cmd:"" help:"Ask what a profile's egress policy allows."`
-	Version VersionCmd `cmd:"" help:"Print bottle's version."`
+	Start     StartCmd     `cmd:"" help:"Start a bottle from a profile (or print its plan with --dry-run)."`
+	Check     CheckCmd     `cmd:"" help:"Evaluate and validate a profile without starting anything."`
+	Ls        LsCmd        `cmd:"" help:"List bottles: running ones and what stopped ones left behind."`
+	Stop      StopCmd      `cmd:"" help:"Stop a running bottle and tear it down."`
+	Logs      LogsCmd      `cmd:"" help:"Print a bottle's sidecar log, or its egress refusals with --denied."`
+	Cleanup   CleanupCmd   `cmd:"" help:"Remove the containers, networks, processes and state that stopped bottles left behind."`
+	Policy    PolicyCmd    `cmd:"" help:"Ask what a profile's egress policy allows."`
+	Approve   ApproveCmd   `cmd:"" help:"Approve a stuck agent's pending request (egress or question)."`
+	Deny      DenyCmd      `cmd:"" help:"Deny a stuck agent's pending request."`
+	Supervise SuperviseCmd `cmd:"" help:"Review the pending requests of every running bottle in a terminal UI."`
+	Version   VersionCmd   `cmd:"" help:"Print bottle's version."`
 
 	Sidecars SidecarsCmd `cmd:"" hidden:"" help:"Run a bottle's sidecars from their rendered configuration."`
 

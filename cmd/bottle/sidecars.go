@@ -1,6 +1,7 @@
 package main
 
 import (
+	_ "github.com/bottle-dev/bottle/sidecars/all" // registers git-gate and supervise
 	srt "github.com/bottle-dev/bottle/sidecars/runtime"
 )
 

@@ -113,7 +113,7 @@ func newEgress(_ context.Context, raw json.RawMessage, env *Env) (Service, error
 		logFile.Close()
 		return nil, err
 	}
-	ln, err := listen(spec.Listen)
+	ln, err := Bind(spec.Listen)
 	if err != nil {
 		logFile.Close()
 		return nil, fmt.Errorf("egress: %w", err)
@@ -161,6 +161,9 @@ func (s *egressService) Reload(raw json.RawMessage) error {
 	return s.proxy.SetRules(append(slices.Clip(spec.Rules), s.added...))
 }
 
+// Rules returns the proxy's current allow-list.
+func (s *egressService) Rules() []plan.Rule { return s.proxy.Rules() }
+
 // AddRule adds r to the running proxy and keeps it across reloads.
 func (s *egressService) AddRule(r plan.Rule) error {
 	s.mu.Lock()
@@ -172,9 +175,9 @@ func (s *egressService) AddRule(r plan.Rule) error {
 	return nil
 }
 
-// listen opens l. A unix socket left behind by a dead process is replaced;
-// the new socket gets mode 0600.
-func listen(l Listen) (net.Listener, error) {
+// Bind opens a listener for a sidecar: a TCP address, or a unix socket
+// (mode 0600) replacing one a dead process left behind.
+func Bind(l Listen) (net.Listener, error) {
 	switch l.Network {
 	case "tcp":
 		ln, err := net.Listen("tcp", l.Address)
