@@ -19,6 +19,7 @@ package guest
 import (
 	"errors"
 	"fmt"
+	"io/fs"
 	"net"
 	"net/netip"
 	"os"
@@ -115,8 +116,11 @@ func (f *Forward) UnmarshalText(text []byte) error {
 // alive shows only when a relayed connection is made.
 func CheckSocket(path string) error {
 	info, err := os.Stat(path)
+	if errors.Is(err, fs.ErrNotExist) {
+		return fmt.Errorf("sidecar socket missing: %w", err)
+	}
 	if err != nil {
-		return fmt.Errorf("sidecar socket %s: %w", path, err)
+		return fmt.Errorf("sidecar socket: %w", err)
 	}
 	if info.Mode().Type() != os.ModeSocket {
 		return fmt.Errorf("sidecar socket %s: is a %s, not a unix socket", path, describeMode(info.Mode()))

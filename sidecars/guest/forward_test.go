@@ -102,7 +102,7 @@ func TestCheckSocket(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, tc := range []struct{ path, want string }{
-		{filepath.Join(dir, "missing.sock"), "no such file"},
+		{filepath.Join(dir, "missing.sock"), "sidecar socket missing"},
 		{regular, "is a regular file, not a unix socket"},
 		{dir, "is a directory, not a unix socket"},
 		{stale, "nothing accepts connections"},
