@@ -2,6 +2,7 @@ package docker
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net/netip"
@@ -206,7 +207,28 @@ func (d *Backend) createNetworkPair(ctx context.Context, p *plan.Plan, n names, 
 	return errors.Join(errs...)
 }
 
+// removeNetwork removes a bottle network, first disconnecting anything
+// else that was attached to it (docker refuses to remove a network with
+// endpoints).
 func (d *Backend) removeNetwork(ctx context.Context, name string) error {
+	_, err := d.out(ctx, "network", "rm", name)
+	if err == nil || notFound(err) {
+		return nil
+	}
+	if !strings.Contains(err.Error(), "active endpoints") {
+		return err
+	}
+	out, ierr := d.out(ctx, "network", "inspect", "--format", "{{json .Containers}}", name)
+	if ierr != nil {
+		return err
+	}
+	var eps map[string]struct{ Name string }
+	if json.Unmarshal(out, &eps) != nil {
+		return err
+	}
+	for id := range eps {
+		d.out(ctx, "network", "disconnect", "--force", name, id)
+	}
 	if _, err := d.out(ctx, "network", "rm", name); err != nil && !notFound(err) {
 		return err
 	}
