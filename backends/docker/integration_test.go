@@ -201,6 +201,3 @@ func dockerOut(t *testing.T, args ...string) string {
 	}
 	return strings.TrimSpace(string(b))
 }
-
-
-
