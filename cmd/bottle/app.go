@@ -47,6 +47,7 @@ type CLI struct {
 	Version   VersionCmd   `cmd:"" help:"Print bottle's version."`
 
 	Sidecars SidecarsCmd `cmd:"" hidden:"" help:"Run a bottle's sidecars from their rendered configuration."`
+	Guest    GuestCmd    `cmd:"" hidden:"" help:"Relay sidecar sockets to loopback and run a command, inside a microVM."`
 
 	InstallCompletions kongplete.InstallCompletions `cmd:"" help:"Install shell completion for bash, zsh or fish."`
 }
@@ -122,7 +123,7 @@ func Main(args []string, stdout, stderr io.Writer) (code int) {
 		fmt.Fprintf(stderr, "Run \"%s --help\" for usage.\n", commandPath(parser, args))
 		return exitUsage
 	}
-	if len(passthrough) > 0 && kctx.Command() != "start" && kctx.Command() != "start <profile>" {
+	if len(passthrough) > 0 && kctx.Command() != "start" && kctx.Command() != "start <profile>" && kctx.Command() != "guest" {
 		fmt.Fprintf(stderr, "bottle: %s takes no arguments after \"--\"\n", kctx.Command())
 		return exitUsage
 	}

@@ -18,7 +18,8 @@ import (
 	"golang.org/x/term"
 
 	"github.com/bottle-dev/bottle/backends"
-	_ "github.com/bottle-dev/bottle/backends/docker" // registers the docker backend
+	_ "github.com/bottle-dev/bottle/backends/docker"       // registers the docker backend
+	_ "github.com/bottle-dev/bottle/backends/smolmachines" // registers the smolmachines backend
 	"github.com/bottle-dev/bottle/plan"
 )
 

@@ -1,0 +1,384 @@
+package smolmachines
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net/netip"
+	"net/url"
+	"os"
+	"path"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/bottle-dev/bottle/backends"
+	"github.com/bottle-dev/bottle/plan"
+	"github.com/bottle-dev/bottle/render"
+	srt "github.com/bottle-dev/bottle/sidecars/runtime"
+)
+
+// Files in the state directory.
+const (
+	// sidecarConfigFile is the rendered sidecar configuration.
+	sidecarConfigFile = "sidecars.json"
+	// smolfileName is the rendered Smolfile.
+	smolfileName = "Smolfile"
+	// guestStageDir holds the copy of the guest binary shared into the
+	// guest, and nothing else.
+	guestStageDir = "guest"
+	// pausedFile marks a launch paused by BOTTLE_SMOL_TEST_PAUSE.
+	pausedFile = "test-paused"
+)
+
+// secretEnvPrefix starts the names under which secrets reach smolvm's
+// environment, so that no secret can shadow a variable smolvm itself reads.
+const secretEnvPrefix = "BOTTLE_SECRET_"
+
+// Launch steps, in order; BOTTLE_SMOL_TEST_PAUSE names one.
+var steps = []string{"sidecars", "create", "start", "exec"}
+
+var (
+	// readyTimeout bounds the wait for the sidecars to listen.
+	readyTimeout = 30 * time.Second
+	// teardownTimeout bounds the whole teardown.
+	teardownTimeout = 60 * time.Second
+	// sidecarGrace is how long the sidecars get to stop before they are killed.
+	sidecarGrace = 5 * time.Second
+)
+
+// teardown runs undo steps in reverse order, each ignoring what is
+// already gone.
+type teardown struct {
+	mu    sync.Mutex
+	steps []func(context.Context) error
+}
+
+func (t *teardown) push(f func(context.Context) error) {
+	t.mu.Lock()
+	t.steps = append(t.steps, f)
+	t.mu.Unlock()
+}
+
+func (t *teardown) run() error {
+	ctx, cancel := context.WithTimeout(context.Background(), teardownTimeout)
+	defer cancel()
+	var errs []error
+	for i := len(t.steps) - 1; i >= 0; i-- {
+		if err := t.steps[i](ctx); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// forward is one sidecar socket as the guest sees it.
+type forward struct {
+	// host is the sidecar's socket on the host.
+	host string
+	// guest is where --mount-socket puts it in the guest.
+	guest string
+	// listen is the loopback address bottle guest relays from.
+	listen netip.AddrPort
+}
+
+// forwards lists the plan's sidecars as mounted sockets and relays, in the
+// plan's (name) order.
+func forwards(p *plan.Plan) ([]forward, error) {
+	var out []forward
+	for _, sc := range p.Sidecars {
+		if sc.Listen.Network != "unix" {
+			return nil, fmt.Errorf("the %s sidecar listens on %s, not on a unix socket", sc.Name, sc.Listen.Network)
+		}
+		if strings.Contains(sc.Listen.Address, ":") {
+			return nil, fmt.Errorf("the %s sidecar's socket path %q holds ':', which smolvm's --mount-socket cannot take; set XDG_STATE_HOME to a path without one", sc.Name, sc.Listen.Address)
+		}
+		u, err := url.Parse(sc.Listen.URL)
+		if err != nil {
+			return nil, fmt.Errorf("the %s sidecar's URL: %w", sc.Name, err)
+		}
+		ap, err := netip.ParseAddrPort(u.Host)
+		if err != nil || !ap.Addr().IsLoopback() || ap.Port() == 0 {
+			return nil, fmt.Errorf("the %s sidecar's URL %q does not name a loopback IP and port, where the guest relay would listen", sc.Name, sc.Listen.URL)
+		}
+		out = append(out, forward{host: sc.Listen.Address, guest: path.Join(guestSocketDir, sc.Name+".sock"), listen: ap})
+	}
+	return out, nil
+}
+
+// launchSpec is everything Launch runs, worked out before anything starts.
+type launchSpec struct {
+	name     string
+	smolfile []byte
+	// create and exec are smolvm's arguments.
+	create, exec []string
+	// execEnv is added to smolvm exec's environment: the secrets.
+	execEnv []string
+}
+
+// buildSpec renders the Smolfile and the smolvm command lines of a
+// bottle. stageDir is the host directory holding the guest binary and
+// guestMount where the guest sees it; smolfilePath is where the Smolfile
+// will be; tty asks for a terminal.
+func buildSpec(b *backends.Bottle, stageDir, guestMount, smolfilePath string, tty bool) (*launchSpec, error) {
+	p := b.Plan
+	fws, err := forwards(p)
+	if err != nil {
+		return nil, err
+	}
+	cmd, cmdEnv, err := backends.AgentCommand(b)
+	if err != nil {
+		return nil, err
+	}
+	guestBin := path.Join(guestMount, guestBinaryName)
+
+	// Sibling sidecars (all but the proxy) are reached on loopback,
+	// directly.
+	var noProxy []string
+	for _, f := range fws {
+		h := f.listen.Addr().String()
+		if !slices.Contains(noProxy, h) && !isEgress(p, f) {
+			noProxy = append(noProxy, h)
+		}
+	}
+	env := map[string]string{}
+	for _, list := range [][]string{backends.ProxyEnv(p, noProxy), backends.GitEnv(p), cmdEnv} {
+		for _, kv := range list {
+			k, v, _ := strings.Cut(kv, "=")
+			env[k] = v
+		}
+	}
+	for _, e := range p.Agent.Env {
+		env[e.Name] = e.Value
+	}
+	volumes := make([]render.Volume, 0, len(p.Mounts)+1)
+	for _, m := range p.Mounts {
+		volumes = append(volumes, render.Volume{Host: m.HostPath, Guest: m.Target, ReadOnly: m.ReadOnly})
+	}
+	volumes = append(volumes, render.Volume{Host: stageDir, Guest: guestMount, ReadOnly: true})
+	smolfile, err := render.Smolfile(p, []string{guestBin, "guest", "--idle"}, env, volumes)
+	if err != nil {
+		return nil, err
+	}
+
+	s := &launchSpec{name: machineName(p.Slug), smolfile: smolfile}
+	s.create = []string{"machine", "create", "--name", s.name, "-s", smolfilePath}
+	for _, f := range fws {
+		s.create = append(s.create, "--mount-socket", f.host+":"+f.guest)
+	}
+	s.create = append(s.create, "--label", LabelSlug+"="+p.Slug, "--label", LabelDigest+"="+p.Digest)
+
+	s.exec = []string{"machine", "exec", "--name", s.name, "-i"}
+	if tty {
+		s.exec[len(s.exec)-1] = "-it"
+	}
+	// Secrets go by name: smolvm reads each value from the variable
+	// bottle sets in its environment, for this exec only.
+	for _, sec := range p.Secrets {
+		hostVar := secretEnvPrefix + sec.Name
+		s.exec = append(s.exec, "--secret-env", sec.Name+"="+hostVar)
+		s.execEnv = append(s.execEnv, hostVar+"="+b.Secrets[sec.Name])
+	}
+	s.exec = append(s.exec, "--", guestBin, "guest")
+	for _, f := range fws {
+		s.exec = append(s.exec, "--forward", f.listen.String()+"="+f.guest)
+	}
+	s.exec = append(append(s.exec, "--"), cmd...)
+	return s, nil
+}
+
+// isEgress reports whether f is the egress sidecar's socket.
+func isEgress(p *plan.Plan, f forward) bool {
+	for _, sc := range p.Sidecars {
+		if sc.Name == p.Egress.Sidecar {
+			return sc.Listen.Address == f.host
+		}
+	}
+	return false
+}
+
+// Launch starts the host sidecars, creates and boots the microVM, runs the
+// agent in it attached to stdio and tears everything down again.
+func (s *Backend) Launch(ctx context.Context, b *backends.Bottle, stdio backends.Stdio) (code int, err error) {
+	cli, err := s.cli()
+	if err != nil {
+		return -1, err
+	}
+	if v := os.Getenv(envTestPause); v != "" && !slices.Contains(steps, v) {
+		return -1, fmt.Errorf("%s=%q names no launch step (%s)", envTestPause, v, strings.Join(steps, ", "))
+	}
+	g, err := guestBinary(b.Executable)
+	if err != nil {
+		return -1, err
+	}
+	p := b.Plan
+	td := &teardown{}
+	defer func() {
+		if terr := td.run(); terr != nil {
+			err = errors.Join(err, fmt.Errorf("tear down (run bottle cleanup to finish): %w", terr))
+		}
+	}()
+
+	// Render and write everything first, so that a bad plan starts nothing.
+	stage := filepath.Join(b.State.Dir, guestStageDir)
+	mount := guestDir
+	if g.standIn {
+		mount = stage // the stand-in smolvm runs `machine exec` on the host
+	}
+	smolfilePath := filepath.Join(b.State.Dir, smolfileName)
+	spec, err := buildSpec(b, stage, mount, smolfilePath, stdio.TTY)
+	if err != nil {
+		return -1, err
+	}
+	cfg, err := backends.SidecarConfig(p, b.State.Dir, func(sc plan.Sidecar) srt.Listen {
+		return srt.Listen{Network: "unix", Address: sc.Listen.Address}
+	})
+	if err != nil {
+		return -1, err
+	}
+	cfgPath := filepath.Join(b.State.Dir, sidecarConfigFile)
+	if err := srt.WriteConfig(cfgPath, cfg); err != nil {
+		return -1, err
+	}
+	if err := b.State.WriteFile(smolfileName, spec.smolfile); err != nil {
+		return -1, err
+	}
+	if err := stageGuest(g.path, stage); err != nil {
+		return -1, err
+	}
+
+	if err := pause(ctx, b, "sidecars"); err != nil {
+		return -1, err
+	}
+	var names []string
+	for _, sc := range p.Sidecars {
+		names = append(names, sc.Name)
+	}
+	fmt.Fprintf(b.Progress, "bottle: starting the sidecars on the host (%s)\n", strings.Join(names, ", "))
+	h, err := srt.Launch(ctx, srt.LaunchOptions{Executable: b.Executable, ConfigPath: cfgPath, StateDir: b.State.Dir, ReadyTimeout: readyTimeout})
+	if err != nil {
+		return -1, err
+	}
+	td.push(func(context.Context) error { return h.Stop(sidecarGrace) })
+
+	if err := pause(ctx, b, "create"); err != nil {
+		return -1, err
+	}
+	m := &machine{s: s, name: spec.name, progress: b.Progress}
+	td.push(m.remove)
+	fmt.Fprintf(b.Progress, "bottle: creating the microVM %s from %s, with no network device\n", spec.name, p.Backend.Image)
+	if _, err := s.runner().Output(ctx, backends.Cmd{Path: cli, Args: spec.create}); err != nil {
+		return -1, fmt.Errorf("create the microVM %s: %w", spec.name, err)
+	}
+
+	if err := pause(ctx, b, "start"); err != nil {
+		return -1, err
+	}
+	m.started = true
+	// smolvm pulls the image on the first boot: show its progress.
+	start := backends.Cmd{Path: cli, Args: []string{"machine", "start", "--name", spec.name}}
+	startCode, err := s.runner().Attach(ctx, start, backends.Stdio{Stdin: strings.NewReader(""), Stdout: b.Progress, Stderr: b.Progress})
+	if err == nil && ctx.Err() != nil {
+		err = ctx.Err()
+	}
+	if err == nil && startCode != 0 {
+		err = fmt.Errorf("smolvm exited with %d", startCode)
+	}
+	if err != nil {
+		return -1, fmt.Errorf("start the microVM %s: %w", spec.name, err)
+	}
+
+	if err := pause(ctx, b, "exec"); err != nil {
+		return -1, err
+	}
+	code, err = s.runner().Attach(ctx, backends.Cmd{Path: cli, Args: spec.exec, Env: spec.execEnv}, stdio)
+	if err != nil {
+		return -1, fmt.Errorf("run the agent: %w", err)
+	}
+	if ctx.Err() != nil {
+		return code, ctx.Err()
+	}
+	return code, nil
+}
+
+// pause implements BOTTLE_SMOL_TEST_PAUSE: before step, it marks the
+// state directory and waits until ctx ends.
+func pause(ctx context.Context, b *backends.Bottle, step string) error {
+	if os.Getenv(envTestPause) != step {
+		return nil
+	}
+	if err := b.State.WriteFile(pausedFile, []byte(step+"\n")); err != nil {
+		return err
+	}
+	<-ctx.Done()
+	return ctx.Err()
+}
+
+// stageGuest copies the guest binary into dir, the only thing in it, so
+// that the guest's read-only share holds neither the state directory nor
+// the host's own copy of bottle.
+func stageGuest(src, dir string) error {
+	if err := os.Mkdir(dir, 0o755); err != nil {
+		return fmt.Errorf("stage the guest binary: %w", err)
+	}
+	// The directory's mode despite the umask: the agent may run as any
+	// user in the guest.
+	if err := os.Chmod(dir, 0o755); err != nil {
+		return fmt.Errorf("stage the guest binary: %w", err)
+	}
+	in, err := os.Open(src)
+	if err != nil {
+		return fmt.Errorf("stage the guest binary: %w", err)
+	}
+	defer in.Close()
+	dst := filepath.Join(dir, guestBinaryName)
+	out, err := os.OpenFile(dst, os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o755)
+	if err != nil {
+		return fmt.Errorf("stage the guest binary: %w", err)
+	}
+	_, err = io.Copy(out, in)
+	if err == nil {
+		err = out.Chmod(0o755)
+	}
+	if cerr := out.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return fmt.Errorf("stage the guest binary %s: %w", src, err)
+	}
+	return nil
+}
+
+// machine is the bottle's microVM, for the teardown.
+type machine struct {
+	s        *Backend
+	name     string
+	progress io.Writer
+	// started is set once `machine start` was run.
+	started bool
+}
+
+// remove stops the machine if it was started and deletes it; a machine
+// that does not exist is no error.
+func (m *machine) remove(ctx context.Context) error {
+	fmt.Fprintf(m.progress, "bottle: removing the microVM %s\n", m.name)
+	return m.s.removeMachine(ctx, m.name, m.started, m.progress)
+}
+
+// removeMachine runs `machine stop` (when stop is set) and `machine delete
+// -f`. delete stops a running machine itself, so a failed stop is only
+// reported (to warn) and the delete decides.
+func (s *Backend) removeMachine(ctx context.Context, name string, stop bool, warn io.Writer) error {
+	if stop {
+		if _, err := s.out(ctx, "machine", "stop", "--name", name); err != nil && !notFound(err) {
+			fmt.Fprintf(warn, "bottle: stop the microVM %s: %v; deleting it anyway\n", name, firstLine(err.Error()))
+		}
+	}
+	if _, err := s.out(ctx, "machine", "delete", "-f", "--name", name); err != nil && !notFound(err) {
+		return fmt.Errorf("delete the microVM %s: %w", name, err)
+	}
+	return nil
+}

@@ -1,0 +1,77 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"io"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/bottle-dev/bottle/sidecars/guest"
+)
+
+// GuestCmd is what runs first inside a microVM; the smolmachines backend
+// starts it, people do not:
+//
+//	bottle guest --forward 127.0.0.1:3128=/run/bottle/egress.sock ... -- CMD ARGS
+//
+// With --idle it runs nothing and waits to be stopped, reaping orphaned
+// processes meanwhile: it is the microVM's persistent workload, which
+// keeps smolvm from starting the image's own command.
+type GuestCmd struct {
+	Forward []guest.Forward `sep:"none" placeholder:"LISTEN=SOCKET" help:"Relay connections to this loopback address to this sidecar socket (repeatable)."`
+	Idle    bool            `help:"Run no command: wait for SIGTERM or SIGINT, reaping orphaned processes."`
+}
+
+// Run relays the forwards, runs the command given after "--" and exits
+// with its exit code.
+func (c *GuestCmd) Run(g *Globals) error {
+	if c.Idle {
+		if len(c.Forward) > 0 || len(g.Passthrough) > 0 {
+			return usageErr(errors.New("guest --idle takes neither --forward nor a command"))
+		}
+		idle(g.Ctx)
+		return nil
+	}
+	// bottle guest passes signals on to the command itself; the context
+	// Main cancels on SIGINT and SIGTERM would send a second one.
+	code, err := guest.Run(context.WithoutCancel(g.Ctx), c.Forward, g.Passthrough,
+		guest.Stdio{Stdin: os.Stdin, Stdout: fileOf(g.Stdout), Stderr: fileOf(g.Stderr)})
+	if err != nil {
+		return &exitError{code: code, err: err}
+	}
+	if code != 0 {
+		return &exitError{code: code, err: errSilent}
+	}
+	return nil
+}
+
+// idle waits until ctx ends, reaping every child that exits meanwhile: as
+// the workload it is the guest container's first process, to which
+// orphans are reparented.
+func idle(ctx context.Context) {
+	chld := make(chan os.Signal, 1)
+	signal.Notify(chld, syscall.SIGCHLD)
+	defer signal.Stop(chld)
+	for {
+		for {
+			var ws syscall.WaitStatus
+			if pid, err := syscall.Wait4(-1, &ws, syscall.WNOHANG, nil); pid <= 0 || err != nil {
+				break
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-chld:
+		}
+	}
+}
+
+// fileOf returns w as a file, whose descriptor the command can inherit,
+// or nil, which gives the command the null device.
+func fileOf(w io.Writer) *os.File {
+	f, _ := w.(*os.File)
+	return f
+}
