@@ -16,6 +16,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net/netip"
 	"os"
 	"os/exec"
 	"strings"
@@ -75,6 +76,9 @@ func (d *Backend) out(ctx context.Context, args ...string) ([]byte, error) {
 // names are the resource names of one bottle.
 type names struct {
 	slug, internal, egress, bundle, agent string
+	// bundleIP is the bundle's address on the internal network, the
+	// second of its subnet (the first is the reserved gateway).
+	bundleIP netip.Addr
 }
 
 func namesFor(slug string) names {

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net"
 	"net/netip"
 	"os"
 	"path/filepath"
@@ -140,7 +141,7 @@ func (d *Backend) Launch(ctx context.Context, b *backends.Bottle, stdio backends
 		imgErr = err
 	}()
 	go func() { defer wg.Done(); agentErr = d.ensureAgentImage(ctx, p.Backend.Image, b.Progress) }()
-	go func() { defer wg.Done(); netErr = d.createNetworks(ctx, p, n, td) }()
+	go func() { defer wg.Done(); netErr = d.createNetworks(ctx, p, &n, td) }()
 	wg.Wait()
 	if err := errors.Join(ctx.Err(), imgErr, agentErr, netErr); err != nil {
 		return -1, err
@@ -158,7 +159,7 @@ func (d *Backend) Launch(ctx context.Context, b *backends.Bottle, stdio backends
 // createNetworks creates the internal and the egress network on free
 // subnets derived from the slug; a collision with a bottle created at the
 // same moment moves on to the next free subnets.
-func (d *Backend) createNetworks(ctx context.Context, p *plan.Plan, n names, td *teardown) error {
+func (d *Backend) createNetworks(ctx context.Context, p *plan.Plan, n *names, td *teardown) error {
 	var lastErr error
 	for attempt := 0; attempt < 8; attempt++ {
 		used, err := d.usedSubnets(ctx)
@@ -169,7 +170,10 @@ func (d *Backend) createNetworks(ctx context.Context, p *plan.Plan, n names, td 
 		if err != nil {
 			return err
 		}
-		lastErr = d.createNetworkPair(ctx, p, n, subnets, td)
+		lastErr = d.createNetworkPair(ctx, p, *n, subnets, td)
+		if lastErr == nil {
+			n.bundleIP = subnets[0].Addr().Next().Next()
+		}
 		if lastErr == nil || !strings.Contains(lastErr.Error(), "overlap") {
 			return lastErr
 		}
@@ -264,8 +268,11 @@ var sidecarAliases = []string{"proxy.internal", "git-gate", "supervise"}
 // and starts the bundle container on both networks.
 func (d *Backend) startBundle(ctx context.Context, cli string, b *backends.Bottle, n names, tag string, td *teardown) error {
 	p := b.Plan
+	// The sidecars listen on the bundle's internal address only, so that
+	// nothing on the egress network can reach them.
 	cfg, err := backends.SidecarConfig(p, bundleStateDir, func(sc plan.Sidecar) srt.Listen {
-		return srt.Listen{Network: "tcp", Address: sc.Listen.Address}
+		_, port, _ := net.SplitHostPort(sc.Listen.Address)
+		return srt.Listen{Network: "tcp", Address: net.JoinHostPort(n.bundleIP.String(), port)}
 	})
 	if err != nil {
 		return err
@@ -275,7 +282,7 @@ func (d *Backend) startBundle(ctx context.Context, cli string, b *backends.Bottl
 	}
 	args := []string{"create", "--name", n.bundle}
 	args = append(args, labels(p, "sidecars")...)
-	args = append(args, "--network", n.internal)
+	args = append(args, "--network", n.internal, "--ip", n.bundleIP.String())
 	for _, a := range sidecarAliases {
 		args = append(args, "--network-alias", a)
 	}
@@ -283,6 +290,8 @@ func (d *Backend) startBundle(ctx context.Context, cli string, b *backends.Bottl
 	args = append(args,
 		"--user", uid+":"+gid,
 		"--read-only", "--cap-drop", "ALL", "--security-opt", "no-new-privileges",
+		// The bundle joins two networks; it must never route between them.
+		"--sysctl", "net.ipv4.ip_forward=0",
 		"--mount", "type=bind,src="+b.State.Dir+",dst="+bundleStateDir)
 	// The git gate's credentials: key files mounted read-only at their
 	// host paths, tokens passed by name with their values in the docker
@@ -415,7 +424,10 @@ func (d *Backend) runAgent(ctx context.Context, cli string, b *backends.Bottle, 
 	if p.Backend.Runtime != "" {
 		args = append(args, "--runtime", p.Backend.Runtime)
 	}
-	args = append(args, agentDNS...)
+	args = append(args, agentIsolation...)
+	for _, a := range sidecarAliases {
+		args = append(args, "--add-host", a+":"+n.bundleIP.String())
+	}
 	args = append(args, "--entrypoint", "")
 	args = append(append(args, p.Backend.Image), cmd...)
 	td.push(func(ctx context.Context) error { return d.removeContainer(ctx, n.agent) })
@@ -429,5 +441,24 @@ func (d *Backend) runAgent(ctx context.Context, cli string, b *backends.Bottle, 
 	return code, nil
 }
 
-// agentDNS closes Docker's embedded DNS resolver to the agent; see dns.go.
-var agentDNS = []string{}
+// agentIsolation are the agent container's flags that close what an
+// --internal network leaves open, found by probing a Debian 12 daemon
+// (20.10) and kept because they are harmless on newer ones:
+//
+//   - --dns 0.0.0.0: any --dns makes Docker's embedded resolver (127.0.0.11)
+//     forward outside names from inside the container's namespace, where
+//     there is no route, instead of from the host's (CVE-2024-29018, fixed
+//     in Docker 25.0.5, a full DNS tunnel out when the host's resolver is
+//     on loopback). Sibling names still resolve, and --add-host puts them
+//     in /etc/hosts too.
+//   - --cap-drop NET_RAW: without raw sockets the agent cannot hand-build
+//     IPv6 link-local or IPv4 packets to the host's side of the bridge.
+//   - IPv6 off: no address to reach anything by.
+//
+// The internal network's bridge has no IPv4 address (inhibit_ipv4), which
+// closes the host's services to the agent through the gateway.
+var agentIsolation = []string{
+	"--dns", "0.0.0.0", "--dns-option", "timeout:1", "--dns-option", "attempts:1",
+	"--cap-drop", "NET_RAW",
+	"--sysctl", "net.ipv6.conf.all.disable_ipv6=1",
+}

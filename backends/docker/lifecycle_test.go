@@ -1,0 +1,192 @@
+package docker_test
+
+import (
+	"bytes"
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+)
+
+const sleepProfile = `
+docker(image = "AGENT_IMAGE")
+allow("allowed.test", ports = [8080], allow_private = True)
+secret("CANARY", from_env = "BOTTLE_TEST_CANARY")
+`
+
+// TestExitCodeAndTeardown: the one-off command's exit code comes back and
+// nothing of the bottle is left afterwards.
+func TestExitCodeAndTeardown(t *testing.T) {
+	e := newEnv(t)
+	e.extra = append(e.extra, "BOTTLE_TEST_CANARY=x")
+	profile := e.profile("exit.star", sleepProfile)
+	slug := e.slugOf(profile)
+	out, stderr, code := e.run("start", "--yes", profile, "--", "sh", "-c", "echo in-sandbox; exit 7")
+	if code != 7 || !strings.Contains(out, "in-sandbox") {
+		t.Fatalf("exit %d, want 7; stdout %q stderr %q", code, out, stderr)
+	}
+	if left := resources(t, slug); len(left) > 0 {
+		t.Errorf("left behind after exit: %v", left)
+	}
+	if _, err := os.Stat(filepath.Join(e.dir, "state", "bottle", slug)); !os.IsNotExist(err) {
+		t.Errorf("state directory left behind: %v", err)
+	}
+}
+
+// TestKillAndCleanup kills bottle with SIGKILL at several points of the
+// launch; bottle cleanup then removes everything of that bottle, and a
+// second cleanup finds nothing.
+func TestKillAndCleanup(t *testing.T) {
+	for _, point := range []struct {
+		name string
+		// reached reports whether the launch got to this point.
+		reached func(t *testing.T, slug string) bool
+	}{
+		{"networks created", func(t *testing.T, slug string) bool {
+			return strings.Contains(strings.Join(resources(t, slug), " "), "-egress")
+		}},
+		{"bundle created", func(t *testing.T, slug string) bool {
+			return strings.Contains(strings.Join(resources(t, slug), " "), "-sidecars")
+		}},
+		{"agent running", func(t *testing.T, slug string) bool {
+			out, _ := exec.Command("docker", "ps", "--filter", "name=bottle-"+slug+"-agent", "--filter", "status=running", "--format", "{{.Names}}").Output()
+			return len(bytes.TrimSpace(out)) > 0
+		}},
+	} {
+		t.Run(point.name, func(t *testing.T) {
+			e := newEnv(t)
+			e.extra = append(e.extra, "BOTTLE_TEST_CANARY=x")
+			profile := e.profile("kill.star", sleepProfile)
+			slug := e.slugOf(profile)
+			// No pipes: after bottle dies, the docker CLI it ran may live on
+			// until cleanup removes its container, and would hold them open.
+			cmd := e.command("start", "--yes", profile, "--", "sleep", "120")
+			if err := cmd.Start(); err != nil {
+				t.Fatal(err)
+			}
+			waitFor(t, point.name, 60*time.Second, func() bool { return point.reached(t, slug) })
+			cmd.Process.Signal(syscall.SIGKILL)
+			cmd.Wait()
+			out, errOut, code := e.run("cleanup")
+			if code != 0 {
+				t.Fatalf("cleanup exited %d: %s", code, errOut)
+			}
+			if !strings.Contains(out, "removed") {
+				t.Errorf("cleanup printed nothing it removed:\n%s", out)
+			}
+			// The bundle may have been created by a docker CLI that was
+			// still finishing when bottle died: cleanup must get it too.
+			waitFor(t, "nothing left", 10*time.Second, func() bool {
+				if left := resources(t, slug); len(left) > 0 {
+					e.run("cleanup")
+					return false
+				}
+				return true
+			})
+			if _, err := os.Stat(filepath.Join(e.dir, "state", "bottle", slug)); !os.IsNotExist(err) {
+				t.Errorf("state directory left behind: %v", err)
+			}
+			again, _, code := e.run("cleanup")
+			if code != 0 || strings.TrimSpace(again) != "" {
+				t.Errorf("second cleanup was not a no-op (exit %d):\n%s", code, again)
+			}
+		})
+	}
+}
+
+// TestConcurrentStarts: two bottles of one profile started at once get
+// distinct slugs and subnets, both run, and both clean up.
+func TestConcurrentStarts(t *testing.T) {
+	e := newEnv(t)
+	e.extra = append(e.extra, "BOTTLE_TEST_CANARY=x")
+	profile := e.profile("twin.star", sleepProfile)
+	var wg sync.WaitGroup
+	outs := make([]string, 2)
+	codes := make([]int, 2)
+	for i := range outs {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			// Each reports its slug and its internal subnet.
+			outs[i], _, codes[i] = e.run("start", "--yes", profile, "--", "sh", "-c", "hostname -i; sleep 2")
+		}()
+	}
+	wg.Wait()
+	for i := range outs {
+		if codes[i] != 0 {
+			t.Fatalf("bottle %d exited %d: %s", i, codes[i], outs[i])
+		}
+	}
+	a, b := strings.TrimSpace(outs[0]), strings.TrimSpace(outs[1])
+	if a == "" || a == b {
+		t.Errorf("the two bottles' agents share an address: %q and %q", a, b)
+	}
+	if left, _, _ := e.run("ls", "--format=json"); strings.Contains(left, "slug") {
+		t.Errorf("bottles left after both exited: %s", left)
+	}
+	if out, _ := exec.Command("docker", "ps", "-a", "--filter", "label=dev.bottle.slug", "--format", "{{.Names}}").Output(); strings.Contains(string(out), "twin-") {
+		t.Errorf("containers left: %s", out)
+	}
+}
+
+// TestSecretNotLeaked: a canary secret reaches the agent's environment and
+// nowhere else: not the plan, not any process's arguments, not the bundle's
+// command line, not the logs.
+func TestSecretNotLeaked(t *testing.T) {
+	e := newEnv(t)
+	canary := fmt.Sprintf("canary-%d-do-not-leak", time.Now().UnixNano())
+	e.extra = append(e.extra, "BOTTLE_TEST_CANARY="+canary)
+	profile := e.profile("secret.star", sleepProfile)
+	slug := e.slugOf(profile)
+	// The agent proves the secret arrived by its digest, so that the
+	// canary is in no command line but bottle's own would-be leaks.
+	sum := sha256.Sum256([]byte(canary + "\n"))
+	cmd := e.command("start", "--yes", profile, "--", "sh", "-c", `echo "$CANARY" | sha256sum; sleep 30`)
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { cmd.Process.Signal(syscall.SIGTERM); cmd.Wait() }()
+	waitFor(t, "the agent", 60*time.Second, func() bool { return strings.Contains(stdout.String(), hex.EncodeToString(sum[:])) })
+
+	ps, err := exec.Command("ps", "-eo", "args").Output()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if strings.Contains(string(ps), canary) {
+		t.Errorf("the secret appears in a process's arguments")
+	}
+	bundle := dockerOut(t, "inspect", "--format", "{{json .Path}} {{json .Args}} {{json .Config.Env}}", "bottle-"+slug+"-sidecars")
+	if strings.Contains(bundle, canary) {
+		t.Errorf("the secret appears in the bundle's command line or environment")
+	}
+	stateDir := filepath.Join(e.dir, "state", "bottle", slug)
+	filepath.Walk(stateDir, func(p string, fi os.FileInfo, err error) error {
+		if err != nil || fi.IsDir() || fi.Mode()&os.ModeSocket != 0 {
+			return nil
+		}
+		b, _ := os.ReadFile(p)
+		if bytes.Contains(b, []byte(canary)) {
+			t.Errorf("the secret appears in %s", p)
+		}
+		if fi.Mode().Perm()&0o077 != 0 && !strings.HasSuffix(p, "passwd") {
+			t.Errorf("%s is readable by others: %v", p, fi.Mode())
+		}
+		return nil
+	})
+	if st, err := os.Stat(stateDir); err != nil || st.Mode().Perm() != 0o700 {
+		t.Errorf("state directory mode: %v %v", st.Mode(), err)
+	}
+	logs := dockerOut(t, "logs", "bottle-"+slug+"-sidecars")
+	if strings.Contains(logs, canary) || strings.Contains(stderr.String(), canary) {
+		t.Errorf("the secret appears in the logs")
+	}
+}
