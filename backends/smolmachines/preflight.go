@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"runtime"
 	"strconv"
@@ -200,7 +201,8 @@ func guestBinary(exe string) (guest, error) {
 }
 
 // checkPlan checks what the plan asks of the host: mount sources that are
-// directories, sidecars the host can run and socket paths that fit.
+// directories, sidecars the host can run (the git gate's own checks run
+// when it starts) and socket paths that fit.
 func checkPlan(p *plan.Plan) []error {
 	var errs []error
 	for _, m := range p.Mounts {
@@ -220,6 +222,11 @@ func checkPlan(p *plan.Plan) []error {
 		if sc.Listen.Network != "unix" {
 			errs = append(errs, fmt.Errorf("the %s sidecar listens on %s %s, but a microVM reaches sidecars through unix sockets only", sc.Name, sc.Listen.Network, sc.Listen.Address))
 			continue
+		}
+		if sc.Name == plan.SidecarGitGate {
+			if _, err := exec.LookPath("git"); err != nil {
+				errs = append(errs, errors.New("the git-gate sidecar runs on the host and needs git there; install git (2.32 or newer) or put it on PATH"))
+			}
 		}
 		if len(sc.Listen.Address) > maxSocketPath {
 			errs = append(errs, fmt.Errorf("the %s sidecar's socket path %s is %d bytes, more than unix sockets allow (%d); set XDG_STATE_HOME to a shorter directory", sc.Name, sc.Listen.Address, len(sc.Listen.Address), maxSocketPath))
