@@ -252,6 +252,17 @@ func notFound(err error) bool {
 	return strings.Contains(msg, "no such") || strings.Contains(msg, "not found")
 }
 
+// localRemotePath is the host path of a local git remote, or "".
+func localRemotePath(u string) string {
+	if p, ok := strings.CutPrefix(u, "file://"); ok {
+		u = p
+	}
+	if filepath.IsAbs(u) {
+		return filepath.Clean(u)
+	}
+	return ""
+}
+
 func hasSidecar(p *plan.Plan, name string) bool {
 	for _, sc := range p.Sidecars {
 		if sc.Name == name {
@@ -310,6 +321,12 @@ func (d *Backend) startBundle(ctx context.Context, cli string, b *backends.Bottl
 			"--env", "HOME="+bundleStateDir)
 		seen := map[string]bool{}
 		for _, r := range sc.GitGate.Remotes {
+			// A local upstream (a path or file:// URL) is mounted at its
+			// host path, so the gate inside the bundle finds it there.
+			if local := localRemotePath(r.URL); local != "" && !seen[local] {
+				seen[local] = true
+				args = append(args, "--mount", "type=bind,src="+local+",dst="+local)
+			}
 			for _, f := range []string{r.SSHKey, r.KnownHosts} {
 				if f != "" && !seen[f] {
 					seen[f] = true

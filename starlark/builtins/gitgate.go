@@ -162,6 +162,12 @@ func finishRemote(s *State, r *plan.GitRemote) error {
 		}
 		r.SSHKey, r.KnownHosts = "", ""
 	case "file":
+		// git does not apply url.*.insteadOf to a bare path, so the
+		// sandbox could not be pointed at the gate for one: keep local
+		// upstreams as file:// URLs.
+		if path.IsAbs(r.URL) {
+			r.URL = "file://" + path.Clean(r.URL)
+		}
 		r.SSHKey, r.KnownHosts, r.TokenEnv = "", "", ""
 	}
 	return nil
