@@ -12,6 +12,7 @@ import (
 	"strings"
 
 	"github.com/bottle-dev/bottle/plan"
+	"github.com/bottle-dev/bottle/render"
 	"github.com/bottle-dev/bottle/starlark/builtins"
 )
 
@@ -119,6 +120,12 @@ func Build(st *builtins.State, src *Source, env Env) (*plan.Plan, error) {
 	}
 	if err := p.Validate(); err != nil {
 		return nil, &Error{Pos: src.Label + ":1:1", Msg: err.Error()}
+	}
+	if p.Egress.Sidecar == plan.SidecarPipelock {
+		// Refuse what pipelock cannot enforce rather than widen silently.
+		if err := render.CheckPipelockRules(p); err != nil {
+			return nil, &Error{Msg: err.Error()}
+		}
 	}
 	p.Digest = p.ComputeDigest()
 	return p, nil

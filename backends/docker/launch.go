@@ -16,6 +16,7 @@ import (
 
 	"github.com/bottle-dev/bottle/backends"
 	"github.com/bottle-dev/bottle/plan"
+	"github.com/bottle-dev/bottle/render"
 	srt "github.com/bottle-dev/bottle/sidecars/runtime"
 )
 
@@ -53,9 +54,11 @@ func (d *Backend) Preflight(ctx context.Context, b *backends.Bottle) error {
 			errs = append(errs, fmt.Errorf("mount source %s does not exist (mount() at %s); create it or change the profile", m.HostPath, m.From))
 		}
 	}
-	for _, sc := range b.Plan.Sidecars {
-		if sc.Name == plan.SidecarPipelock {
-			errs = append(errs, errors.New("the pipelock sidecar is not yet supported by the docker backend; use the built-in egress sidecar"))
+	if b.Plan.Egress.Sidecar == plan.SidecarPipelock {
+		if err := backends.PreflightPipelock(ctx, b.Plan, d.runner()); err != nil {
+			errs = append(errs, err)
+		} else if _, err := render.PipelockImage(); err != nil {
+			errs = append(errs, backends.ErrPipelockUnavailable)
 		}
 	}
 	return errors.Join(errs...)
