@@ -20,6 +20,7 @@ import (
 	"os"
 	"os/exec"
 	"strings"
+	"sync"
 
 	"github.com/bottle-dev/bottle/backends"
 	"github.com/bottle-dev/bottle/plan"
@@ -38,6 +39,9 @@ type Backend struct {
 	Runner backends.Runner
 	// Docker is the CLI's path; empty means $BOTTLE_DOCKER, else "docker" on PATH.
 	Docker string
+
+	mu            sync.Mutex
+	version, arch string // the daemon's, once asked
 }
 
 func init() { backends.Register(plan.BackendDocker, &Backend{}) }
@@ -94,26 +98,33 @@ func labels(p *plan.Plan, role string) []string {
 	}
 }
 
-// serverVersion asks the daemon for its version.
-func (d *Backend) serverVersion(ctx context.Context) (string, error) {
+// server asks the daemon for its version and architecture, once per
+// process: preflight and launch share the answer.
+func (d *Backend) server(ctx context.Context) (version, arch string, err error) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.version != "" {
+		return d.version, d.arch, nil
+	}
 	out, err := d.out(ctx, "version", "--format", "{{json .}}")
 	var v struct {
 		Server *struct {
-			Version    string `json:"Version"`
-			APIVersion string `json:"ApiVersion"`
+			Version string `json:"Version"`
+			Arch    string `json:"Arch"`
 		} `json:"Server"`
 	}
-	if jerr := json.Unmarshal(out, &v); jerr == nil && v.Server != nil && v.Server.Version != "" {
-		return v.Server.Version, nil
+	if jerr := json.Unmarshal(out, &v); jerr == nil && v.Server != nil && v.Server.Version != "" && v.Server.Arch != "" {
+		d.version, d.arch = v.Server.Version, v.Server.Arch
+		return d.version, d.arch, nil
 	}
 	if err == nil {
-		err = errors.New("no server version in its answer")
+		err = errors.New("no server version and architecture in its answer")
 	}
 	msg := err.Error()
 	if strings.Contains(msg, "permission denied") {
-		return "", fmt.Errorf("the Docker daemon refused the connection (%v); add yourself to the docker group or set DOCKER_HOST", firstLine(msg))
+		return "", "", fmt.Errorf("the Docker daemon refused the connection (%v); add yourself to the docker group or set DOCKER_HOST", firstLine(msg))
 	}
-	return "", fmt.Errorf("the Docker daemon does not answer (%v); start it (for example systemctl start docker) or check DOCKER_HOST and your docker context", firstLine(msg))
+	return "", "", fmt.Errorf("the Docker daemon does not answer (%v); start it (for example systemctl start docker) or check DOCKER_HOST and your docker context", firstLine(msg))
 }
 
 func firstLine(s string) string {

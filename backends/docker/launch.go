@@ -38,13 +38,11 @@ func (d *Backend) Preflight(ctx context.Context, b *backends.Bottle) error {
 	if _, err := d.cli(); err != nil {
 		return err
 	}
-	if _, err := d.serverVersion(ctx); err != nil {
-		return err
-	}
-	arch, err := d.serverArch(ctx)
+	version, arch, err := d.server(ctx)
 	if err != nil {
 		return err
 	}
+	fmt.Fprintf(b.Progress, "bottle: docker daemon %s (%s)\n", version, arch)
 	var errs []error
 	if _, err := sidecarBinary(b.Executable, arch); err != nil {
 		errs = append(errs, err)
@@ -64,28 +62,22 @@ func (d *Backend) Preflight(ctx context.Context, b *backends.Bottle) error {
 	return errors.Join(errs...)
 }
 
-func (d *Backend) serverArch(ctx context.Context) (string, error) {
-	out, err := d.out(ctx, "version", "--format", "{{json .Server.Arch}}")
-	if err != nil {
-		return "", fmt.Errorf("ask the Docker daemon for its architecture: %w", err)
-	}
-	arch := strings.Trim(strings.TrimSpace(string(out)), `"`)
-	if arch == "" {
-		return "", errors.New("the Docker daemon did not say its architecture")
-	}
-	return arch, nil
-}
-
-// teardown runs undo steps in reverse order, each ignoring what is
-// already gone.
+// teardown removes what a launch created: containers first, all at once,
+// then networks, all at once; each step ignores what is already gone.
 type teardown struct {
-	mu    sync.Mutex
-	steps []func(context.Context) error
+	mu                   sync.Mutex
+	containers, networks []func(context.Context) error
 }
 
-func (t *teardown) push(f func(context.Context) error) {
+func (t *teardown) container(f func(context.Context) error) {
 	t.mu.Lock()
-	t.steps = append(t.steps, f)
+	t.containers = append(t.containers, f)
+	t.mu.Unlock()
+}
+
+func (t *teardown) network(f func(context.Context) error) {
+	t.mu.Lock()
+	t.networks = append(t.networks, f)
 	t.mu.Unlock()
 }
 
@@ -93,10 +85,15 @@ func (t *teardown) run() error {
 	ctx, cancel := context.WithTimeout(context.Background(), teardownTimeout)
 	defer cancel()
 	var errs []error
-	for i := len(t.steps) - 1; i >= 0; i-- {
-		if err := t.steps[i](ctx); err != nil {
-			errs = append(errs, err)
+	for _, phase := range [][]func(context.Context) error{t.containers, t.networks} {
+		res := make([]error, len(phase))
+		var wg sync.WaitGroup
+		for i, f := range phase {
+			wg.Add(1)
+			go func() { defer wg.Done(); res[i] = f(ctx) }()
 		}
+		wg.Wait()
+		errs = append(errs, res...)
 	}
 	return errors.Join(errs...)
 }
@@ -116,7 +113,7 @@ func (d *Backend) Launch(ctx context.Context, b *backends.Bottle, stdio backends
 			err = errors.Join(err, fmt.Errorf("tear down (run bottle cleanup to finish): %w", terr))
 		}
 	}()
-	arch, err := d.serverArch(ctx)
+	_, arch, err := d.server(ctx)
 	if err != nil {
 		return -1, err
 	}
@@ -153,10 +150,26 @@ func (d *Backend) Launch(ctx context.Context, b *backends.Bottle, stdio backends
 	if err := d.startBundle(ctx, cli, b, n, bundleTag, td); err != nil {
 		return -1, err
 	}
-	if err := d.waitReady(ctx, b, n); err != nil {
+	// Create the agent's container while the sidecars come up; start it
+	// only once they listen.
+	created := make(chan error, 1)
+	go func() { created <- d.createAgent(ctx, cli, b, n, stdio, td) }()
+	readyErr := d.waitReady(ctx, b, n)
+	if err := errors.Join(readyErr, <-created); err != nil {
 		return -1, err
 	}
-	return d.runAgent(ctx, cli, b, n, stdio, td)
+	args := []string{"start", "--attach"}
+	if stdio.Stdin != nil {
+		args = append(args, "--interactive")
+	}
+	code, err = d.runner().Attach(ctx, backends.Cmd{Path: cli, Args: append(args, n.agent)}, stdio)
+	if err != nil {
+		return -1, fmt.Errorf("run the agent: %w", err)
+	}
+	if ctx.Err() != nil {
+		return code, ctx.Err()
+	}
+	return code, nil
 }
 
 // createNetworks creates the internal and the egress network on free
@@ -207,7 +220,7 @@ func (d *Backend) createNetworkPair(ctx context.Context, p *plan.Plan, n names, 
 				errs[i] = fmt.Errorf("create network %s: %w", s.name, err)
 				return
 			}
-			td.push(func(ctx context.Context) error { return d.removeNetwork(ctx, s.name) })
+			td.network(func(ctx context.Context) error { return d.removeNetwork(ctx, s.name) })
 		}()
 	}
 	wg.Wait()
@@ -347,7 +360,7 @@ func (d *Backend) startBundle(ctx context.Context, cli string, b *backends.Bottl
 	if _, err := d.runner().Output(ctx, backends.Cmd{Path: cli, Args: args, Env: tokenEnv}); err != nil {
 		return fmt.Errorf("create the sidecar bundle: %w", err)
 	}
-	td.push(func(ctx context.Context) error { return d.removeContainer(ctx, n.bundle) })
+	td.container(func(ctx context.Context) error { return d.removeContainer(ctx, n.bundle) })
 	if _, err := d.out(ctx, "network", "connect", n.egress, n.bundle); err != nil {
 		return fmt.Errorf("connect the sidecar bundle to the egress network: %w", err)
 	}
@@ -387,11 +400,12 @@ func (d *Backend) waitReady(ctx context.Context, b *backends.Bottle, n names) er
 	}
 }
 
-// runAgent runs the agent container on the internal network only,
-// attached to stdio, and returns its exit code.
-func (d *Backend) runAgent(ctx context.Context, cli string, b *backends.Bottle, n names, stdio backends.Stdio, td *teardown) (int, error) {
+// createAgent creates the agent container on the internal network only;
+// secrets travel in the docker CLI's environment, so create is where their
+// values are needed.
+func (d *Backend) createAgent(ctx context.Context, cli string, b *backends.Bottle, n names, stdio backends.Stdio, td *teardown) error {
 	p := b.Plan
-	args := []string{"run", "--name", n.agent}
+	args := []string{"create", "--name", n.agent}
 	args = append(args, labels(p, "agent")...)
 	args = append(args, "--network", n.internal, "--interactive")
 	if stdio.TTY {
@@ -408,7 +422,7 @@ func (d *Backend) runAgent(ctx context.Context, cli string, b *backends.Bottle, 
 	}
 	cmd, cmdEnv, err := backends.AgentCommand(b)
 	if err != nil {
-		return -1, err
+		return err
 	}
 	env := append(append(backends.ProxyEnv(p, siblings), backends.GitEnv(p)...), cmdEnv...)
 	for _, kv := range env {
@@ -450,15 +464,11 @@ func (d *Backend) runAgent(ctx context.Context, cli string, b *backends.Bottle, 
 	}
 	args = append(args, "--entrypoint", "")
 	args = append(append(args, p.Backend.Image), cmd...)
-	td.push(func(ctx context.Context) error { return d.removeContainer(ctx, n.agent) })
-	code, err := d.runner().Attach(ctx, backends.Cmd{Path: cli, Args: args, Env: secretEnv}, stdio)
-	if err != nil {
-		return -1, fmt.Errorf("run the agent: %w", err)
+	td.container(func(ctx context.Context) error { return d.removeContainer(ctx, n.agent) })
+	if _, err := d.runner().Output(ctx, backends.Cmd{Path: cli, Args: args, Env: secretEnv}); err != nil {
+		return fmt.Errorf("create the agent container: %w", err)
 	}
-	if ctx.Err() != nil {
-		return code, ctx.Err()
-	}
-	return code, nil
+	return nil
 }
 
 // agentIsolation are the agent container's flags that close what an
