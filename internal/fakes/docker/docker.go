@@ -5,10 +5,8 @@
 // It follows the docker CLI's command grammar (docs.docker.com, "docker"
 // reference: global options before the command, management commands such
 // as `docker network create`, Go-template --format with a json function)
-// and answers like Docker Engine 27.5: it logs each command line and prints
-// canned output; it never talks to a daemon and checks no command's
-// options. It is deliberately generic so that tests of the docker backend
-// can script it.
+// and answers like Docker Engine 27.5 on the host's architecture. It logs
+// each command line; it never talks to a daemon and runs no container.
 //
 // Environment (KEY is the command path in upper case with '-' and spaces
 // as '_': RUN, VERSION, NETWORK_CREATE, CONTAINER_INSPECT, ...):
@@ -16,26 +14,72 @@
 //	FAKE_DOCKER_LOG        file to which every invocation's argv is
 //	                       appended (fakes.LogLine form, "docker network
 //	                       create --internal bottle-x-int").
+//	FAKE_DOCKER_STATE      directory in which the stand-in keeps the
+//	                       emulated daemon's containers, networks and
+//	                       images (see below); created if missing. Unset,
+//	                       every command but version prints nothing.
 //	FAKE_DOCKER_OUT_<KEY>  text printed on stdout (a newline is added if
-//	                       missing). A management command's own key is
-//	                       tried first, then the top-level one
-//	                       (FAKE_DOCKER_OUT_NETWORK_CREATE, then
-//	                       FAKE_DOCKER_OUT_NETWORK).
-//	FAKE_DOCKER_FAIL       comma-separated command paths that fail, such as
-//	                       "run" or "network create"; a path also matches
-//	                       its subcommands ("network" fails every network
-//	                       command).
+//	                       missing) instead of the command's own answer,
+//	                       with no change to the state. A management
+//	                       command's own key is tried first, then the
+//	                       top-level one (FAKE_DOCKER_OUT_NETWORK_CREATE,
+//	                       then FAKE_DOCKER_OUT_NETWORK).
+//	FAKE_DOCKER_FAIL       comma-separated command paths that fail, with
+//	                       no change to the state, such as "run" or
+//	                       "network create"; a path also matches its
+//	                       subcommands ("network" fails every network
+//	                       command). Words after a full command path are
+//	                       globs (path.Match) that must each match one of
+//	                       the command's arguments: "network create
+//	                       *-egress", "rm *-agent".
 //	FAKE_DOCKER_EXIT_<KEY> exit status of a failing command (default 1).
 //	FAKE_DOCKER_ERR_<KEY>  stderr of a failing command (default "Error
 //	                       response from daemon: ..." naming the command).
 //	FAKE_DOCKER_VERSION    engine and client version in the default
 //	                       `docker version` answer (default 27.5.1).
+//	FAKE_DOCKER_CONTAINER_EXIT
+//	                       exit status (0 to 255, default 0) of the command
+//	                       of a container run attached (docker run without
+//	                       --detach, docker start --attach), which is that
+//	                       docker command's own.
+//	FAKE_DOCKER_NO_READY   the sidecar bundle does not become ready: "1" or
+//	                       "hang" keeps it running without a ready file,
+//	                       "exit" makes it exit with status 1 at start,
+//	                       leaving an error in its logs.
 //
 // Without canned output, `docker version` answers a plausible Docker 27.5
-// client and server: as JSON for --format '{{json .}}', through the given
-// template for other --format values, as text otherwise; `docker
-// --version` prints "Docker version <v>, build <commit>". Every other
-// command prints nothing and exits 0.
+// client and server on linux/GOARCH: as JSON for --format '{{json .}}',
+// through the given template for other --format values, as text
+// otherwise; `docker --version` prints "Docker version <v>, build
+// <commit>".
+//
+// With FAKE_DOCKER_STATE, the stand-in emulates a daemon's objects in a
+// JSON file there, changed under a lock so concurrent commands see each
+// other: create, run, start, rm, ps, inspect, logs, build, image ls
+// (images), network create, rm, ls, inspect, connect and disconnect, with
+// their container aliases ("container rm"). Answers have the real CLI's
+// shapes: IDs on create, names on rm and start, list JSON with the keys of
+// `docker ps` and `docker network ls` --format '{{json .}}' (Names or
+// Name, Labels as "k=v,k=v" sorted), inspect JSON with the API's field
+// names, and the daemon's error wording and exit statuses (run: "docker:
+// ..." and 125; rm --force of a missing container succeeds). The daemon's
+// rules that catch a caller's mistakes hold: unique names, bind mount
+// sources that exist, networks that exist, subnets that do not overlap
+// ("Pool overlaps"), no removal of a network with a running container
+// attached ("has active endpoints"), images of the unresolvable
+// bottle.local registry only when built (others are "pulled"), a build
+// context with a Dockerfile. The daemon starts with the networks bridge
+// (172.17.0.0/16), host and none. Other commands print nothing and exit 0.
+//
+// No container runs: one run or started attached "exits" at once with
+// FAKE_DOCKER_CONTAINER_EXIT; one started detached stays running until
+// removed.
+// A container whose command is `sidecars --config /state/<file>`, with a
+// bind mount at /state, emulates bottle's own sidecar bundle image: when
+// started, and the configuration exists under the mount's source, it
+// writes the ready file sidecars.ready containing Ready into the source
+// directory, as the bundle's `bottle sidecars` does once its sidecars
+// listen (FAKE_DOCKER_NO_READY changes that).
 package docker
 
 import (
@@ -44,6 +88,8 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"path"
+	"runtime"
 	"slices"
 	"strconv"
 	"strings"
@@ -99,7 +145,7 @@ func run(args []string, getenv func(string) string, stdout, stderr io.Writer) in
 	if len(path) > 1 {
 		keys = append(keys, envKey(path[:1]))
 	}
-	if failing(getenv("FAKE_DOCKER_FAIL"), path) {
+	if failing(getenv("FAKE_DOCKER_FAIL"), path, rest) {
 		code := exitError
 		if s := lookup(getenv, "FAKE_DOCKER_EXIT_", keys); s != "" {
 			n, err := strconv.Atoi(s)
@@ -125,6 +171,12 @@ func run(args []string, getenv func(string) string, stdout, stderr io.Writer) in
 	}
 	if path[0] == "version" || len(path) == 2 && path[0] == "system" && path[1] == "version" {
 		return printVersion(version, rest, stdout, stderr)
+	}
+	if dir := getenv("FAKE_DOCKER_STATE"); dir != "" {
+		d := &daemon{dir: dir, getenv: getenv, stdout: stdout, stderr: stderr}
+		if code, ok := d.stateful(path, rest); ok {
+			return code
+		}
 	}
 	return exitOK
 }
@@ -172,16 +224,35 @@ func lookup(getenv func(string) string, prefix string, keys []string) string {
 	return ""
 }
 
-// failing reports whether a FAKE_DOCKER_FAIL entry is path or a prefix of it.
-func failing(spec string, path []string) bool {
+// failing reports whether a FAKE_DOCKER_FAIL entry is path or a prefix of
+// it, or path followed by globs that each match one of args.
+func failing(spec string, path, args []string) bool {
 	for _, entry := range strings.Split(spec, ",") {
 		words := strings.Fields(entry)
-		if len(words) > 0 && len(words) <= len(path) && slices.Equal(words, path[:len(words)]) {
+		n := min(len(words), len(path))
+		if n == 0 || !slices.Equal(words[:n], path[:n]) {
+			continue
+		}
+		if len(words) <= len(path) {
+			return true
+		}
+		if slices.IndexFunc(words[n:], func(glob string) bool { return !slices.ContainsFunc(args, globMatch(glob)) }) < 0 {
 			return true
 		}
 	}
 	return false
 }
+
+func globMatch(glob string) func(string) bool {
+	return func(s string) bool {
+		ok, _ := path.Match(glob, s)
+		return ok
+	}
+}
+
+// hostArch is the architecture the emulated daemon runs on: the host's,
+// so that bottle's check of the sidecar binary against it holds.
+func hostArch() string { return runtime.GOARCH }
 
 // versionInfo is the shape of `docker version --format '{{json .}}'`.
 func versionInfo(v string) map[string]any {
@@ -189,18 +260,18 @@ func versionInfo(v string) map[string]any {
 		"Client": map[string]any{
 			"Platform": map[string]any{"Name": "Docker Engine - Community"},
 			"Version":  v, "ApiVersion": "1.47", "DefaultAPIVersion": "1.47", "GitCommit": "9f9e405",
-			"GoVersion": "go1.22.11", "Os": "linux", "Arch": "amd64", "BuildTime": "Wed Jan 22 13:41:48 2025", "Context": "default",
+			"GoVersion": "go1.22.11", "Os": "linux", "Arch": hostArch(), "BuildTime": "Wed Jan 22 13:41:48 2025", "Context": "default",
 		},
 		"Server": map[string]any{
 			"Platform": map[string]any{"Name": "Docker Engine - Community"},
 			"Components": []any{
 				map[string]any{"Name": "Engine", "Version": v, "Details": map[string]any{
 					"ApiVersion": "1.47", "MinAPIVersion": "1.24", "GitCommit": "4c9b3b0", "GoVersion": "go1.22.11",
-					"Os": "linux", "Arch": "amd64", "KernelVersion": "6.1.0-fake", "Experimental": "false",
+					"Os": "linux", "Arch": hostArch(), "KernelVersion": "6.1.0-fake", "Experimental": "false",
 				}},
 			},
 			"Version": v, "ApiVersion": "1.47", "MinAPIVersion": "1.24", "GitCommit": "4c9b3b0", "GoVersion": "go1.22.11",
-			"Os": "linux", "Arch": "amd64", "KernelVersion": "6.1.0-fake", "BuildTime": "2025-01-22T13:41:48.000000000+00:00",
+			"Os": "linux", "Arch": hostArch(), "KernelVersion": "6.1.0-fake", "BuildTime": "2025-01-22T13:41:48.000000000+00:00",
 		},
 	}
 }
