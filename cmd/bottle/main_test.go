@@ -10,6 +10,7 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 
 	"github.com/rogpeppe/go-internal/testscript"
@@ -51,6 +52,12 @@ func TestScripts(t *testing.T) {
 		RequireUniqueNames:  true,
 		UpdateScripts:       *update,
 		Setup: func(env *testscript.Env) error {
+			bin, err := staticBinary(t)
+			if err != nil {
+				return err
+			}
+			env.Setenv("BOTTLE_SIDECAR_BINARY", bin)
+			env.Setenv("FAKE_DOCKER_STATE", filepath.Join(env.WorkDir, ".docker"))
 			env.Setenv("XDG_STATE_HOME", filepath.Join(env.WorkDir, ".state"))
 			env.Setenv("XDG_CONFIG_HOME", filepath.Join(env.WorkDir, ".config"))
 			env.Setenv("EXECLOG", filepath.Join(env.WorkDir, "execlog.txt"))
@@ -73,6 +80,28 @@ func TestScripts(t *testing.T) {
 			return false, fmt.Errorf("unknown condition %q", cond)
 		},
 	})
+}
+
+var (
+	staticOnce sync.Once
+	staticPath string
+	staticErr  error
+)
+
+// staticBinary builds testdata/static once per test run with cgo off: a
+// static linux executable for the docker backend's sidecar binary check,
+// which refuses the dynamically linked test binary. It is built here, not
+// in TestMain, which runs again in every process the scripts start.
+func staticBinary(t *testing.T) (string, error) {
+	staticOnce.Do(func() {
+		staticPath = filepath.Join(t.TempDir(), "static")
+		cmd := exec.Command("go", "build", "-o", staticPath, "./testdata/static")
+		cmd.Env = append(os.Environ(), "CGO_ENABLED=0", "GOOS=linux")
+		if out, err := cmd.CombinedOutput(); err != nil {
+			staticErr = fmt.Errorf("build the static sidecar binary: %v\n%s", err, out)
+		}
+	})
+	return staticPath, staticErr
 }
 
 // cmdStatus runs a program and checks its exact exit code:
