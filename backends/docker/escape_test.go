@@ -3,7 +3,9 @@ package docker_test
 import (
 	"net"
 	"net/http"
+	"os"
 	"os/exec"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
@@ -50,7 +52,9 @@ func hostIP(t *testing.T) string {
 }
 
 // TestEscapeMatrix runs each way out of DESIGN.md §2.1 in its own bottle;
-// every one must be stopped.
+// every one must be stopped. Outside addresses are from the documentation
+// ranges (RFC 5737, RFC 3849): the agent has no route to any address off
+// the machine, and a broken bottle never sends a packet to a real service.
 func TestEscapeMatrix(t *testing.T) {
 	e := newEnv(t)
 	profile := e.profile("escape.star", escapeProfile)
@@ -71,12 +75,12 @@ func TestEscapeMatrix(t *testing.T) {
 		name string
 		args []string
 	}{
-		{"tcp public ipv4", []string{"tcp", "1.1.1.1:443"}},
-		{"tcp public ipv4 port 80", []string{"tcp", "8.8.8.8:80"}},
-		{"udp dns 8.8.8.8", []string{"udp-dns", "8.8.8.8:53", "example.com"}},
-		{"tcp dns 8.8.8.8", []string{"tcp", "8.8.8.8:53"}},
+		{"tcp public ipv4", []string{"tcp", "203.0.113.10:443"}},
+		{"tcp public ipv4 port 80", []string{"tcp", "198.51.100.10:80"}},
+		{"udp dns to an outside resolver", []string{"udp-dns", "198.51.100.53:53", "example.com"}},
+		{"tcp dns to an outside resolver", []string{"tcp", "198.51.100.53:53"}},
 		{"cloud metadata", []string{"tcp", "169.254.169.254:80"}},
-		{"ipv6 public", []string{"tcp", "[2606:4700:4700::1111]:443"}},
+		{"ipv6 public", []string{"tcp", "[2001:db8::1111]:443"}},
 		{"ipv6 host loopback", []string{"tcp", "[::1]:" + itoa(port)}},
 		{"host by its LAN address", []string{"tcp", hostPort}},
 		{"host through docker0", []string{"tcp", gateway}},
@@ -150,5 +154,42 @@ func TestAllowedAndDenied(t *testing.T) {
 	}
 	if !strings.Contains(parts[2], "status 403") || !strings.Contains(parts[2], "allowed only on other ports") {
 		t.Errorf("the allowed host on another port was not refused:\n%s", parts[2])
+	}
+}
+
+// TestAnotherBottlesBundle: one bottle's agent cannot reach another
+// bottle's sidecars, by either of the other bundle's addresses.
+func TestAnotherBottlesBundle(t *testing.T) {
+	e := newEnv(t)
+	a := e.profile("a.star", escapeProfile)
+	b := e.profile("b.star", escapeProfile)
+	slugA := e.slugOf(a)
+	cmd := e.command("start", "--yes", a, "--", "sleep", "60")
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { cmd.Process.Signal(os.Interrupt); cmd.Wait() }()
+	bundle := "bottle-" + slugA + "-sidecars"
+	waitFor(t, "bottle A's sidecars", 60*time.Second, func() bool {
+		_, err := os.Stat(filepath.Join(e.dir, "state", "bottle", slugA, "sidecars.ready"))
+		return err == nil
+	})
+	addrs := strings.Fields(dockerOut(t, "inspect", "--format", "{{range .NetworkSettings.Networks}}{{.IPAddress}} {{end}}", bundle))
+	if len(addrs) != 2 {
+		t.Fatalf("bottle A's bundle has addresses %v, want two", addrs)
+	}
+	var targets []string
+	for _, addr := range addrs {
+		for _, port := range []string{"3128", "8080", "8765"} {
+			targets = append(targets, net.JoinHostPort(addr, port))
+		}
+	}
+	out, stderr, code := e.run("start", "--yes", b, "--", "sh", "-c",
+		`for t in `+strings.Join(targets, " ")+`; do /bin/probe tcp $t && echo "ESCAPE $t"; done; true`)
+	if code != 0 {
+		t.Fatalf("bottle B exited %d:\n%s%s", code, out, stderr)
+	}
+	if strings.Contains(out, "ESCAPE") || strings.Count(out, "blocked:") != len(targets) {
+		t.Errorf("bottle B reached bottle A's bundle:\n%s", out)
 	}
 }

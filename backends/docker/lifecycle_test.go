@@ -190,3 +190,42 @@ func TestSecretNotLeaked(t *testing.T) {
 		t.Errorf("the secret appears in the logs")
 	}
 }
+
+// TestLsLogsStop: a running bottle is listed, its refusals are in its
+// denied log, and bottle stop tears it down; the bottle exits 130.
+func TestLsLogsStop(t *testing.T) {
+	e := newEnv(t)
+	e.extra = append(e.extra, "BOTTLE_TEST_CANARY=x")
+	profile := e.profile("ops.star", sleepProfile)
+	slug := e.slugOf(profile)
+	cmd := e.command("start", "--yes", profile, "--", "sh", "-c", "/bin/probe http http://denied.test:9999/; sleep 60")
+	var stdout bytes.Buffer
+	cmd.Stdout = &stdout
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer cmd.Process.Kill()
+	waitFor(t, "the probe", 60*time.Second, func() bool { return strings.Contains(stdout.String(), "status 403") })
+
+	out, _, code := e.run("ls", "--format=json")
+	if code != 0 || !strings.Contains(out, `"slug": "`+slug+`"`) || !strings.Contains(out, `"state": "running"`) || !strings.Contains(out, `"backend": "docker"`) {
+		t.Errorf("bottle ls does not show the running bottle (exit %d):\n%s", code, out)
+	}
+	out, _, code = e.run("logs", slug, "--denied")
+	if code != 0 || !strings.Contains(out, `"host":"denied.test"`) || !strings.Contains(out, `"allowed":false`) {
+		t.Errorf("bottle logs --denied does not show the refusal (exit %d):\n%s", code, out)
+	}
+	if _, stderr, code := e.run("stop", slug); code != 0 {
+		t.Fatalf("bottle stop exited %d: %s", code, stderr)
+	}
+	cmd.Wait()
+	if got := cmd.ProcessState.ExitCode(); got != 130 {
+		t.Errorf("a stopped bottle exited %d, want 130", got)
+	}
+	if left := resources(t, slug); len(left) > 0 {
+		t.Errorf("left behind after stop: %v", left)
+	}
+	if out, _, _ := e.run("ls", "--format=json"); strings.TrimSpace(out) != "[]" {
+		t.Errorf("bottle ls after stop: %s", out)
+	}
+}

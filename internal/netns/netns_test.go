@@ -15,11 +15,11 @@ import (
 
 func TestParseProbe(t *testing.T) {
 	for _, s := range []string{
-		"tcp=1.1.1.1:443",
+		"tcp=203.0.113.10:443",
 		"tcp=[::1]:80",
 		"unix=@abstract",
 		"unix=/run/docker.sock",
-		"udp-dns=8.8.8.8:53",
+		"udp-dns=198.51.100.53:53",
 		"http=http://127.0.0.1:8080/x?y=1",
 		"http-proxy=http://127.0.0.1:3128 https://example.com/a=b",
 	} {
@@ -32,7 +32,7 @@ func TestParseProbe(t *testing.T) {
 			t.Errorf("ParseProbe(%q).String() = %q", s, p)
 		}
 	}
-	for _, s := range []string{"", "tcp", "tcp=", "tcp=1.1.1.1", "icmp=1.1.1.1", "http-proxy=http://127.0.0.1:3128", "http=%zz"} {
+	for _, s := range []string{"", "tcp", "tcp=", "tcp=203.0.113.10", "icmp=203.0.113.10", "http-proxy=http://127.0.0.1:3128", "http=%zz"} {
 		if p, err := ParseProbe(s); err == nil {
 			t.Errorf("ParseProbe(%q) = %+v, want an error", s, p)
 		}

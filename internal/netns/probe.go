@@ -50,7 +50,7 @@ type Probe struct {
 }
 
 // ParseProbe parses KIND=TARGET (or http-proxy=PROXY TARGET), such as
-// "tcp=1.1.1.1:443", "unix=@abstract", "udp-dns=8.8.8.8:53", "http=http://127.0.0.1:8080/" or
+// "tcp=203.0.113.10:443", "unix=@abstract", "udp-dns=198.51.100.53:53", "http=http://127.0.0.1:8080/" or
 // "http-proxy=http://127.0.0.1:3128 https://example.com/".
 func ParseProbe(s string) (Probe, error) {
 	kind, rest, ok := strings.Cut(s, "=")
@@ -259,18 +259,21 @@ func ParseOutcomes(r io.Reader) ([]Outcome, error) {
 }
 
 // OutsideProbes are probes a sandbox must never pass, whatever the host: TCP
-// and DNS to public resolvers over IPv4 and IPv6, and cloud metadata. Tests
+// and DNS to outside addresses over IPv4 and IPv6, and cloud metadata. The
+// outside addresses are from the documentation ranges (RFC 5737, RFC 3849):
+// a sandbox has no route to any address off the machine, so any one shows
+// it, and a broken sandbox never sends a packet to a real service. Tests
 // add probes for services of their own host (its loopback, its LAN address).
 func OutsideProbes() []Probe {
 	return []Probe{
-		{Kind: ProbeTCP, Target: "1.1.1.1:443"},
-		{Kind: ProbeTCP, Target: "8.8.8.8:53"},
-		{Kind: ProbeUDPDNS, Target: "8.8.8.8:53"},
-		{Kind: ProbeUDPDNS, Target: "1.1.1.1:53"},
+		{Kind: ProbeTCP, Target: "203.0.113.10:443"},
+		{Kind: ProbeTCP, Target: "198.51.100.53:53"},
+		{Kind: ProbeUDPDNS, Target: "198.51.100.53:53"},
+		{Kind: ProbeUDPDNS, Target: "203.0.113.53:53"},
 		{Kind: ProbeTCP, Target: "169.254.169.254:80"},
 		{Kind: ProbeHTTP, Target: "http://169.254.169.254/latest/meta-data/"},
-		{Kind: ProbeTCP, Target: "[2606:4700::1111]:443"},
-		{Kind: ProbeUDPDNS, Target: "[2001:4860:4860::8888]:53"},
+		{Kind: ProbeTCP, Target: "[2001:db8::1111]:443"},
+		{Kind: ProbeUDPDNS, Target: "[2001:db8::53]:53"},
 	}
 }
 
