@@ -46,13 +46,14 @@ func execLog() {
 }
 
 func TestScripts(t *testing.T) {
+	static := staticBinary(t)
 	testscript.Run(t, testscript.Params{
 		Dir:                 "testdata/script",
 		RequireExplicitExec: true,
 		RequireUniqueNames:  true,
 		UpdateScripts:       *update,
 		Setup: func(env *testscript.Env) error {
-			bin, err := staticBinary(t)
+			bin, err := static()
 			if err != nil {
 				return err
 			}
@@ -82,26 +83,29 @@ func TestScripts(t *testing.T) {
 	})
 }
 
-var (
-	staticOnce sync.Once
-	staticPath string
-	staticErr  error
-)
-
-// staticBinary builds testdata/static once per test run with cgo off: a
-// static linux executable for the docker backend's sidecar binary check,
-// which refuses the dynamically linked test binary. It is built here, not
-// in TestMain, which runs again in every process the scripts start.
-func staticBinary(t *testing.T) (string, error) {
-	staticOnce.Do(func() {
-		staticPath = filepath.Join(t.TempDir(), "static")
-		cmd := exec.Command("go", "build", "-o", staticPath, "./testdata/static")
-		cmd.Env = append(os.Environ(), "CGO_ENABLED=0", "GOOS=linux")
-		if out, err := cmd.CombinedOutput(); err != nil {
-			staticErr = fmt.Errorf("build the static sidecar binary: %v\n%s", err, out)
-		}
-	})
-	return staticPath, staticErr
+// staticBinary returns a function that builds testdata/static with cgo
+// off the first time it is called and returns its path: a static linux
+// executable for the docker backend's sidecar binary check, which refuses
+// the dynamically linked test binary. It is built from Setup, not from
+// TestMain, which runs again in every process the scripts start, into a
+// directory of t's that lives as long as the scripts do.
+func staticBinary(t *testing.T) func() (string, error) {
+	var (
+		once sync.Once
+		path string
+		err  error
+	)
+	return func() (string, error) {
+		once.Do(func() {
+			path = filepath.Join(t.TempDir(), "static")
+			cmd := exec.Command("go", "build", "-o", path, "./testdata/static")
+			cmd.Env = append(os.Environ(), "CGO_ENABLED=0", "GOOS=linux")
+			if out, berr := cmd.CombinedOutput(); berr != nil {
+				err = fmt.Errorf("build the static sidecar binary: %v\n%s", berr, out)
+			}
+		})
+		return path, err
+	}
 }
 
 // cmdStatus runs a program and checks its exact exit code:

@@ -211,7 +211,7 @@ func (d *daemon) run(args []string) int {
 func (d *daemon) start(args []string) int {
 	opts, names, err := parseOptions(args, optSpec{bools: []string{"attach", "interactive"}, short: map[string]string{"a": "attach", "i": "interactive"}, interspersed: true})
 	if err != nil || len(names) == 0 {
-		return d.usage("start", errors.Join(err, errors.New("\"docker start\" requires at least 1 argument.")))
+		return d.usage("start", errors.Join(err, errors.New("\"docker start\" requires at least 1 argument")))
 	}
 	attach := opts.has("attach")
 	if attach && len(names) > 1 {
@@ -321,7 +321,7 @@ func isBundle(c *container) (src, config string, ok bool) {
 func (d *daemon) rm(args []string) int {
 	opts, names, err := parseOptions(args, optSpec{bools: []string{"force", "link", "volumes"}, short: map[string]string{"f": "force", "l": "link", "v": "volumes"}, interspersed: true})
 	if err != nil || len(names) == 0 {
-		return d.usage("rm", errors.Join(err, errors.New("\"docker rm\" requires at least 1 argument.")))
+		return d.usage("rm", errors.Join(err, errors.New("\"docker rm\" requires at least 1 argument")))
 	}
 	force := opts.has("force")
 	return d.world(func(w *world) error {
@@ -349,7 +349,7 @@ func (d *daemon) rm(args []string) int {
 func (d *daemon) logs(args []string) int {
 	opts, names, err := parseOptions(args, optSpec{bools: []string{"details", "follow", "timestamps"}, short: map[string]string{"f": "follow", "n": "tail", "t": "timestamps"}, interspersed: true})
 	if err != nil || len(names) != 1 {
-		return d.usage("logs", errors.Join(err, errors.New("\"docker logs\" requires exactly 1 argument.")))
+		return d.usage("logs", errors.Join(err, errors.New("\"docker logs\" requires exactly 1 argument")))
 	}
 	return d.world(func(w *world) error {
 		c := w.container(names[0])

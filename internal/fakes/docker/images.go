@@ -17,7 +17,7 @@ func (d *daemon) build(args []string) int {
 	opts, pos, err := parseOptions(args, optSpec{bools: []string{"compress", "force-rm", "load", "no-cache", "pull", "push", "quiet", "rm", "squash"},
 		short: map[string]string{"f": "file", "q": "quiet", "t": "tag"}, interspersed: true})
 	if err != nil || len(pos) != 1 {
-		return d.usage("build", errors.Join(err, errors.New("\"docker build\" requires exactly 1 argument.")))
+		return d.usage("build", errors.Join(err, errors.New("\"docker build\" requires exactly 1 argument")))
 	}
 	dockerfile := opts.last("file")
 	if dockerfile == "" {
@@ -53,7 +53,7 @@ func (d *daemon) imageLs(args []string) int {
 	opts, pos, err := parseOptions(args, optSpec{bools: []string{"all", "digests", "no-trunc", "quiet", "tree"},
 		short: map[string]string{"a": "all", "f": "filter", "q": "quiet"}, interspersed: true})
 	if err != nil || len(pos) > 1 {
-		return d.usage("image ls", errors.Join(err, errors.New("\"docker image ls\" accepts at most 1 argument.")))
+		return d.usage("image ls", errors.Join(err, errors.New("\"docker image ls\" accepts at most 1 argument")))
 	}
 	fs, err := filters(opts["filter"], "reference", "label", "dangling", "before", "since")
 	if err != nil {

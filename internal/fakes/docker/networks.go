@@ -16,7 +16,7 @@ func (d *daemon) networkCreate(args []string) int {
 	opts, pos, err := parseOptions(args, optSpec{bools: []string{"attachable", "config-only", "ingress", "internal", "ipv4", "ipv6"},
 		short: map[string]string{"d": "driver", "o": "opt"}, interspersed: true})
 	if err != nil || len(pos) != 1 {
-		return d.usage("network create", errors.Join(err, errors.New("\"docker network create\" requires exactly 1 argument.")))
+		return d.usage("network create", errors.Join(err, errors.New("\"docker network create\" requires exactly 1 argument")))
 	}
 	name := pos[0]
 	return d.world(func(w *world) error {
@@ -85,7 +85,7 @@ func (w *world) endpoints(n *network) []*container {
 func (d *daemon) networkRm(args []string) int {
 	_, names, err := parseOptions(args, optSpec{bools: []string{"force"}, short: map[string]string{"f": "force"}, interspersed: true})
 	if err != nil || len(names) == 0 {
-		return d.usage("network rm", errors.Join(err, errors.New("\"docker network rm\" requires at least 1 argument.")))
+		return d.usage("network rm", errors.Join(err, errors.New("\"docker network rm\" requires at least 1 argument")))
 	}
 	return d.world(func(w *world) error {
 		var errs []error
@@ -159,7 +159,7 @@ func (w *world) attached(n *network) []*container {
 func (d *daemon) networkConnect(args []string) int {
 	opts, pos, err := parseOptions(args, optSpec{interspersed: true})
 	if err != nil || len(pos) != 2 {
-		return d.usage("network connect", errors.Join(err, errors.New("\"docker network connect\" requires exactly 2 arguments.")))
+		return d.usage("network connect", errors.Join(err, errors.New("\"docker network connect\" requires exactly 2 arguments")))
 	}
 	return d.world(func(w *world) error {
 		n := w.network(pos[0])
@@ -194,7 +194,7 @@ func (d *daemon) networkConnect(args []string) int {
 func (d *daemon) networkDisconnect(args []string) int {
 	_, pos, err := parseOptions(args, optSpec{bools: []string{"force"}, short: map[string]string{"f": "force"}, interspersed: true})
 	if err != nil || len(pos) != 2 {
-		return d.usage("network disconnect", errors.Join(err, errors.New("\"docker network disconnect\" requires exactly 2 arguments.")))
+		return d.usage("network disconnect", errors.Join(err, errors.New("\"docker network disconnect\" requires exactly 2 arguments")))
 	}
 	return d.world(func(w *world) error {
 		n := w.network(pos[0])
