@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"crypto/sha256"
-	"debug/elf"
 	_ "embed"
 	"encoding/hex"
 	"errors"
@@ -54,19 +53,8 @@ func sidecarBinary(exe, arch string) (string, error) {
 	if p := os.Getenv("BOTTLE_SIDECAR_BINARY"); p != "" {
 		exe = p
 	}
-	f, err := elf.Open(exe)
-	if err != nil {
-		return "", fmt.Errorf("the sidecar bundle runs a linux build of bottle, and %s is not one (%v); set BOTTLE_SIDECAR_BINARY to a static linux/%s build (CGO_ENABLED=0 GOOS=linux GOARCH=%s go build ./cmd/bottle)", exe, err, arch, arch)
-	}
-	defer f.Close()
-	wantMachine := map[string]elf.Machine{"amd64": elf.EM_X86_64, "arm64": elf.EM_AARCH64}[arch]
-	if f.Machine != wantMachine {
-		return "", fmt.Errorf("%s is built for %s, but the Docker daemon runs %s; set BOTTLE_SIDECAR_BINARY to a static linux/%s build", exe, f.Machine, arch, arch)
-	}
-	for _, p := range f.Progs {
-		if p.Type == elf.PT_INTERP {
-			return "", fmt.Errorf("%s is dynamically linked, and the sidecar bundle is an empty image; build bottle with CGO_ENABLED=0 (CGO_ENABLED=0 go install ./cmd/bottle) or set BOTTLE_SIDECAR_BINARY to a static build", exe)
-		}
+	if err := backends.CheckStaticLinux(exe, arch, "the sidecar bundle", "BOTTLE_SIDECAR_BINARY"); err != nil {
+		return "", err
 	}
 	return exe, nil
 }

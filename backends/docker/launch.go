@@ -29,9 +29,6 @@ const sidecarConfigFile = "sidecars.json"
 // readyTimeout bounds the wait for the sidecars to listen.
 var readyTimeout = 30 * time.Second
 
-// teardownTimeout bounds the whole teardown.
-var teardownTimeout = 60 * time.Second
-
 // Preflight checks the CLI, the daemon, the sidecar binary and the mount
 // sources, without changing anything.
 func (d *Backend) Preflight(ctx context.Context, b *backends.Bottle) error {
@@ -62,41 +59,11 @@ func (d *Backend) Preflight(ctx context.Context, b *backends.Bottle) error {
 	return errors.Join(errs...)
 }
 
-// teardown removes what a launch created: containers first, all at once,
-// then networks, all at once; each step ignores what is already gone.
-type teardown struct {
-	mu                   sync.Mutex
-	containers, networks []func(context.Context) error
-}
-
-func (t *teardown) container(f func(context.Context) error) {
-	t.mu.Lock()
-	t.containers = append(t.containers, f)
-	t.mu.Unlock()
-}
-
-func (t *teardown) network(f func(context.Context) error) {
-	t.mu.Lock()
-	t.networks = append(t.networks, f)
-	t.mu.Unlock()
-}
-
-func (t *teardown) run() error {
-	ctx, cancel := context.WithTimeout(context.Background(), teardownTimeout)
-	defer cancel()
-	var errs []error
-	for _, phase := range [][]func(context.Context) error{t.containers, t.networks} {
-		res := make([]error, len(phase))
-		var wg sync.WaitGroup
-		for i, f := range phase {
-			wg.Add(1)
-			go func() { defer wg.Done(); res[i] = f(ctx) }()
-		}
-		wg.Wait()
-		errs = append(errs, res...)
-	}
-	return errors.Join(errs...)
-}
+// Teardown layers: containers first, all at once, then networks.
+const (
+	layerNetworks = iota
+	layerContainers
+)
 
 // Launch creates the bottle's networks, sidecar bundle and agent
 // container, runs the agent attached to stdio and tears everything down.
@@ -107,9 +74,9 @@ func (d *Backend) Launch(ctx context.Context, b *backends.Bottle, stdio backends
 	}
 	p := b.Plan
 	n := namesFor(p.Slug)
-	td := &teardown{}
+	td := &backends.Teardown{}
 	defer func() {
-		if terr := td.run(); terr != nil {
+		if terr := td.Run(); terr != nil {
 			err = errors.Join(err, fmt.Errorf("tear down (run bottle cleanup to finish): %w", terr))
 		}
 	}()
@@ -175,7 +142,7 @@ func (d *Backend) Launch(ctx context.Context, b *backends.Bottle, stdio backends
 // createNetworks creates the internal and the egress network on free
 // subnets derived from the slug; a collision with a bottle created at the
 // same moment moves on to the next free subnets.
-func (d *Backend) createNetworks(ctx context.Context, p *plan.Plan, n *names, td *teardown) error {
+func (d *Backend) createNetworks(ctx context.Context, p *plan.Plan, n *names, td *backends.Teardown) error {
 	var lastErr error
 	for attempt := 0; attempt < 8; attempt++ {
 		used, err := d.usedSubnets(ctx)
@@ -197,7 +164,7 @@ func (d *Backend) createNetworks(ctx context.Context, p *plan.Plan, n *names, td
 	return lastErr
 }
 
-func (d *Backend) createNetworkPair(ctx context.Context, p *plan.Plan, n names, subnets []netip.Prefix, td *teardown) error {
+func (d *Backend) createNetworkPair(ctx context.Context, p *plan.Plan, n names, subnets []netip.Prefix, td *backends.Teardown) error {
 	specs := []struct {
 		name   string
 		subnet netip.Prefix
@@ -220,7 +187,7 @@ func (d *Backend) createNetworkPair(ctx context.Context, p *plan.Plan, n names, 
 				errs[i] = fmt.Errorf("create network %s: %w", s.name, err)
 				return
 			}
-			td.network(func(ctx context.Context) error { return d.removeNetwork(ctx, s.name) })
+			td.Add(layerNetworks, func(ctx context.Context) error { return d.removeNetwork(ctx, s.name) })
 		}()
 	}
 	wg.Wait()
@@ -293,7 +260,7 @@ var sidecarAliases = []string{"proxy.internal", "git-gate", "supervise"}
 
 // startBundle renders the sidecar configuration into the state directory
 // and starts the bundle container on both networks.
-func (d *Backend) startBundle(ctx context.Context, cli string, b *backends.Bottle, n names, tag string, td *teardown) error {
+func (d *Backend) startBundle(ctx context.Context, cli string, b *backends.Bottle, n names, tag string, td *backends.Teardown) error {
 	p := b.Plan
 	// The sidecars listen on the bundle's internal address only, so that
 	// nothing on the egress network can reach them.
@@ -360,7 +327,7 @@ func (d *Backend) startBundle(ctx context.Context, cli string, b *backends.Bottl
 	if _, err := d.runner().Output(ctx, backends.Cmd{Path: cli, Args: args, Env: tokenEnv}); err != nil {
 		return fmt.Errorf("create the sidecar bundle: %w", err)
 	}
-	td.container(func(ctx context.Context) error { return d.removeContainer(ctx, n.bundle) })
+	td.Add(layerContainers, func(ctx context.Context) error { return d.removeContainer(ctx, n.bundle) })
 	if _, err := d.out(ctx, "network", "connect", n.egress, n.bundle); err != nil {
 		return fmt.Errorf("connect the sidecar bundle to the egress network: %w", err)
 	}
@@ -403,7 +370,7 @@ func (d *Backend) waitReady(ctx context.Context, b *backends.Bottle, n names) er
 // createAgent creates the agent container on the internal network only;
 // secrets travel in the docker CLI's environment, so create is where their
 // values are needed.
-func (d *Backend) createAgent(ctx context.Context, cli string, b *backends.Bottle, n names, stdio backends.Stdio, td *teardown) error {
+func (d *Backend) createAgent(ctx context.Context, cli string, b *backends.Bottle, n names, stdio backends.Stdio, td *backends.Teardown) error {
 	p := b.Plan
 	args := []string{"create", "--name", n.agent}
 	args = append(args, labels(p, "agent")...)
@@ -464,7 +431,7 @@ func (d *Backend) createAgent(ctx context.Context, cli string, b *backends.Bottl
 	}
 	args = append(args, "--entrypoint", "")
 	args = append(append(args, p.Backend.Image), cmd...)
-	td.container(func(ctx context.Context) error { return d.removeContainer(ctx, n.agent) })
+	td.Add(layerContainers, func(ctx context.Context) error { return d.removeContainer(ctx, n.agent) })
 	if _, err := d.runner().Output(ctx, backends.Cmd{Path: cli, Args: args, Env: secretEnv}); err != nil {
 		return fmt.Errorf("create the agent container: %w", err)
 	}

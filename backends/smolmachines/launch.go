@@ -12,7 +12,6 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/bottle-dev/bottle/backends"
@@ -44,36 +43,15 @@ var steps = []string{"sidecars", "create", "start", "exec"}
 var (
 	// readyTimeout bounds the wait for the sidecars to listen.
 	readyTimeout = 30 * time.Second
-	// teardownTimeout bounds the whole teardown.
-	teardownTimeout = 60 * time.Second
 	// sidecarGrace is how long the sidecars get to stop before they are killed.
 	sidecarGrace = 5 * time.Second
 )
 
-// teardown runs undo steps in reverse order, each ignoring what is
-// already gone.
-type teardown struct {
-	mu    sync.Mutex
-	steps []func(context.Context) error
-}
-
-func (t *teardown) push(f func(context.Context) error) {
-	t.mu.Lock()
-	t.steps = append(t.steps, f)
-	t.mu.Unlock()
-}
-
-func (t *teardown) run() error {
-	ctx, cancel := context.WithTimeout(context.Background(), teardownTimeout)
-	defer cancel()
-	var errs []error
-	for i := len(t.steps) - 1; i >= 0; i-- {
-		if err := t.steps[i](ctx); err != nil {
-			errs = append(errs, err)
-		}
-	}
-	return errors.Join(errs...)
-}
+// Teardown layers: the machine first, then the sidecars.
+const (
+	layerSidecars = iota
+	layerMachine
+)
 
 // forward is one sidecar socket as the guest sees it.
 type forward struct {
@@ -215,9 +193,9 @@ func (s *Backend) Launch(ctx context.Context, b *backends.Bottle, stdio backends
 		return -1, err
 	}
 	p := b.Plan
-	td := &teardown{}
+	td := &backends.Teardown{}
 	defer func() {
-		if terr := td.run(); terr != nil {
+		if terr := td.Run(); terr != nil {
 			err = errors.Join(err, fmt.Errorf("tear down (run bottle cleanup to finish): %w", terr))
 		}
 	}()
@@ -262,13 +240,13 @@ func (s *Backend) Launch(ctx context.Context, b *backends.Bottle, stdio backends
 	if err != nil {
 		return -1, err
 	}
-	td.push(func(context.Context) error { return h.Stop(sidecarGrace) })
+	td.Add(layerSidecars, func(context.Context) error { return h.Stop(sidecarGrace) })
 
 	if err := pause(ctx, b, "create"); err != nil {
 		return -1, err
 	}
 	m := &machine{s: s, name: spec.name, progress: b.Progress}
-	td.push(m.remove)
+	td.Add(layerMachine, m.remove)
 	fmt.Fprintf(b.Progress, "bottle: creating the microVM %s from %s, with no network device\n", spec.name, p.Backend.Image)
 	if _, err := s.runner().Output(ctx, backends.Cmd{Path: cli, Args: spec.create}); err != nil {
 		return -1, fmt.Errorf("create the microVM %s: %w", spec.name, err)

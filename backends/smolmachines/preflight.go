@@ -163,8 +163,7 @@ func guestBinary(exe string) (guest, error) {
 		return guest{path: abs, standIn: true}, nil
 	}
 	arch := runtime.GOARCH
-	want, ok := elfMachines[arch]
-	if !ok {
+	if _, ok := elfMachines[arch]; !ok {
 		return guest{}, fmt.Errorf("smolvm runs on amd64 and arm64 hosts, and this one is %s", arch)
 	}
 	build := fmt.Sprintf("CGO_ENABLED=0 GOOS=linux GOARCH=%s go build ./cmd/bottle", arch)
@@ -177,18 +176,8 @@ func guestBinary(exe string) (guest, error) {
 	} else if runtime.GOOS != "linux" {
 		return guest{}, fmt.Errorf("the microVM runs a linux/%s build of bottle, and this one is for %s; build one (%s) and set BOTTLE_GUEST_BINARY to it", arch, runtime.GOOS, build)
 	}
-	f, err := elf.Open(exe)
-	if err != nil {
-		return guest{}, fmt.Errorf("the microVM runs a static linux/%s build of bottle, and %s is not one (%v); build one (%s) and set BOTTLE_GUEST_BINARY to it", arch, exe, err, build)
-	}
-	defer f.Close()
-	if f.Machine != want {
-		return guest{}, fmt.Errorf("%s is built for %s, but the microVM runs %s; set BOTTLE_GUEST_BINARY to a static linux/%s build (%s)", exe, f.Machine, arch, arch, build)
-	}
-	for _, prog := range f.Progs {
-		if prog.Type == elf.PT_INTERP {
-			return guest{}, fmt.Errorf("%s is dynamically linked, and the microVM's image may lack its C library; build bottle with CGO_ENABLED=0 (CGO_ENABLED=0 go install ./cmd/bottle) or set BOTTLE_GUEST_BINARY to a static build", exe)
-		}
+	if err := backends.CheckStaticLinux(exe, arch, "the microVM", "BOTTLE_GUEST_BINARY"); err != nil {
+		return guest{}, err
 	}
 	st, err := os.Stat(exe)
 	if err != nil {
