@@ -3,9 +3,22 @@ package backends
 import (
 	"context"
 	"errors"
+	"os"
 	"sync"
 	"time"
 )
+
+// DefaultReadyTimeout bounds the wait for a bottle's sidecars to listen.
+const DefaultReadyTimeout = 30 * time.Second
+
+// ReadyTimeout is BOTTLE_READY_TIMEOUT (a Go duration such as "2m", for
+// slow hosts) or DefaultReadyTimeout.
+func ReadyTimeout() time.Duration {
+	if d, err := time.ParseDuration(os.Getenv("BOTTLE_READY_TIMEOUT")); err == nil && d > 0 {
+		return d
+	}
+	return DefaultReadyTimeout
+}
 
 // TeardownTimeout bounds a whole teardown.
 var TeardownTimeout = 60 * time.Second

@@ -26,9 +26,6 @@ const bundleStateDir = "/state"
 // sidecarConfigFile is the rendered sidecar configuration in the state directory.
 const sidecarConfigFile = "sidecars.json"
 
-// readyTimeout bounds the wait for the sidecars to listen.
-var readyTimeout = 30 * time.Second
-
 // Preflight checks the CLI, the daemon, the sidecar binary and the mount
 // sources, without changing anything.
 func (d *Backend) Preflight(ctx context.Context, b *backends.Bottle) error {
@@ -133,6 +130,10 @@ func (d *Backend) Launch(ctx context.Context, b *backends.Bottle, stdio backends
 	if err != nil {
 		return -1, fmt.Errorf("run the agent: %w", err)
 	}
+	if code != 0 && ctx.Err() == nil && !d.started(ctx, n.agent) {
+		// docker's own failure, not the agent's exit code.
+		return -1, fmt.Errorf("the agent container did not start (docker start exited %d; its message is above)", code)
+	}
 	if ctx.Err() != nil {
 		return code, ctx.Err()
 	}
@@ -143,55 +144,73 @@ func (d *Backend) Launch(ctx context.Context, b *backends.Bottle, stdio backends
 // subnets derived from the slug; a collision with a bottle created at the
 // same moment moves on to the next free subnets.
 func (d *Backend) createNetworks(ctx context.Context, p *plan.Plan, n *names, td *backends.Teardown) error {
+	specs := []*networkSpec{
+		// The internal network: no route out, and no address on the host's
+		// side of its bridge, so the host cannot be reached through it.
+		{name: n.internal, extra: []string{"--internal", "--opt", "com.docker.network.bridge.inhibit_ipv4=true"}},
+		{name: n.egress},
+	}
 	var lastErr error
 	for attempt := 0; attempt < 8; attempt++ {
+		var todo []*networkSpec
+		for _, s := range specs {
+			if !s.created {
+				todo = append(todo, s)
+			}
+		}
+		if len(todo) == 0 {
+			break
+		}
+		// Networks already made this launch are among the used subnets.
 		used, err := d.usedSubnets(ctx)
 		if err != nil {
 			return err
 		}
-		subnets, err := pickSubnets(p.Slug, used, 2, attempt*2)
+		subnets, err := pickSubnets(p.Slug, used, len(todo), attempt*len(todo))
 		if err != nil {
 			return err
 		}
-		lastErr = d.createNetworkPair(ctx, p, *n, subnets, td)
-		if lastErr == nil {
-			n.bundleIP = subnets[0].Addr().Next().Next()
+		errs := make([]error, len(todo))
+		var wg sync.WaitGroup
+		for i, s := range todo {
+			s.subnet = subnets[i]
+			wg.Add(1)
+			go func() { defer wg.Done(); errs[i] = d.createNetwork(ctx, p, s, td) }()
 		}
-		if lastErr == nil || !strings.Contains(lastErr.Error(), "overlap") {
-			return lastErr
+		wg.Wait()
+		lastErr = errors.Join(errs...)
+		for _, err := range errs {
+			// Only a collision with a bottle created at the same moment
+			// is worth another subnet; anything else ends the launch.
+			if err != nil && !strings.Contains(err.Error(), "overlap") {
+				return lastErr
+			}
 		}
 	}
-	return lastErr
+	if !specs[0].created || !specs[1].created {
+		return lastErr
+	}
+	n.bundleIP = specs[0].subnet.Addr().Next().Next()
+	return nil
 }
 
-func (d *Backend) createNetworkPair(ctx context.Context, p *plan.Plan, n names, subnets []netip.Prefix, td *backends.Teardown) error {
-	specs := []struct {
-		name   string
-		subnet netip.Prefix
-		extra  []string
-	}{
-		// The internal network: no route out, and no address on the host's
-		// side of its bridge, so the host cannot be reached through it.
-		{n.internal, subnets[0], []string{"--internal", "--opt", "com.docker.network.bridge.inhibit_ipv4=true"}},
-		{n.egress, subnets[1], nil},
+// networkSpec is one of a bottle's networks.
+type networkSpec struct {
+	name    string
+	extra   []string
+	subnet  netip.Prefix
+	created bool
+}
+
+func (d *Backend) createNetwork(ctx context.Context, p *plan.Plan, s *networkSpec, td *backends.Teardown) error {
+	args := append([]string{"network", "create", "--driver", "bridge", "--subnet", s.subnet.String()}, s.extra...)
+	args = append(append(args, labels(p, "network")...), s.name)
+	if _, err := d.out(ctx, args...); err != nil {
+		return fmt.Errorf("create network %s: %w", s.name, err)
 	}
-	errs := make([]error, len(specs))
-	var wg sync.WaitGroup
-	for i, s := range specs {
-		args := append([]string{"network", "create", "--driver", "bridge", "--subnet", s.subnet.String()}, s.extra...)
-		args = append(append(args, labels(p, "network")...), s.name)
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			if _, err := d.out(ctx, args...); err != nil {
-				errs[i] = fmt.Errorf("create network %s: %w", s.name, err)
-				return
-			}
-			td.Add(layerNetworks, func(ctx context.Context) error { return d.removeNetwork(ctx, s.name) })
-		}()
-	}
-	wg.Wait()
-	return errors.Join(errs...)
+	s.created = true
+	td.Add(layerNetworks, func(ctx context.Context) error { return d.removeNetwork(ctx, s.name) })
+	return nil
 }
 
 // removeNetwork removes a bottle network, first disconnecting anything
@@ -202,6 +221,7 @@ func (d *Backend) removeNetwork(ctx context.Context, name string) error {
 	if err == nil || notFound(err) {
 		return nil
 	}
+	err = fmt.Errorf("remove network %s: %w", name, err)
 	if !strings.Contains(err.Error(), "active endpoints") {
 		return err
 	}
@@ -217,14 +237,14 @@ func (d *Backend) removeNetwork(ctx context.Context, name string) error {
 		d.out(ctx, "network", "disconnect", "--force", name, id)
 	}
 	if _, err := d.out(ctx, "network", "rm", name); err != nil && !notFound(err) {
-		return err
+		return fmt.Errorf("remove network %s: %w", name, err)
 	}
 	return nil
 }
 
 func (d *Backend) removeContainer(ctx context.Context, name string) error {
 	if _, err := d.out(ctx, "rm", "--force", name); err != nil && !notFound(err) {
-		return err
+		return fmt.Errorf("remove container %s: %w", name, err)
 	}
 	return nil
 }
@@ -340,6 +360,7 @@ func (d *Backend) startBundle(ctx context.Context, cli string, b *backends.Bottl
 // waitReady waits until the bundle's sidecars all listen, or the bundle
 // stops, or the timeout passes.
 func (d *Backend) waitReady(ctx context.Context, b *backends.Bottle, n names) error {
+	readyTimeout := backends.ReadyTimeout()
 	ctx, cancel := context.WithTimeout(ctx, readyTimeout)
 	defer cancel()
 	tick := time.NewTicker(20 * time.Millisecond)
@@ -365,6 +386,19 @@ func (d *Backend) waitReady(ctx context.Context, b *backends.Bottle, n names) er
 		case <-tick.C:
 		}
 	}
+}
+
+// started reports whether a container ever started running.
+func (d *Backend) started(ctx context.Context, name string) bool {
+	out, err := d.out(ctx, "inspect", "--format", "{{json .State.StartedAt}}", name)
+	if err != nil {
+		return true // cannot tell: keep the exit code
+	}
+	var at time.Time
+	if s := strings.TrimSpace(string(out)); s == "null" || json.Unmarshal(out, &at) != nil {
+		return true
+	}
+	return at.Year() > 1 // docker's "never" is 0001-01-01T00:00:00Z
 }
 
 // createAgent creates the agent container on the internal network only;

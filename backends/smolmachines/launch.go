@@ -41,8 +41,6 @@ const secretEnvPrefix = "BOTTLE_SECRET_"
 var steps = []string{"sidecars", "create", "start", "exec"}
 
 var (
-	// readyTimeout bounds the wait for the sidecars to listen.
-	readyTimeout = 30 * time.Second
 	// sidecarGrace is how long the sidecars get to stop before they are killed.
 	sidecarGrace = 5 * time.Second
 )
@@ -236,7 +234,7 @@ func (s *Backend) Launch(ctx context.Context, b *backends.Bottle, stdio backends
 		names = append(names, sc.Name)
 	}
 	fmt.Fprintf(b.Progress, "bottle: starting the sidecars on the host (%s)\n", strings.Join(names, ", "))
-	h, err := srt.Launch(ctx, srt.LaunchOptions{Executable: b.Executable, ConfigPath: cfgPath, StateDir: b.State.Dir, ReadyTimeout: readyTimeout})
+	h, err := srt.Launch(ctx, srt.LaunchOptions{Executable: b.Executable, ConfigPath: cfgPath, StateDir: b.State.Dir, ReadyTimeout: backends.ReadyTimeout()})
 	if err != nil {
 		return -1, err
 	}

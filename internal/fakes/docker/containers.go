@@ -269,7 +269,7 @@ func (d *daemon) startContainer(w *world, c *container) error {
 			return daemonf("network %s not found", nn)
 		}
 	}
-	c.Status, c.ExitCode = "running", 0
+	c.Status, c.ExitCode, c.Started = "running", 0, time.Now().UTC()
 	src, config, ok := isBundle(c)
 	if !ok {
 		return nil
@@ -455,7 +455,9 @@ func (w *world) inspectContainer(c *container) map[string]any {
 	return map[string]any{
 		"Id": c.ID, "Created": c.Created.Format(time.RFC3339Nano), "Path": path, "Args": args, "Name": "/" + c.Name, "Image": imageID,
 		"State": map[string]any{"Status": c.Status, "Running": c.Status == "running", "Paused": false, "Restarting": false,
-			"OOMKilled": false, "Dead": false, "Pid": pid, "ExitCode": c.ExitCode, "Error": ""},
+			"OOMKilled": false, "Dead": false, "Pid": pid, "ExitCode": c.ExitCode, "Error": "",
+			// Docker's "never" is the zero time.
+			"StartedAt": c.Started.Format(time.RFC3339Nano)},
 		"Mounts":          mounts,
 		"Config":          map[string]any{"Image": c.Image, "Cmd": c.Cmd, "Entrypoint": c.Entrypoint, "Env": c.Env, "Labels": c.Labels},
 		"NetworkSettings": map[string]any{"Networks": nets},

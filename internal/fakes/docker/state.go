@@ -44,10 +44,12 @@ type container struct {
 	Networks map[string]string   `json:"networks"`
 	Aliases  map[string][]string `json:"aliases,omitempty"`
 	// Status is created, running or exited.
-	Status   string    `json:"status"`
-	ExitCode int       `json:"exit_code"`
-	Logs     string    `json:"logs,omitempty"`
-	Created  time.Time `json:"created"`
+	Status   string `json:"status"`
+	ExitCode int    `json:"exit_code"`
+	// Started is when the container last started; zero if it never did.
+	Started time.Time `json:"started"`
+	Logs    string    `json:"logs,omitempty"`
+	Created time.Time `json:"created"`
 }
 
 type mount struct {
