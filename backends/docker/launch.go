@@ -17,6 +17,7 @@ import (
 	"github.com/bottle-dev/bottle/backends"
 	"github.com/bottle-dev/bottle/plan"
 	"github.com/bottle-dev/bottle/render"
+	"github.com/bottle-dev/bottle/sidecars/gitgate"
 	srt "github.com/bottle-dev/bottle/sidecars/runtime"
 )
 
@@ -44,6 +45,20 @@ func (d *Backend) Preflight(ctx context.Context, b *backends.Bottle) error {
 	for _, m := range b.Plan.Mounts {
 		if _, err := os.Stat(m.HostPath); err != nil {
 			errs = append(errs, fmt.Errorf("mount source %s does not exist (mount() at %s); create it or change the profile", m.HostPath, m.From))
+		}
+	}
+	for _, sc := range b.Plan.Sidecars {
+		if sc.GitGate == nil {
+			continue
+		}
+		// The gate's credentials are host files and variables, mounted and
+		// passed into the bundle: check them here, before anything starts.
+		gate, err := gitgate.New(gitgate.Config{Remotes: sc.GitGate.Remotes, StateDir: b.State.Dir})
+		if err == nil {
+			err = gate.Preflight()
+		}
+		if err != nil {
+			errs = append(errs, err)
 		}
 	}
 	if b.Plan.Egress.Sidecar == plan.SidecarPipelock {
