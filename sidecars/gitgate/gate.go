@@ -71,7 +71,9 @@ type remote struct {
 	mu sync.Mutex
 }
 
-var remoteNameRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$`)
+// remoteNameRE is checked with a length limit of 100 beside it: a counted
+// repetition would compile into a program a hundred copies long at start-up.
+var remoteNameRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_.-]*$`)
 
 // New checks cfg and returns a Gate. It reads no credential and contacts
 // no upstream: mirrors are made on first use, and Preflight checks that
@@ -111,7 +113,7 @@ func New(cfg Config) (*Gate, error) {
 		g.maxPushBytes = DefaultMaxPushBytes
 	}
 	for _, rc := range cfg.Remotes {
-		if !remoteNameRE.MatchString(rc.Name) || strings.HasSuffix(rc.Name, ".git") || strings.Contains(rc.Name, "..") {
+		if len(rc.Name) > 100 || !remoteNameRE.MatchString(rc.Name) || strings.HasSuffix(rc.Name, ".git") || strings.Contains(rc.Name, "..") {
 			return nil, fmt.Errorf("git gate: remote name %q: use letters, digits, '.', '_' and '-', not ending in \".git\"", rc.Name)
 		}
 		if _, dup := g.remotes[rc.Name]; dup {

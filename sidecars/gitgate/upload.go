@@ -12,7 +12,7 @@ import (
 // gitProtocolRE accepts the Git-Protocol header values git sends
 // ("version=2", colon-separated key=value pairs) and nothing that could
 // smuggle anything else into git's environment.
-var gitProtocolRE = regexp.MustCompile(`^[A-Za-z0-9._=:-]{1,256}$`)
+var gitProtocolRE = regexp.MustCompile(`^[A-Za-z0-9._=:-]+$`)
 
 // infoRefs answers the first request of every fetch and push: it refreshes
 // the mirror from upstream (failing closed) and advertises the mirror's refs.
@@ -71,7 +71,7 @@ func (g *Gate) uploadPack(w http.ResponseWriter, req *http.Request, r *remote) {
 
 // protocolEnv passes the client's protocol version request on to git.
 func protocolEnv(req *http.Request) []string {
-	if p := req.Header.Get("Git-Protocol"); gitProtocolRE.MatchString(p) {
+	if p := req.Header.Get("Git-Protocol"); len(p) <= 256 && gitProtocolRE.MatchString(p) {
 		return []string{"GIT_PROTOCOL=" + p}
 	}
 	return nil

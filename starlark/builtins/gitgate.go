@@ -14,7 +14,7 @@ import (
 )
 
 var (
-	remoteNameRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$`)
+	remoteNameRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]*$`)
 	scpLikeRE    = regexp.MustCompile(`^[A-Za-z0-9._-]+@[A-Za-z0-9.-]+:[^/].*$|^[A-Za-z0-9._-]+@[A-Za-z0-9.-]+:/.*$`)
 	branchRE     = regexp.MustCompile(`^[A-Za-z0-9._/-]+$`)
 )
@@ -86,8 +86,8 @@ func buildGitGate(o *options, sc *plan.Sidecar) error {
 	cfg := &plan.GitGateConfig{}
 	for _, item := range dict.Items() {
 		name, ok := item[0].(starlark.String)
-		if !ok || !remoteNameRE.MatchString(string(name)) {
-			return fmt.Errorf("remote name %s is not a name such as \"origin\" (letters, digits, ., _ and -)", item[0])
+		if !ok || len(name) > 64 || !remoteNameRE.MatchString(string(name)) || strings.HasSuffix(string(name), ".git") || strings.Contains(string(name), "..") {
+			return fmt.Errorf("remote name %s is not a name such as \"origin\" (at most 64 letters, digits, ., _ and -, not ending in .git)", item[0])
 		}
 		r := plan.GitRemote{Name: string(name), SSHKey: defKey, KnownHosts: defHosts, TokenEnv: defToken, Protected: defProtected}
 		switch v := item[1].(type) {
