@@ -694,12 +694,9 @@ func nameOrDefault(p *parsed) string {
 
 func (e *env) start(p *parsed, st *store) int {
 	name := nameOrDefault(p)
-	m, err := st.get(name)
-	if err != nil {
-		return e.fake(err)
-	}
+	m, code := e.lookup(st, name)
 	if m == nil {
-		return e.errorf("vm not found: %s", name)
+		return code
 	}
 	if m.State == "running" {
 		fmt.Fprintf(e.stdout, "Machine '%s' already running (PID: %d)\n", name, fakePID)
@@ -716,12 +713,9 @@ func (e *env) start(p *parsed, st *store) int {
 
 func (e *env) stop(p *parsed, st *store) int {
 	name := nameOrDefault(p)
-	m, err := st.get(name)
-	if err != nil {
-		return e.fake(err)
-	}
+	m, code := e.lookup(st, name)
 	if m == nil {
-		return e.errorf("vm not found: %s", name)
+		return code
 	}
 	if m.State == "running" {
 		fmt.Fprintf(e.stdout, "Stopping machine '%s'...\n", name)
@@ -736,12 +730,9 @@ func (e *env) stop(p *parsed, st *store) int {
 
 func (e *env) delete(p *parsed, st *store) int {
 	name, _ := p.last("name")
-	m, err := st.get(name)
-	if err != nil {
-		return e.fake(err)
-	}
+	m, code := e.lookup(st, name)
 	if m == nil {
-		return e.errorf("vm not found: %s", name)
+		return code
 	}
 	if m.State == "running" {
 		fmt.Fprintf(e.stdout, "Stopping machine '%s'...\n", name)
@@ -785,12 +776,9 @@ func readLine(r io.Reader) (string, error) {
 
 func (e *env) exec(p *parsed, st *store) int {
 	name := nameOrDefault(p)
-	m, err := st.get(name)
-	if err != nil {
-		return e.fake(err)
-	}
+	m, code := e.lookup(st, name)
 	if m == nil {
-		return e.errorf("vm not found: %s", name)
+		return code
 	}
 	if m.State != "running" {
 		hint := "smolvm machine start"
@@ -814,7 +802,7 @@ func (e *env) exec(p *parsed, st *store) int {
 		}
 		return exitOK
 	}
-	err = cmd.Run()
+	err := cmd.Run()
 	var exitErr *exec.ExitError
 	switch {
 	case err == nil:
@@ -928,4 +916,17 @@ func (e *env) printJSON(v any) int {
 	}
 	fmt.Fprintf(e.stdout, "%s\n", b)
 	return exitOK
+}
+
+// lookup loads the named machine, or answers as smolvm does when there is
+// none: the returned code is the exit status to return when m is nil.
+func (e *env) lookup(st *store, name string) (*machineRecord, int) {
+	m, err := st.get(name)
+	if err != nil {
+		return nil, e.fake(err)
+	}
+	if m == nil {
+		return nil, e.errorf("vm not found: %s", name)
+	}
+	return m, exitOK
 }
