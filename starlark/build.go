@@ -88,7 +88,7 @@ func Build(st *builtins.State, src *Source, env Env) (*plan.Plan, error) {
 		egress = plan.SidecarEgress
 		p.Sidecars = append(p.Sidecars, plan.Sidecar{
 			Name: plan.SidecarEgress, Implicit: true,
-			Egress: &plan.EgressConfig{ConnectTimeout: "10s", IdleTimeout: "1h0m0s"},
+			Egress: builtins.DefaultEgressConfig(),
 		})
 	}
 	p.Egress.Sidecar = egress

@@ -145,6 +145,15 @@ func (o *options) strings(name string, def []string) ([]string, error) {
 	return []string(l), nil
 }
 
+// DefaultEgressConfig is the built-in egress sidecar's configuration when
+// a profile sets none of its options, as when bottle adds it itself.
+func DefaultEgressConfig() *plan.EgressConfig {
+	sc := plan.Sidecar{}
+	// Defaults cannot fail to parse.
+	_ = buildEgress(&options{vals: map[string]starlark.Value{}}, &sc)
+	return sc.Egress
+}
+
 func buildEgress(o *options, sc *plan.Sidecar) error {
 	var c plan.EgressConfig
 	var err error
