@@ -5,7 +5,7 @@ import (
 	"fmt"
 	"time"
 
-	tea "github.com/charmbracelet/bubbletea"
+	tea "charm.land/bubbletea/v2"
 
 	"github.com/bottle-dev/bottle/sidecars/supervise"
 	"github.com/bottle-dev/bottle/sidecars/supervise/tui"
@@ -106,7 +106,7 @@ func (c *SuperviseCmd) Run(g *Globals) error {
 		}
 		return tui.WriteList(g.Stdout, items, time.Now())
 	}
-	lines, err := tui.Run(tui.RootLoader(root), tea.WithAltScreen(), tea.WithOutput(g.Stderr))
+	lines, err := tui.Run(tui.RootLoader(root), tea.WithOutput(g.Stderr))
 	if err != nil {
 		return err
 	}

@@ -21,7 +21,7 @@ import (
 	"unicode"
 	"unicode/utf8"
 
-	tea "github.com/charmbracelet/bubbletea"
+	tea "charm.land/bubbletea/v2"
 
 	"github.com/bottle-dev/bottle/plan"
 	"github.com/bottle-dev/bottle/sidecars/supervise"
@@ -207,7 +207,7 @@ func (m Model) tickCmd() tea.Cmd {
 // Init loads the queues and starts the refresh timer.
 func (m Model) Init() tea.Cmd { return tea.Batch(m.loadCmd(), m.tickCmd()) }
 
-// Update handles key presses, queue reloads and answers.
+// Update handles key presses, pastes, queue reloads and answers.
 func (m Model) Update(msg tea.Msg) (tea.Model, tea.Cmd) {
 	switch msg := msg.(type) {
 	case loadedMsg:
@@ -218,14 +218,20 @@ func (m Model) Update(msg tea.Msg) (tea.Model, tea.Cmd) {
 		return m, tea.Batch(m.loadCmd(), m.tickCmd())
 	case answeredMsg:
 		return m.answered(msg), m.loadCmd()
-	case tea.KeyMsg:
-		if msg.Type == tea.KeyCtrlC {
+	case tea.KeyPressMsg:
+		if msg.String() == "ctrl+c" {
 			return m, tea.Quit
 		}
 		if m.mode == modeList {
 			return m.listKey(msg)
 		}
 		return m.inputKey(msg)
+	case tea.PasteMsg:
+		// Pasted text is typed into the input; in the list it means nothing.
+		if m.mode != modeList {
+			m.typeText(msg.Content)
+		}
+		return m, nil
 	}
 	return m, nil
 }
@@ -245,7 +251,7 @@ func (m *Model) setItems(items []Item) {
 	}
 }
 
-func (m Model) listKey(msg tea.KeyMsg) (tea.Model, tea.Cmd) {
+func (m Model) listKey(msg tea.KeyPressMsg) (tea.Model, tea.Cmd) {
 	switch msg.String() {
 	case "q":
 		return m, tea.Quit
@@ -288,35 +294,39 @@ func (m *Model) begin(it Item, approve bool, md mode, input string) {
 	m.status = ""
 }
 
-func (m Model) inputKey(msg tea.KeyMsg) (tea.Model, tea.Cmd) {
-	switch msg.Type {
-	case tea.KeyEsc:
+func (m Model) inputKey(msg tea.KeyPressMsg) (tea.Model, tea.Cmd) {
+	switch msg.String() {
+	case "esc":
 		m.mode, m.status = modeList, "cancelled; nothing was answered"
 		return m, nil
-	case tea.KeyBackspace:
+	case "backspace":
 		if len(m.input) > 0 {
 			m.input = m.input[:len(m.input)-1]
 		}
 		return m, nil
-	case tea.KeyCtrlU:
+	case "ctrl+u":
 		m.input = m.input[:0]
 		return m, nil
-	case tea.KeyEnter:
+	case "enter":
 		return m.submit()
-	case tea.KeyRunes, tea.KeySpace:
-		for _, r := range msg.Runes {
-			if len(m.input) >= supervise.MaxNoteChars {
-				break
-			}
-			if !unicode.IsControl(r) && !unicode.Is(unicode.Cf, r) {
-				m.input = append(m.input, r)
-			}
+	}
+	// Text is set only for keys that print (space included), never for
+	// combinations with ctrl or alt.
+	m.typeText(msg.Text)
+	return m, nil
+}
+
+// typeText appends typed or pasted text to the input, dropping control and
+// invisible formatting characters, up to supervise.MaxNoteChars.
+func (m *Model) typeText(s string) {
+	for _, r := range s {
+		if len(m.input) >= supervise.MaxNoteChars {
+			return
 		}
-		if msg.Type == tea.KeySpace && len(msg.Runes) == 0 {
-			m.input = append(m.input, ' ')
+		if !unicode.IsControl(r) && !unicode.Is(unicode.Cf, r) {
+			m.input = append(m.input, r)
 		}
 	}
-	return m, nil
 }
 
 // submit finishes the current input step.
@@ -386,8 +396,16 @@ func (m Model) answered(msg answeredMsg) Model {
 	return m
 }
 
-// View renders the list, the selected request and the prompt.
-func (m Model) View() string {
+// View renders the list, the selected request and the prompt, on the
+// terminal's alternate screen.
+func (m Model) View() tea.View {
+	v := tea.NewView(m.render())
+	v.AltScreen = true
+	return v
+}
+
+// render returns the text of the screen.
+func (m Model) render() string {
 	var b strings.Builder
 	now := m.now()
 	fmt.Fprintf(&b, "bottle supervise — %d pending\n\n", len(m.items))
@@ -469,9 +487,9 @@ func writeDetail(b *strings.Builder, it Item) {
 	}
 }
 
-// Run runs the UI until the operator quits and returns the profile lines
-// for the egress requests approved meanwhile (see Model.AllowLines), for
-// the caller to print once the screen is restored.
+// Run runs the UI on the alternate screen until the operator quits and
+// returns the profile lines for the egress requests approved meanwhile (see
+// Model.AllowLines), for the caller to print once the screen is restored.
 func Run(load Loader, opts ...tea.ProgramOption) ([]string, error) {
 	final, err := tea.NewProgram(New(load), opts...).Run()
 	if err != nil {

@@ -13,7 +13,7 @@ import (
 	"testing"
 	"time"
 
-	tea "github.com/charmbracelet/bubbletea"
+	tea "charm.land/bubbletea/v2"
 
 	"github.com/bottle-dev/bottle/sidecars/supervise"
 )
@@ -97,21 +97,26 @@ func run(t *testing.T, m Model, cmd tea.Cmd) Model {
 	return m
 }
 
+// Special keys, as bubbletea decodes them from a terminal.
+var (
+	keyEnter     = tea.KeyPressMsg{Code: tea.KeyEnter}
+	keyEsc       = tea.KeyPressMsg{Code: tea.KeyEscape}
+	keyBackspace = tea.KeyPressMsg{Code: tea.KeyBackspace}
+	keyCtrlU     = tea.KeyPressMsg{Code: 'u', Mod: tea.ModCtrl}
+	keyCtrlC     = tea.KeyPressMsg{Code: 'c', Mod: tea.ModCtrl}
+)
+
 // press sends keys; a string is typed rune by rune.
 func press(t *testing.T, m Model, keys ...any) Model {
 	t.Helper()
 	for _, k := range keys {
-		var msgs []tea.KeyMsg
+		var msgs []tea.KeyPressMsg
 		switch k := k.(type) {
-		case tea.KeyType:
-			msgs = append(msgs, tea.KeyMsg{Type: k})
+		case tea.KeyPressMsg:
+			msgs = append(msgs, k)
 		case string:
 			for _, r := range k {
-				if r == ' ' {
-					msgs = append(msgs, tea.KeyMsg{Type: tea.KeySpace, Runes: []rune{' '}})
-				} else {
-					msgs = append(msgs, tea.KeyMsg{Type: tea.KeyRunes, Runes: []rune{r}})
-				}
+				msgs = append(msgs, tea.KeyPressMsg{Code: r, Text: string(r)})
 			}
 		default:
 			t.Fatalf("bad key %v", k)
@@ -126,7 +131,7 @@ func press(t *testing.T, m Model, keys ...any) Model {
 
 func TestApprove(t *testing.T) {
 	root, m := fixture(t)
-	m = press(t, m, "a", "fine for today", tea.KeyEnter)
+	m = press(t, m, "a", "fine for today", keyEnter)
 	d, ok := decision(t, filepath.Join(root, "app-1"), idNPM)
 	if !ok || d.Status != supervise.StatusApproved || d.Note != "fine for today" || d.By != supervise.ByOperator || d.Host != "" || d.Port != 0 {
 		t.Fatalf("decision = %+v, %v", d, ok)
@@ -135,7 +140,7 @@ func TestApprove(t *testing.T) {
 	if got := m.AllowLines(); !slices.Equal(got, want) {
 		t.Errorf("AllowLines = %v, want %v", got, want)
 	}
-	v := m.View()
+	v := m.View().Content
 	if !strings.Contains(v, want[0]) || !strings.Contains(v, "approved registry.npmjs.org:443") {
 		t.Errorf("view does not show the result:\n%s", v)
 	}
@@ -147,7 +152,7 @@ func TestApprove(t *testing.T) {
 
 func TestDenySecond(t *testing.T) {
 	root, m := fixture(t)
-	m = press(t, m, "j", "j", "k", "j", "j", "d", "not needed", tea.KeyEnter)
+	m = press(t, m, "j", "j", "k", "j", "j", "d", "not needed", keyEnter)
 	d, ok := decision(t, filepath.Join(root, "app-1"), idGH)
 	if !ok || d.Status != supervise.StatusDenied || d.Note != "not needed" {
 		t.Fatalf("decision = %+v, %v", d, ok)
@@ -166,11 +171,11 @@ func TestEditThenApprove(t *testing.T) {
 	if m.mode != modeHost || string(m.input) != "registry.npmjs.org" {
 		t.Fatalf("mode %v input %q", m.mode, string(m.input))
 	}
-	m = press(t, m, tea.KeyCtrlU, "*.NPMJS.org", tea.KeyEnter)
+	m = press(t, m, keyCtrlU, "*.NPMJS.org", keyEnter)
 	if m.mode != modePort || string(m.input) != "443" {
 		t.Fatalf("mode %v input %q", m.mode, string(m.input))
 	}
-	m = press(t, m, tea.KeyBackspace, tea.KeyBackspace, tea.KeyBackspace, "8443", tea.KeyEnter, "mirror", tea.KeyEnter)
+	m = press(t, m, keyBackspace, keyBackspace, keyBackspace, "8443", keyEnter, "mirror", keyEnter)
 	d, ok := decision(t, filepath.Join(root, "app-1"), idNPM)
 	if !ok || d.Status != supervise.StatusApproved || d.Host != "*.npmjs.org" || d.Port != 8443 || d.Note != "mirror" {
 		t.Fatalf("decision = %+v, %v", d, ok)
@@ -182,15 +187,15 @@ func TestEditThenApprove(t *testing.T) {
 
 func TestEditRejectsBadInput(t *testing.T) {
 	root, m := fixture(t)
-	m = press(t, m, "e", tea.KeyCtrlU, "1.2.3.4", tea.KeyEnter)
-	if m.mode != modeHost || !strings.Contains(m.View(), "IP") {
-		t.Fatalf("IP literal accepted: mode %v\n%s", m.mode, m.View())
+	m = press(t, m, "e", keyCtrlU, "1.2.3.4", keyEnter)
+	if m.mode != modeHost || !strings.Contains(m.View().Content, "IP") {
+		t.Fatalf("IP literal accepted: mode %v\n%s", m.mode, m.View().Content)
 	}
-	m = press(t, m, tea.KeyCtrlU, "example.com", tea.KeyEnter, tea.KeyCtrlU, "70000", tea.KeyEnter)
-	if m.mode != modePort || !strings.Contains(m.View(), "not a port") {
-		t.Fatalf("port 70000 accepted: mode %v\n%s", m.mode, m.View())
+	m = press(t, m, keyCtrlU, "example.com", keyEnter, keyCtrlU, "70000", keyEnter)
+	if m.mode != modePort || !strings.Contains(m.View().Content, "not a port") {
+		t.Fatalf("port 70000 accepted: mode %v\n%s", m.mode, m.View().Content)
 	}
-	m = press(t, m, tea.KeyEsc)
+	m = press(t, m, keyEsc)
 	if m.mode != modeList {
 		t.Fatalf("esc left mode %v", m.mode)
 	}
@@ -199,18 +204,18 @@ func TestEditRejectsBadInput(t *testing.T) {
 	}
 	// Questions have nothing to edit.
 	m = press(t, m, "j", "e")
-	if m.mode != modeList || !strings.Contains(m.View(), "only egress requests") {
-		t.Errorf("edit on a question: mode %v\n%s", m.mode, m.View())
+	if m.mode != modeList || !strings.Contains(m.View().Content, "only egress requests") {
+		t.Errorf("edit on a question: mode %v\n%s", m.mode, m.View().Content)
 	}
 }
 
 func TestAnswerQuestion(t *testing.T) {
 	root, m := fixture(t)
 	m = press(t, m, "j", "a")
-	if !strings.Contains(m.View(), "answer: ") {
-		t.Errorf("no answer prompt:\n%s", m.View())
+	if !strings.Contains(m.View().Content, "answer: ") {
+		t.Errorf("no answer prompt:\n%s", m.View().Content)
 	}
-	m = press(t, m, "use main", tea.KeyEnter)
+	m = press(t, m, "use main", keyEnter)
 	d, ok := decision(t, filepath.Join(root, "app-2"), idQ)
 	if !ok || d.Status != supervise.StatusApproved || d.Note != "use main" {
 		t.Fatalf("decision = %+v, %v", d, ok)
@@ -227,9 +232,9 @@ func TestAnsweredElsewhere(t *testing.T) {
 	if err := supervise.Answer(filepath.Join(root, "app-1"), idNPM, false, "no"); err != nil {
 		t.Fatal(err)
 	}
-	m = press(t, m, tea.KeyEnter)
-	if !strings.Contains(m.View(), "could not answer "+idNPM) || !strings.Contains(m.View(), "already") {
-		t.Errorf("view:\n%s", m.View())
+	m = press(t, m, keyEnter)
+	if !strings.Contains(m.View().Content, "could not answer "+idNPM) || !strings.Contains(m.View().Content, "already") {
+		t.Errorf("view:\n%s", m.View().Content)
 	}
 	if len(m.AllowLines()) != 0 {
 		t.Errorf("allow lines for a failed approval: %v", m.AllowLines())
@@ -242,14 +247,14 @@ func TestAnsweredElsewhere(t *testing.T) {
 func TestQuitAndEmpty(t *testing.T) {
 	m := New(DirsLoader(nil))
 	m = run(t, m, m.loadCmd())
-	if !strings.Contains(m.View(), "no pending requests") {
-		t.Errorf("view:\n%s", m.View())
+	if !strings.Contains(m.View().Content, "no pending requests") {
+		t.Errorf("view:\n%s", m.View().Content)
 	}
 	m = press(t, m, "a", "d", "e", "j", "k") // nothing to act on
 	if m.mode != modeList {
 		t.Errorf("mode %v with no items", m.mode)
 	}
-	for _, k := range []tea.KeyMsg{{Type: tea.KeyRunes, Runes: []rune{'q'}}, {Type: tea.KeyCtrlC}} {
+	for _, k := range []tea.KeyPressMsg{{Code: 'q', Text: "q"}, keyCtrlC} {
 		_, cmd := m.Update(k)
 		if cmd == nil {
 			t.Fatalf("%v: no command", k)
@@ -303,7 +308,7 @@ func TestHostileText(t *testing.T) {
 	if err := WriteList(&list, items, now); err != nil {
 		t.Fatal(err)
 	}
-	for name, out := range map[string]string{"view": m.View(), "list": list.String()} {
+	for name, out := range map[string]string{"view": m.View().Content, "list": list.String()} {
 		for _, bad := range []string{"\x1b", "\x07", "\u202e", "\r", "\xff"} {
 			if strings.Contains(out, bad) {
 				t.Errorf("%s contains %q:\n%q", name, bad, out)
@@ -313,8 +318,8 @@ func TestHostileText(t *testing.T) {
 			t.Errorf("%s does not show the escaped text:\n%s", name, out)
 		}
 	}
-	if !strings.Contains(m.View(), "    line3") {
-		t.Errorf("multi-line question not shown line by line:\n%s", m.View())
+	if !strings.Contains(m.View().Content, "    line3") {
+		t.Errorf("multi-line question not shown line by line:\n%s", m.View().Content)
 	}
 }
 
@@ -329,7 +334,7 @@ func TestLoadErrorsKeepOthers(t *testing.T) {
 	if len(m.items) != 2 || m.loadErr == nil {
 		t.Fatalf("items %d err %v", len(m.items), m.loadErr)
 	}
-	if v := m.View(); !strings.Contains(v, "bottle app-2") {
+	if v := m.View().Content; !strings.Contains(v, "bottle app-2") {
 		t.Errorf("view does not name the broken bottle:\n%s", v)
 	}
 }
@@ -395,13 +400,14 @@ func TestRunWithoutTTY(t *testing.T) {
 	var err error
 	go func() {
 		defer close(done)
-		lines, err = Run(RootLoader(root), tea.WithInput(pr), tea.WithOutput(&out), tea.WithoutSignals())
+		lines, err = Run(RootLoader(root), tea.WithInput(pr), tea.WithOutput(&out), tea.WithoutSignals(),
+			tea.WithWindowSize(100, 40)) // a buffer has no size of its own
 	}()
 	// Wait until the first load shows the request, then approve and quit.
 	deadline := time.Now().Add(10 * time.Second)
 	for !strings.Contains(out.String(), idNPM) {
 		if time.Now().After(deadline) {
-			t.Fatal("UI never showed the queue")
+			t.Fatalf("UI never showed the queue: %q", out.String())
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
@@ -435,5 +441,34 @@ func TestRunWithoutTTY(t *testing.T) {
 	}
 	if !slices.Equal(lines, []string{`allow("registry.npmjs.org", ports = [443])`}) {
 		t.Errorf("Run returned %v", lines)
+	}
+}
+
+func TestPaste(t *testing.T) {
+	root, m := fixture(t)
+	// Pasting in the list answers nothing.
+	next, cmd := m.Update(tea.PasteMsg{Content: "a\r"})
+	m = run(t, next.(Model), cmd)
+	if m.mode != modeList || len(m.input) != 0 {
+		t.Fatalf("paste in the list: mode %v input %q", m.mode, string(m.input))
+	}
+	// In a note, the text is typed without its control and formatting
+	// characters.
+	m = press(t, m, "a", "x")
+	next, cmd = m.Update(tea.PasteMsg{Content: "one\ntwo\x1b[2J\u202e three"})
+	m = run(t, next.(Model), cmd)
+	if m.mode != modeNote || string(m.input) != "xonetwo[2J three" {
+		t.Fatalf("after paste: mode %v input %q", m.mode, string(m.input))
+	}
+	m = press(t, m, keyEnter)
+	if d, ok := decision(t, filepath.Join(root, "app-1"), idNPM); !ok || d.Note != "xonetwo[2J three" {
+		t.Errorf("decision = %+v, %v", d, ok)
+	}
+}
+
+func TestViewUsesAltScreen(t *testing.T) {
+	m := New(DirsLoader(nil))
+	if v := m.View(); !v.AltScreen {
+		t.Error("the view does not ask for the alternate screen")
 	}
 }
