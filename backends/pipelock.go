@@ -53,5 +53,7 @@ func PreflightPipelock(ctx context.Context, p *plan.Plan, r Runner) error {
 	return nil
 }
 
-// ErrPipelockUnavailable says that this build cannot run pipelock yet.
-var ErrPipelockUnavailable = errors.New("this build of bottle cannot run pipelock yet: its container image is not pinned by digest (see render.PipelockImageDigest); use the built-in egress sidecar, or check the profile with --dry-run")
+// ErrPipelockUnavailable says that this build cannot run pipelock yet: it
+// renders and checks pipelock's configuration, but does not yet put
+// pipelock's binary, from its image pinned by digest, into a bottle.
+var ErrPipelockUnavailable = errors.New("this build of bottle checks pipelock profiles but cannot run pipelock yet; use the built-in egress sidecar, or check the profile with --dry-run")

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"os"
 	"slices"
 	"strconv"
 	"strings"
@@ -26,40 +27,33 @@ import (
 // rejects unknown keys, a bump must re-check every key rendered here.
 const PipelockVersion = "2.3.0"
 
-// PipelockImageRepository is where pipelock's release images are published.
-// Tags carry no "v": the v2.3.0 release is the "2.3.0" tag (goreleaser's
-// image_templates use {{ .Version }}).
-const PipelockImageRepository = "ghcr.io/luckypipewrench/pipelock"
+// PipelockImageEnv names the environment variable holding pipelock's
+// release image for PipelockVersion, pinned by digest:
+// "<repository>:<version>@sha256:<64 hex>", the image pipelock's README
+// names for the release (tags carry no "v"). bottle ships no default: the
+// digest of the 2.3.0 image could not be found in any source available
+// when this was written, and an unpinned tag could change under a bottle.
+const PipelockImageEnv = "BOTTLE_PIPELOCK_IMAGE"
 
-// PipelockImageDigest must hold the sha256 digest of the multi-arch
-// manifest list of PipelockImageRepository:PipelockVersion, as
-// "sha256:<64 hex>". It is deliberately empty: the digest could not be
-// found in any source available when this was written (pipelock's
-// repository does not record it; prior art pinned it by hand as
-// "sha256:3b1a39…6de9", resolved 2026-05-08, but only that abbreviation
-// is published). Resolve it with `docker buildx imagetools inspect
-// ghcr.io/luckypipewrench/pipelock:2.3.0` on a machine that can reach the
-// registry and fill it in; until then PipelockImage returns
-// ErrPipelockDigestUnpinned rather than an unpinned reference.
-const PipelockImageDigest = ""
-
-// ErrPipelockDigestUnpinned is returned by PipelockImage while
-// PipelockImageDigest is empty.
-var ErrPipelockDigestUnpinned = errors.New("the pipelock image digest is not pinned yet (render.PipelockImageDigest is empty); " +
-	"resolve ghcr.io/luckypipewrench/pipelock:" + PipelockVersion + " to its sha256 digest and set it")
+// ErrPipelockDigestUnpinned is returned by PipelockImage while no image
+// pinned by digest is configured.
+var ErrPipelockDigestUnpinned = errors.New("no pipelock image pinned by digest is configured; set " + PipelockImageEnv +
+	" to pipelock " + PipelockVersion + "'s release image as <repository>:" + PipelockVersion + "@sha256:<digest>")
 
 // ErrPipelockCannotExpress marks a plan that pipelock's configuration
 // cannot enforce exactly. Errors wrapping it say which rule and what to do.
 var ErrPipelockCannotExpress = errors.New("pipelock cannot express this plan")
 
-// PipelockImage returns the pinned image reference
-// "ghcr.io/luckypipewrench/pipelock:<version>@sha256:<digest>", or
-// ErrPipelockDigestUnpinned while the digest is unknown.
+// PipelockImage returns the pipelock image pinned by digest from
+// PipelockImageEnv, or ErrPipelockDigestUnpinned when it is unset or not
+// pinned by a sha256 digest.
 func PipelockImage() (string, error) {
-	if PipelockImageDigest == "" {
+	ref := os.Getenv(PipelockImageEnv)
+	repo, digest, ok := strings.Cut(ref, "@sha256:")
+	if !ok || repo == "" || len(digest) != 64 || strings.Trim(digest, "0123456789abcdef") != "" {
 		return "", ErrPipelockDigestUnpinned
 	}
-	return PipelockImageRepository + ":" + PipelockVersion + "@" + PipelockImageDigest, nil
+	return ref, nil
 }
 
 // pipelockHTTPSPort is the only port an allow-list rule may name when

@@ -20,7 +20,7 @@ func rule(host string, private bool, ports ...int) plan.Rule {
 func pipelockPlan(cfg plan.PipelockConfig, rules ...plan.Rule) *plan.Plan {
 	return &plan.Plan{
 		Version: plan.Version,
-		Backend: plan.Backend{Kind: plan.BackendDocker, Image: "ghcr.io/acme/agent:1.4"},
+		Backend: plan.Backend{Kind: plan.BackendDocker, Image: "images.example.com/acme/agent:1.4"},
 		Egress:  plan.Egress{Sidecar: plan.SidecarPipelock, Rules: rules},
 		Sidecars: []plan.Sidecar{{
 			Name:     plan.SidecarPipelock,
@@ -48,7 +48,7 @@ func TestPipelockGolden(t *testing.T) {
 			rule("registry.corp.example", true), rule("*.svc.corp.example", true), rule("svc.corp.example", true),
 			rule("registry.corp.example", false)), "127.0.0.1:3128"},
 		{"pipelock_body_warn.yaml", pipelockPlan(bodyWarn,
-			rule("xn--bcher-kva.example", false), rule("*.npmjs.org", false), rule("npmjs.org", false)), "[::1]:8888"},
+			rule("xn--bcher-kva.example", false), rule("*.packages.example.net", false), rule("packages.example.net", false)), "[::1]:8888"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.golden, func(t *testing.T) {
@@ -210,18 +210,22 @@ func TestPipelockPlanErrors(t *testing.T) {
 }
 
 func TestPipelockImage(t *testing.T) {
-	ref, err := PipelockImage()
-	if PipelockImageDigest == "" {
-		if !errors.Is(err, ErrPipelockDigestUnpinned) || ref != "" {
-			t.Errorf("PipelockImage() = %q, %v; want ErrPipelockDigestUnpinned while the digest is empty", ref, err)
+	digest := strings.Repeat("0123456789abcdef", 4)
+	for ref, ok := range map[string]bool{
+		"":                                     false,
+		"images.example.com/pipelock:2.3.0":    false,
+		"images.example.com/pipelock@sha256:1": false,
+		"images.example.com/pipelock:2.3.0@sha256:" + strings.ToUpper(digest): false,
+		"@sha256:" + digest: false,
+		"images.example.com/pipelock:2.3.0@sha256:" + digest: true,
+	} {
+		t.Setenv(PipelockImageEnv, ref)
+		got, err := PipelockImage()
+		if ok && (err != nil || got != ref) {
+			t.Errorf("PipelockImage() with %q = %q, %v; want it back", ref, got, err)
 		}
-		return
-	}
-	if err != nil {
-		t.Fatalf("PipelockImage: %v", err)
-	}
-	want := "ghcr.io/luckypipewrench/pipelock:" + PipelockVersion + "@sha256:"
-	if !strings.HasPrefix(ref, want) || len(ref) != len(want)+64 {
-		t.Errorf("PipelockImage() = %q, want %s<64 hex digits>", ref, want)
+		if !ok && (!errors.Is(err, ErrPipelockDigestUnpinned) || got != "") {
+			t.Errorf("PipelockImage() with %q = %q, %v; want ErrPipelockDigestUnpinned", ref, got, err)
+		}
 	}
 }

@@ -13,7 +13,7 @@ func smolPlan() *plan.Plan {
 	return &plan.Plan{
 		Version: plan.Version,
 		Backend: plan.Backend{
-			Kind: plan.BackendSmolmachines, Image: "ghcr.io/acme/agent:1.4", Workdir: "/workspace",
+			Kind: plan.BackendSmolmachines, Image: "images.example.com/acme/agent:1.4", Workdir: "/workspace",
 			CPUs: 4, MemoryBytes: 8 << 30,
 		},
 		Agent:   plan.Agent{Command: []string{"claude"}, Workdir: "/workspace"},
@@ -75,7 +75,7 @@ func TestSmolfileRoundTrip(t *testing.T) {
 		t.Fatalf("unmarshal: %v\n%s", err, out)
 	}
 	want := map[string]any{
-		"image": "ghcr.io/acme/agent:1.4", "cmd": []any{"x", hostile}, "env": []any{"H=" + hostile},
+		"image": "images.example.com/acme/agent:1.4", "cmd": []any{"x", hostile}, "env": []any{"H=" + hostile},
 		"workdir": "/workspace", "cpus": int64(4), "memory": int64(1431), "net": false, "volumes": []any{"/a:/b:ro"},
 	}
 	if len(got) != len(want) {

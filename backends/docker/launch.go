@@ -16,7 +16,6 @@ import (
 
 	"github.com/bottle-dev/bottle/backends"
 	"github.com/bottle-dev/bottle/plan"
-	"github.com/bottle-dev/bottle/render"
 	"github.com/bottle-dev/bottle/sidecars/gitgate"
 	srt "github.com/bottle-dev/bottle/sidecars/runtime"
 )
@@ -64,7 +63,7 @@ func (d *Backend) Preflight(ctx context.Context, b *backends.Bottle) error {
 	if b.Plan.Egress.Sidecar == plan.SidecarPipelock {
 		if err := backends.PreflightPipelock(ctx, b.Plan, d.runner()); err != nil {
 			errs = append(errs, err)
-		} else if _, err := render.PipelockImage(); err != nil {
+		} else {
 			errs = append(errs, backends.ErrPipelockUnavailable)
 		}
 	}

@@ -56,7 +56,7 @@ func BenchmarkLaunchToCreate(b *testing.B) {
 		`smolmachines(image = "alpine:3.20", cpus = 2, memory = "2GiB")`,
 		`mount(".", "/workspace")`,
 		`allow("api.anthropic.com")`,
-		`allow("registry.npmjs.org")`,
+		`allow("registry.example.org")`,
 		`sidecar("supervise")`,
 		`agent(command = ["sh"])`,
 	}, "\n")+"\n"), 0o644)

@@ -319,7 +319,7 @@ func isolationPlan(state string, fixturePort int, upstream string) *plan.Plan {
 		Slug:     "isolation-0a1b2c",
 		StateDir: state,
 		Digest:   "sha256:0123",
-		Backend:  plan.Backend{Kind: plan.BackendSmolmachines, Image: "ghcr.io/acme/agent:1.4", Workdir: "/workspace", CPUs: 1, MemoryBytes: 1 << 30},
+		Backend:  plan.Backend{Kind: plan.BackendSmolmachines, Image: "images.example.com/acme/agent:1.4", Workdir: "/workspace", CPUs: 1, MemoryBytes: 1 << 30},
 		Agent:    plan.Agent{Command: []string{"sh"}, Workdir: "/workspace"},
 		Egress: plan.Egress{Sidecar: plan.SidecarEgress, Rules: []plan.Rule{
 			{Host: fixtureHost, Ports: []int{fixturePort}, AllowPrivate: true, From: "//isolation.star:3:1"},

@@ -56,7 +56,7 @@ func testPlan() *plan.Plan {
 		Slug:     "app-1a2b3c",
 		StateDir: state,
 		Digest:   "sha256:0123",
-		Backend:  plan.Backend{Kind: plan.BackendSmolmachines, Image: "ghcr.io/acme/agent:1.4", Workdir: "/workspace", CPUs: 4, MemoryBytes: 8 << 30},
+		Backend:  plan.Backend{Kind: plan.BackendSmolmachines, Image: "images.example.com/acme/agent:1.4", Workdir: "/workspace", CPUs: 4, MemoryBytes: 8 << 30},
 		Agent:    plan.Agent{Command: []string{"claude"}, Workdir: "/workspace", Env: []plan.EnvVar{{Name: "EDITOR", Value: "vi"}}},
 		Egress:   plan.Egress{Sidecar: plan.SidecarEgress},
 		Sidecars: []plan.Sidecar{egress, gate, sup},
@@ -171,7 +171,7 @@ func TestBuildSpecSmolfile(t *testing.T) {
 	if !slices.Equal(sf.Volumes, wantVolumes) {
 		t.Errorf("volumes = %q, want %q", sf.Volumes, wantVolumes)
 	}
-	if sf.Image != "ghcr.io/acme/agent:1.4" || sf.Workdir != "/workspace" || sf.CPUs != 4 || sf.Memory != 8192 {
+	if sf.Image != "images.example.com/acme/agent:1.4" || sf.Workdir != "/workspace" || sf.CPUs != 4 || sf.Memory != 8192 {
 		t.Errorf("image, workdir, cpus, memory = %q, %q, %d, %d", sf.Image, sf.Workdir, sf.CPUs, sf.Memory)
 	}
 	env := map[string]string{}

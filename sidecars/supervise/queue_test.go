@@ -322,7 +322,7 @@ func TestLocate(t *testing.T) {
 }
 
 func TestAllowLine(t *testing.T) {
-	if got := AllowLine("registry.npmjs.org", 443); got != `allow("registry.npmjs.org", ports = [443])` {
+	if got := AllowLine("registry.example.org", 443); got != `allow("registry.example.org", ports = [443])` {
 		t.Errorf("AllowLine = %s", got)
 	}
 	if got := AllowLine("*.example.com", 8443); got != `allow("*.example.com", ports = [8443])` {

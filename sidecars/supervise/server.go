@@ -275,7 +275,7 @@ var egressSchema = json.RawMessage(fmt.Sprintf(`{
   "type": "object",
   "properties": {
     "host": {"type": "string", "minLength": 1, "maxLength": 253,
-      "description": "DNS name the sandbox needs to reach, such as \"registry.npmjs.org\". Not an IP address, not a wildcard."},
+      "description": "DNS name the sandbox needs to reach, such as \"registry.example.org\". Not an IP address, not a wildcard."},
     "port": {"type": "integer", "minimum": 1, "maximum": 65535,
       "description": "TCP port, usually 443."},
     "reason": {"type": "string", "minLength": 1, "maxLength": %d,

@@ -326,10 +326,10 @@ func TestRequestEgressApproved(t *testing.T) {
 				}
 			}
 			ch := f.callAsync(context.Background(), "request_egress",
-				map[string]any{"host": "Registry.NPMjs.org.", "port": 443, "reason": "npm install needs the registry"})
+				map[string]any{"host": "Registry.Example.ORG.", "port": 443, "reason": "npm install needs the registry"})
 
 			p := waitPending(t, f.stateDir, 1)[0]
-			if p.Kind != KindEgress || p.Host != "registry.npmjs.org" || p.Port != 443 ||
+			if p.Kind != KindEgress || p.Host != "registry.example.org" || p.Port != 443 ||
 				p.Reason != "npm install needs the registry" || p.Status != StatusPending || !ValidID(p.ID) {
 				t.Fatalf("proposal = %+v", p)
 			}
@@ -360,14 +360,14 @@ func TestRequestEgressApproved(t *testing.T) {
 
 			res := receive(t, ch)
 			out := structured[EgressResult](t, res)
-			want := EgressResult{ID: p.ID, Status: StatusApproved, Host: "registry.npmjs.org", Port: 443, Note: "ok for this task"}
+			want := EgressResult{ID: p.ID, Status: StatusApproved, Host: "registry.example.org", Port: 443, Note: "ok for this task"}
 			if out != want {
 				t.Errorf("result = %+v, want %+v", out, want)
 			}
 			if !strings.Contains(text(res), "approved") || !strings.Contains(text(res), "ok for this task") {
 				t.Errorf("text = %q", text(res))
 			}
-			wantRule := plan.Rule{Host: "registry.npmjs.org", Ports: []int{443}, From: "supervise:" + p.ID}
+			wantRule := plan.Rule{Host: "registry.example.org", Ports: []int{443}, From: "supervise:" + p.ID}
 			if rules := f.rules.Rules(); len(rules) != 1 || rules[0].Host != wantRule.Host ||
 				!slices.Equal(rules[0].Ports, wantRule.Ports) || rules[0].From != wantRule.From || rules[0].AllowPrivate {
 				t.Errorf("rules = %+v, want [%+v]", rules, wantRule)
@@ -385,7 +385,7 @@ func TestRequestEgressApproved(t *testing.T) {
 				t.Fatalf("audit events = %v", got)
 			}
 			for _, ev := range evs {
-				if ev.ID != p.ID || ev.Sidecar != "supervise" || ev.Time.IsZero() || ev.Host != "registry.npmjs.org" {
+				if ev.ID != p.ID || ev.Sidecar != "supervise" || ev.Time.IsZero() || ev.Host != "registry.example.org" {
 					t.Errorf("audit event %+v", ev)
 				}
 			}
@@ -401,7 +401,7 @@ func TestRequestEgressApproved(t *testing.T) {
 
 			// Asking again is answered from the allow-list, with no proposal.
 			again := structured[EgressResult](t, f.call(t, context.Background(), "request_egress",
-				map[string]any{"host": "registry.npmjs.org", "port": 443, "reason": "again"}))
+				map[string]any{"host": "registry.example.org", "port": 443, "reason": "again"}))
 			if again.Status != StatusAlreadyAllowed || again.ID != "" {
 				t.Errorf("second request = %+v, want already_allowed", again)
 			}
@@ -601,7 +601,7 @@ func TestMalformedIsToolError(t *testing.T) {
 func TestCurrentPolicy(t *testing.T) {
 	f := start(t, "tcp", nil)
 	f.rules.set([]plan.Rule{
-		{Host: "registry.npmjs.org", Ports: []int{443}, From: "//bottle.star:3:6"},
+		{Host: "registry.example.org", Ports: []int{443}, From: "//bottle.star:3:6"},
 		{Host: "api.anthropic.com", Ports: []int{443}, From: "//base.star:1:1"},
 		{Host: "db.internal.example", Ports: []int{5432}, AllowPrivate: true, From: "//bottle.star:4:6"},
 	}, nil)
@@ -609,7 +609,7 @@ func TestCurrentPolicy(t *testing.T) {
 	want := []PolicyRule{
 		{Host: "api.anthropic.com", Ports: []int{443}, From: "//base.star:1:1"},
 		{Host: "db.internal.example", Ports: []int{5432}, AllowPrivate: true, From: "//bottle.star:4:6"},
-		{Host: "registry.npmjs.org", Ports: []int{443}, From: "//bottle.star:3:6"},
+		{Host: "registry.example.org", Ports: []int{443}, From: "//bottle.star:3:6"},
 	}
 	if len(out.Rules) != len(want) {
 		t.Fatalf("rules = %+v", out.Rules)

@@ -80,7 +80,7 @@ func setBackend(thread *starlark.Thread, b *starlark.Builtin, be plan.Backend) (
 			b.Name(), s.Backend.Kind, s.Backend.From)
 	}
 	if be.Image == "" || len(be.Image) > 512 || !imageRE.MatchString(be.Image) {
-		return nil, fmt.Errorf("%s: image %q is not an image reference such as \"node:22\" or \"ghcr.io/acme/agent:1.4\"", b.Name(), be.Image)
+		return nil, fmt.Errorf("%s: image %q is not an image reference such as \"node:22\" or \"images.example.com/acme/agent:1.4\"", b.Name(), be.Image)
 	}
 	if err := checkSandboxPath("workdir", be.Workdir); err != nil {
 		return nil, fmt.Errorf("%s: %v", b.Name(), err)

@@ -42,7 +42,7 @@ func (d *daemon) build(args []string) int {
 		w.Images = append(w.Images, im)
 		fmt.Fprintf(d.stderr, "#0 building with \"default\" instance using docker driver\n\n#1 [internal] load build definition from %s\n#1 DONE 0.0s\n\n#2 exporting to image\n#2 writing image %s done\n", filepath.Base(dockerfile), im.ID)
 		for _, r := range refs {
-			fmt.Fprintf(d.stderr, "#2 naming to docker.io/%s done\n", r)
+			fmt.Fprintf(d.stderr, "#2 naming to %s done\n", r)
 		}
 		fmt.Fprintln(d.stderr, "#2 DONE 0.0s")
 		return nil

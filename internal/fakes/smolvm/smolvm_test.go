@@ -299,7 +299,7 @@ volumes = ["./src:/app"]
 init = ["pip install -r /app/requirements.txt"]
 
 [network]
-allow_hosts = ["api.stripe.com", "pypi.org"]
+allow_hosts = ["api.stripe.com", "pkgs.example.org"]
 `,
 		"every table": `image = "alpine"
 entrypoint = ["/bin/sh"]
@@ -340,7 +340,7 @@ oci_platform = "linux/amd64"
 cpus = 2
 
 [network]
-allow_hosts = ["pypi.org"]
+allow_hosts = ["pkgs.example.org"]
 allow_cidrs = ["10.0.0.0/8"]
 
 [health]

@@ -65,7 +65,7 @@ func fixture(t *testing.T) (root string, m Model) {
 	root = t.TempDir()
 	created := time.Now().UTC().Add(-time.Minute)
 	expires := created.Add(time.Hour)
-	writeProposal(t, root, "app-1", supervise.Proposal{ID: idNPM, Kind: supervise.KindEgress, Host: "registry.npmjs.org", Port: 443,
+	writeProposal(t, root, "app-1", supervise.Proposal{ID: idNPM, Kind: supervise.KindEgress, Host: "registry.example.org", Port: 443,
 		Reason: "npm install", Created: created, Expires: expires, Status: supervise.StatusPending})
 	writeProposal(t, root, "app-2", supervise.Proposal{ID: idQ, Kind: supervise.KindQuestion, Question: "Which branch?",
 		Created: created.Add(time.Second), Expires: expires, Status: supervise.StatusPending})
@@ -136,12 +136,12 @@ func TestApprove(t *testing.T) {
 	if !ok || d.Status != supervise.StatusApproved || d.Note != "fine for today" || d.By != supervise.ByOperator || d.Host != "" || d.Port != 0 {
 		t.Fatalf("decision = %+v, %v", d, ok)
 	}
-	want := []string{`allow("registry.npmjs.org", ports = [443])`}
+	want := []string{`allow("registry.example.org", ports = [443])`}
 	if got := m.AllowLines(); !slices.Equal(got, want) {
 		t.Errorf("AllowLines = %v, want %v", got, want)
 	}
 	v := m.View().Content
-	if !strings.Contains(v, want[0]) || !strings.Contains(v, "approved registry.npmjs.org:443") {
+	if !strings.Contains(v, want[0]) || !strings.Contains(v, "approved registry.example.org:443") {
 		t.Errorf("view does not show the result:\n%s", v)
 	}
 	// The answered request left the list; the cursor sits on the next one.
@@ -168,19 +168,19 @@ func TestDenySecond(t *testing.T) {
 func TestEditThenApprove(t *testing.T) {
 	root, m := fixture(t)
 	m = press(t, m, "e")
-	if m.mode != modeHost || string(m.input) != "registry.npmjs.org" {
+	if m.mode != modeHost || string(m.input) != "registry.example.org" {
 		t.Fatalf("mode %v input %q", m.mode, string(m.input))
 	}
-	m = press(t, m, keyCtrlU, "*.NPMJS.org", keyEnter)
+	m = press(t, m, keyCtrlU, "*.EXAMPLE.org", keyEnter)
 	if m.mode != modePort || string(m.input) != "443" {
 		t.Fatalf("mode %v input %q", m.mode, string(m.input))
 	}
 	m = press(t, m, keyBackspace, keyBackspace, keyBackspace, "8443", keyEnter, "mirror", keyEnter)
 	d, ok := decision(t, filepath.Join(root, "app-1"), idNPM)
-	if !ok || d.Status != supervise.StatusApproved || d.Host != "*.npmjs.org" || d.Port != 8443 || d.Note != "mirror" {
+	if !ok || d.Status != supervise.StatusApproved || d.Host != "*.example.org" || d.Port != 8443 || d.Note != "mirror" {
 		t.Fatalf("decision = %+v, %v", d, ok)
 	}
-	if got := m.AllowLines(); !slices.Equal(got, []string{`allow("*.npmjs.org", ports = [8443])`}) {
+	if got := m.AllowLines(); !slices.Equal(got, []string{`allow("*.example.org", ports = [8443])`}) {
 		t.Errorf("AllowLines = %v", got)
 	}
 }
@@ -356,7 +356,7 @@ func TestWriteList(t *testing.T) {
 	}
 	for i, want := range [][]string{
 		{"ID", "BOTTLE", "KIND", "REQUEST", "EXPIRES IN", "DETAIL"},
-		{idNPM, "app-1", "egress", "registry.npmjs.org:443", "58m0s", "npm install"},
+		{idNPM, "app-1", "egress", "registry.example.org:443", "58m0s", "npm install"},
 		{idQ, "app-2", "question", "-", "58m0s", "Which branch?"},
 		{idGH, "app-1", "egress", "api.github.com:443", "58m0s", "gh api"},
 	} {
@@ -439,7 +439,7 @@ func TestRunWithoutTTY(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !slices.Equal(lines, []string{`allow("registry.npmjs.org", ports = [443])`}) {
+	if !slices.Equal(lines, []string{`allow("registry.example.org", ports = [443])`}) {
 		t.Errorf("Run returned %v", lines)
 	}
 }
