@@ -172,8 +172,8 @@ func New(load Loader) Model {
 	return Model{load: load, now: time.Now, refresh: RefreshInterval}
 }
 
-// AllowLines returns the profile lines for the egress requests approved in
-// this session, for the operator to add to the profile (bottle never edits
+// AllowLines returns the profile lines for the egress requests approved while
+// the UI ran, for the operator to add to the profile (bottle never edits
 // a profile itself).
 func (m Model) AllowLines() []string { return slices.Clone(m.allow) }
 
