@@ -6,6 +6,7 @@ import (
 	"net"
 	"runtime"
 	"slices"
+	"strconv"
 	"testing"
 	"time"
 
@@ -16,24 +17,7 @@ import (
 // handle on each connection, and returns the proxy and the server's address.
 func benchProxy(b *testing.B, handle func(net.Conn)) (*testProxy, string) {
 	b.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		b.Fatal(err)
-	}
-	b.Cleanup(func() { ln.Close() })
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			go func() {
-				defer c.Close()
-				handle(c)
-			}()
-		}
-	}()
-	port := ln.Addr().(*net.TCPAddr).Port
+	port := echoServer(b, handle)
 	p, err := New(Options{
 		Resolver: fakeResolver{"sink.example.com": loopback},
 		Rules:    []plan.Rule{{Host: "sink.example.com", Ports: []int{port}, AllowPrivate: true}},
@@ -49,7 +33,7 @@ func benchProxy(b *testing.B, handle func(net.Conn)) (*testProxy, string) {
 	go p.Serve(pln)
 	b.Cleanup(func() { p.Close() })
 	tp := &testProxy{Proxy: p, dial: func() (net.Conn, error) { return net.Dial("tcp", pln.Addr().String()) }}
-	return tp, ln.Addr().String()
+	return tp, net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
 }
 
 // sink reads until EOF and answers with one byte.

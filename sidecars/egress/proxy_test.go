@@ -458,7 +458,7 @@ func TestKeepAliveRequestsAreDecidedSeparately(t *testing.T) {
 }
 
 // echoServer accepts TCP connections and runs handle on each.
-func echoServer(t *testing.T, handle func(net.Conn)) int {
+func echoServer(t testing.TB, handle func(net.Conn)) int {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
