@@ -9,7 +9,6 @@ import (
 	"path/filepath"
 	"regexp"
 	"strconv"
-	"strings"
 	"sync"
 	"testing"
 
@@ -25,24 +24,11 @@ var update = flag.Bool("update", false, "rewrite testscript files with the actua
 func TestMain(m *testing.M) {
 	testscript.Main(m, map[string]func(){
 		"bottle": func() { os.Exit(Main(os.Args[1:], os.Stdout, os.Stderr)) },
-		// execlog stands in for a program a test expects bottle NOT to
-		// run: it appends its name and argv to $EXECLOG and fails.
-		"execlog": execLog,
 		// Stand-ins for tools that cannot run here (see their package docs).
 		"docker":   func() { os.Exit(fakedocker.Main()) },
 		"smolvm":   func() { os.Exit(fakesmolvm.Main()) },
 		"pipelock": func() { os.Exit(fakepipelock.Main()) },
 	})
-}
-
-func execLog() {
-	line := filepath.Base(os.Args[0]) + " " + strings.Join(os.Args[1:], " ") + "\n"
-	if f, err := os.OpenFile(os.Getenv("EXECLOG"), os.O_APPEND|os.O_CREATE|os.O_WRONLY, 0o644); err == nil {
-		f.WriteString(line)
-		f.Close()
-	}
-	fmt.Fprintln(os.Stderr, "execlog: this program must not run here")
-	os.Exit(97)
 }
 
 func TestScripts(t *testing.T) {
@@ -61,7 +47,6 @@ func TestScripts(t *testing.T) {
 			env.Setenv("FAKE_DOCKER_STATE", filepath.Join(env.WorkDir, ".docker"))
 			env.Setenv("XDG_STATE_HOME", filepath.Join(env.WorkDir, ".state"))
 			env.Setenv("XDG_CONFIG_HOME", filepath.Join(env.WorkDir, ".config"))
-			env.Setenv("EXECLOG", filepath.Join(env.WorkDir, "execlog.txt"))
 			env.Setenv("HOME", filepath.Join(env.WorkDir, "home"))
 			env.Setenv("FAKE_DOCKER_LOG", filepath.Join(env.WorkDir, "docker.log"))
 			env.Setenv("FAKE_SMOLVM_LOG", filepath.Join(env.WorkDir, "smolvm.log"))
