@@ -11,11 +11,11 @@ import (
 // SidecarSections renders one plan sidecar into its section of the sidecar
 // configuration; sidecars other than the built-in egress register one with
 // RegisterSection. listen is where the sidecar listens in the process that
-// runs it, stateDir the state directory as that process sees it.
-type SidecarSections func(sc plan.Sidecar, p *plan.Plan, listen srt.Listen, stateDir string) (json.RawMessage, error)
+// runs it.
+type SidecarSections func(sc plan.Sidecar, p *plan.Plan, listen srt.Listen) (json.RawMessage, error)
 
 var sections = map[string]SidecarSections{
-	plan.SidecarEgress: func(sc plan.Sidecar, p *plan.Plan, listen srt.Listen, _ string) (json.RawMessage, error) {
+	plan.SidecarEgress: func(sc plan.Sidecar, p *plan.Plan, listen srt.Listen) (json.RawMessage, error) {
 		return json.Marshal(srt.EgressSpec{
 			Listen:         listen,
 			Rules:          p.Egress.Rules,
@@ -45,7 +45,7 @@ func SidecarConfig(p *plan.Plan, stateDir string, listen func(plan.Sidecar) srt.
 		if !ok {
 			return nil, fmt.Errorf("the %s sidecar is not available in this build", sc.Name)
 		}
-		raw, err := f(sc, p, listen(sc), stateDir)
+		raw, err := f(sc, p, listen(sc))
 		if err != nil {
 			return nil, fmt.Errorf("render the %s sidecar's configuration: %w", sc.Name, err)
 		}

@@ -39,10 +39,10 @@ const GitGateLogFile = "git-gate.jsonl"
 func init() {
 	srt.Register(plan.SidecarGitGate, newGitGate)
 	srt.Register(plan.SidecarSupervise, newSupervise)
-	backends.RegisterSection(plan.SidecarGitGate, func(sc plan.Sidecar, _ *plan.Plan, l srt.Listen, _ string) (json.RawMessage, error) {
+	backends.RegisterSection(plan.SidecarGitGate, func(sc plan.Sidecar, _ *plan.Plan, l srt.Listen) (json.RawMessage, error) {
 		return json.Marshal(GitGateSpec{Listen: l, Remotes: sc.GitGate.Remotes})
 	})
-	backends.RegisterSection(plan.SidecarSupervise, func(sc plan.Sidecar, _ *plan.Plan, l srt.Listen, _ string) (json.RawMessage, error) {
+	backends.RegisterSection(plan.SidecarSupervise, func(sc plan.Sidecar, _ *plan.Plan, l srt.Listen) (json.RawMessage, error) {
 		return json.Marshal(SuperviseSpec{Listen: l, Timeout: sc.Supervise.Timeout})
 	})
 }
