@@ -77,6 +77,13 @@ func (r Resource) String() string {
 	return fmt.Sprintf("%s %s %s (bottle %s)", r.Backend, r.Kind, r.Name, r.Slug)
 }
 
+// Labels every backend puts on what it creates, so that bottle cleanup can
+// find a killed bottle's remains by its slug.
+const (
+	LabelSlug   = "dev.bottle.slug"
+	LabelDigest = "dev.bottle.digest"
+)
+
 var (
 	mu       sync.Mutex
 	registry = map[string]Backend{}

@@ -28,8 +28,8 @@ import (
 
 // Labels on every resource.
 const (
-	LabelSlug   = "dev.bottle.slug"
-	LabelDigest = "dev.bottle.digest"
+	LabelSlug   = backends.LabelSlug
+	LabelDigest = backends.LabelDigest
 	LabelRole   = "dev.bottle.role"
 )
 

@@ -67,8 +67,8 @@ import (
 
 // Labels on every machine.
 const (
-	LabelSlug   = "dev.bottle.slug"
-	LabelDigest = "dev.bottle.digest"
+	LabelSlug   = backends.LabelSlug
+	LabelDigest = backends.LabelDigest
 )
 
 // machinePrefix starts the name of every machine bottle creates.
