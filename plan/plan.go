@@ -189,6 +189,10 @@ type PipelockConfig struct {
 type GitGateConfig struct {
 	// Remotes are sorted by name.
 	Remotes []GitRemote `json:"remotes"`
+	// MaxPushBytes is the most one push may carry, in bytes: of pack data
+	// as sent, of new objects as stored (uncompressed), and of archive
+	// members decompressed for the scan. A larger push is refused.
+	MaxPushBytes int64 `json:"max_push_bytes"`
 }
 
 // GitRemote is one upstream repository the gate fronts.
@@ -203,6 +207,9 @@ type GitRemote struct {
 	TokenEnv string `json:"token_env,omitempty"`
 	// Protected branches refuse force pushes and deletion.
 	Protected []string `json:"protected"`
+	// ProtectedTags are tag names or path.Match patterns whose tags may be
+	// created but never moved or deleted; ["*"] by default.
+	ProtectedTags []string `json:"protected_tags"`
 }
 
 // SuperviseConfig configures the supervision channel.

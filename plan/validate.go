@@ -127,6 +127,9 @@ func (p *Plan) Validate() error {
 		if s.GitGate != nil && len(s.GitGate.Remotes) == 0 {
 			bad("git-gate has no remotes")
 		}
+		if s.GitGate != nil && s.GitGate.MaxPushBytes <= 0 {
+			bad("git-gate max_push_bytes must be positive")
+		}
 	}
 	if egress != 1 {
 		bad("a bottle has exactly one egress sidecar (egress or pipelock), this plan has %d", egress)

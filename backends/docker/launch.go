@@ -52,7 +52,7 @@ func (d *Backend) Preflight(ctx context.Context, b *backends.Bottle) error {
 		}
 		// The gate's credentials are host files and variables, mounted and
 		// passed into the bundle: check them here, before anything starts.
-		gate, err := gitgate.New(gitgate.Config{Remotes: sc.GitGate.Remotes, StateDir: b.State.Dir})
+		gate, err := gitgate.New(gitgate.Config{Remotes: sc.GitGate.Remotes, StateDir: b.State.Dir, MaxPushBytes: sc.GitGate.MaxPushBytes})
 		if err == nil {
 			err = gate.Preflight()
 		}

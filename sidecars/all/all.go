@@ -25,6 +25,8 @@ import (
 type GitGateSpec struct {
 	Listen  srt.Listen       `json:"listen"`
 	Remotes []plan.GitRemote `json:"remotes"`
+	// MaxPushBytes is plan.GitGateConfig.MaxPushBytes.
+	MaxPushBytes int64 `json:"max_push_bytes"`
 }
 
 // SuperviseSpec is the "supervise" section of the sidecar configuration.
@@ -40,7 +42,7 @@ func init() {
 	srt.Register(plan.SidecarGitGate, newGitGate)
 	srt.Register(plan.SidecarSupervise, newSupervise)
 	backends.RegisterSection(plan.SidecarGitGate, func(sc plan.Sidecar, _ *plan.Plan, l srt.Listen) (json.RawMessage, error) {
-		return json.Marshal(GitGateSpec{Listen: l, Remotes: sc.GitGate.Remotes})
+		return json.Marshal(GitGateSpec{Listen: l, Remotes: sc.GitGate.Remotes, MaxPushBytes: sc.GitGate.MaxPushBytes})
 	})
 	backends.RegisterSection(plan.SidecarSupervise, func(sc plan.Sidecar, _ *plan.Plan, l srt.Listen) (json.RawMessage, error) {
 		return json.Marshal(SuperviseSpec{Listen: l, Timeout: sc.Supervise.Timeout})
@@ -71,7 +73,7 @@ func newGitGate(_ context.Context, raw json.RawMessage, env *srt.Env) (srt.Servi
 	if err != nil {
 		return nil, err
 	}
-	gate, err := gitgate.New(gitgate.Config{Remotes: spec.Remotes, StateDir: env.StateDir, Log: logf})
+	gate, err := gitgate.New(gitgate.Config{Remotes: spec.Remotes, StateDir: env.StateDir, Log: logf, MaxPushBytes: spec.MaxPushBytes})
 	if err == nil {
 		err = gate.Preflight()
 	}

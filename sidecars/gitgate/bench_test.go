@@ -88,7 +88,7 @@ func BenchmarkScan(b *testing.B) {
 	b.ResetTimer()
 	var total int64
 	for range b.N {
-		findings, st, err := g.scanPush(context.Background(), repo, nil, cmds)
+		findings, st, err := g.scanPush(context.Background(), repo, nil, cmds, DefaultMaxPushBytes)
 		if err != nil || len(findings) != 0 || st.commits != 100 {
 			b.Fatalf("scan: %v, %d findings, %d commits", err, len(findings), st.commits)
 		}

@@ -22,7 +22,7 @@ import (
 // Defaults for the Config fields left zero.
 const (
 	DefaultUpstreamTimeout = 5 * time.Minute
-	DefaultMaxPushBytes    = 1 << 30
+	DefaultMaxPushBytes    = 100 << 20
 )
 
 // Config configures a Gate.
@@ -42,8 +42,10 @@ type Config struct {
 	// UpstreamTimeout bounds each fetch from and push to an upstream;
 	// zero means DefaultUpstreamTimeout.
 	UpstreamTimeout time.Duration
-	// MaxPushBytes bounds the size of one push request; zero means
-	// DefaultMaxPushBytes.
+	// MaxPushBytes bounds one push, in bytes: the pack as sent, the new
+	// objects as stored (uncompressed), and archive members decompressed
+	// for the scan, each on its own. A push over it is refused with the
+	// limit named. Zero means DefaultMaxPushBytes (100 MiB).
 	MaxPushBytes int64
 }
 
@@ -122,6 +124,9 @@ func New(cfg Config) (*Gate, error) {
 		t, err := transportOf(rc.URL)
 		if err != nil {
 			return nil, fmt.Errorf("git gate: remote %q: %w", rc.Name, err)
+		}
+		if rc.ProtectedTags == nil {
+			rc.ProtectedTags = []string{"*"} // unset: every tag is protected
 		}
 		g.remotes[rc.Name] = &remote{
 			GitRemote: rc,

@@ -6,6 +6,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"net/http"
 	"os"
 	"path"
@@ -13,11 +14,14 @@ import (
 	"slices"
 	"strings"
 	"time"
+	"unicode"
+	"unicode/utf8"
 )
 
 // command is one ref update a client asked for.
 type command struct {
 	old, new, ref string
+	n             int // 1-based position in the push
 	// reason is empty while the command may still be forwarded, and the
 	// "ng" reason reported to the client once it is refused.
 	reason string
@@ -111,7 +115,9 @@ func isOID(s string) bool {
 	return true
 }
 
-// readCommands reads the ref update commands and the client's capabilities.
+// readCommands reads the ref update commands and the client's
+// capabilities. A request with no commands is git's probe (see
+// receivePack): it returns none and no error.
 // Shallow lines, which a client pushing from a shallow clone sends first,
 // are skipped: the connectivity check against the full mirror stands in for
 // receive-pack's shallow handling.
@@ -141,13 +147,10 @@ func readCommands(br *bufio.Reader) ([]*command, map[string]bool, error) {
 		if len(f) != 3 || !isOID(f[0]) || !isOID(f[1]) || len(f[0]) != len(f[1]) {
 			return nil, nil, fmt.Errorf("malformed push command %q", line)
 		}
-		cmds = append(cmds, &command{old: f[0], new: f[1], ref: f[2]})
+		cmds = append(cmds, &command{old: f[0], new: f[1], ref: f[2], n: len(cmds) + 1})
 		if len(cmds) > 10000 {
 			return nil, nil, errors.New("too many ref updates in one push")
 		}
-	}
-	if len(cmds) == 0 {
-		return nil, nil, errors.New("push without ref updates")
 	}
 	return cmds, caps, nil
 }
@@ -165,7 +168,9 @@ func (g *Gate) receivePack(w http.ResponseWriter, req *http.Request, r *remote) 
 		return
 	}
 	defer body.Close()
-	br := bufio.NewReaderSize(http.MaxBytesReader(w, body, g.maxPushBytes), 64<<10)
+	// The commands come first, at most 10000 of them, then the pack,
+	// which pushLimit bounds by itself.
+	br := bufio.NewReaderSize(http.MaxBytesReader(w, body, g.maxPushBytes+maxCommandBytes), 64<<10)
 	cmds, caps, err := readCommands(br)
 	if err != nil {
 		httpError(w, http.StatusBadRequest, "git gate: "+err.Error())
@@ -173,9 +178,24 @@ func (g *Gate) receivePack(w http.ResponseWriter, req *http.Request, r *remote) 
 	}
 	w.Header().Set("Content-Type", "application/x-git-receive-pack-result")
 	w.Header().Set("Cache-Control", "no-cache")
+	if len(cmds) == 0 {
+		// git's probe RPC: before it sends a request body larger than
+		// http.postBuffer (1 MiB by default) in chunks, git POSTs a body
+		// of one flush packet to learn whether the request will go
+		// through (remote-curl.c, probe_rpc). receive-pack given no
+		// commands writes nothing, so git-http-backend answers 200 with
+		// an empty result, and so does the gate.
+		return
+	}
 	sb := &sideband{w: w, enabled: caps["side-band-64k"]}
 
-	res := g.processPush(req.Context(), r, cmds, br, sb)
+	pack := &pushLimit{r: br, limit: g.maxPushBytes}
+	res := g.processPush(req.Context(), r, cmds, pack, sb)
+	if res.tooLarge {
+		// Let the client finish sending, so that it reads the refusal
+		// instead of a broken connection; the request bound stops it.
+		_, _ = io.Copy(io.Discard, br)
+	}
 
 	var rep bytes.Buffer
 	if res.unpackErr != nil {
@@ -198,16 +218,38 @@ func (g *Gate) receivePack(w http.ResponseWriter, req *http.Request, r *remote) 
 	g.logPush(r, cmds, res, start)
 }
 
+// maxCommandBytes bounds the ref commands before a push's pack.
+const maxCommandBytes = 16 << 20
+
+// pushLimit reads a push's pack and fails once it has read more than
+// limit bytes, remembering that it did.
+type pushLimit struct {
+	r        io.Reader
+	n, limit int64
+	exceeded bool
+}
+
+func (p *pushLimit) Read(b []byte) (int, error) {
+	if p.n > p.limit {
+		p.exceeded = true
+		return 0, &PushTooLargeError{Size: p.n, Limit: p.limit, Pack: true}
+	}
+	n, err := p.r.Read(b)
+	p.n += int64(n)
+	return n, err
+}
+
 // pushResult is what a push came to, beyond each command's reason.
 type pushResult struct {
 	unpackErr error     // the pack could not be stored
 	findings  []Finding // the secret scan's
 	upstream  string    // upstream's own messages
+	tooLarge  bool      // refused for its size
 }
 
 // processPush does the work of receivePack and records each command's
 // outcome in its reason field.
-func (g *Gate) processPush(ctx context.Context, r *remote, cmds []*command, pack *bufio.Reader, sb *sideband) pushResult {
+func (g *Gate) processPush(ctx context.Context, r *remote, cmds []*command, pack *pushLimit, sb *sideband) pushResult {
 	refuseAll := func(reason string) {
 		for _, c := range cmds {
 			if c.reason == "" {
@@ -240,8 +282,14 @@ func (g *Gate) processPush(ctx context.Context, r *remote, cmds []*command, pack
 			return pushResult{unpackErr: fmt.Errorf("create quarantine: %w", err)}
 		}
 		_, err := g.run(ctx, gitCmd{dir: r.dir, env: qenv, stdin: pack, args: []string{
-			"index-pack", "--stdin", "--fix-thin", "--strict", fmt.Sprintf("--max-input-size=%d", g.maxPushBytes),
+			"index-pack", "--stdin", "--fix-thin", "--strict", fmt.Sprintf("--max-input-size=%d", g.maxPushBytes+1),
 		}}, credential{})
+		if pack.exceeded {
+			tl := &PushTooLargeError{Size: pack.n, Limit: g.maxPushBytes, Pack: true}
+			sb.message("git-gate: PUSH REFUSED: %s; nothing was forwarded.", tl)
+			refuseAll("push too large for the gate's secret scan")
+			return pushResult{tooLarge: true}
+		}
 		if err != nil {
 			refuseAll("unpacker error")
 			return pushResult{unpackErr: fmt.Errorf("unpack: %w", err)}
@@ -264,7 +312,13 @@ func (g *Gate) processPush(ctx context.Context, r *remote, cmds []*command, pack
 		return pushResult{}
 	}
 
-	findings, stats, err := g.scanPush(ctx, r.dir, qenv, live)
+	findings, stats, err := g.scanPush(ctx, r.dir, qenv, live, g.maxPushBytes)
+	var tl *PushTooLargeError
+	if errors.As(err, &tl) {
+		sb.message("git-gate: PUSH REFUSED: %s; nothing was forwarded.", tl)
+		refuseAll("push too large for the gate's secret scan")
+		return pushResult{tooLarge: true}
+	}
 	if err != nil {
 		sb.message("git-gate: the secret scan failed, so nothing was forwarded: %s", oneLine(err.Error()))
 		refuseAll("secret scan failed; nothing was forwarded")
@@ -278,7 +332,7 @@ func (g *Gate) processPush(ctx context.Context, r *remote, cmds []*command, pack
 	// Sent even to a client that asked for quiet (git does for a push
 	// without a terminal): it is the one line that shows a push really
 	// went through the gate's scan.
-	sb.message("git-gate: secret scan clean (%d commit(s), %d bytes scanned)", stats.commits, stats.bytes)
+	sb.message("git-gate: secret scan clean (%d commit(s), %d new object(s), %s scanned)", stats.commits, stats.objects, formatBytes(stats.bytes))
 
 	upstream, err := g.pushUpstream(ctx, r, live, qenv)
 	if upstream != "" {
@@ -328,8 +382,10 @@ func (g *Gate) checkCommands(ctx context.Context, r *remote, cmds []*command, qe
 			c.reason = "no longer exists upstream; fetch first"
 		case !c.isCreate() && cur != c.old:
 			c.reason = "stale info: upstream has moved; fetch first"
-		case c.isDelete() && r.protected(c.ref):
-			c.reason = "deleting protected branch " + shortRef(c.ref) + " is not allowed"
+		case c.isDelete() && r.protected(c.ref) != "":
+			c.reason = "deleting protected " + r.protected(c.ref) + " " + shortRef(c.ref) + " is not allowed"
+		case !c.isCreate() && !c.isDelete() && r.protected(c.ref) == "tag":
+			c.reason = "moving protected tag " + shortRef(c.ref) + " is not allowed"
 		}
 		if c.reason == "" && !c.isDelete() {
 			checkObjs = append(checkObjs, c.new)
@@ -373,7 +429,7 @@ func (g *Gate) checkCommands(ctx context.Context, r *remote, cmds []*command, qe
 		if err != nil {
 			return err
 		}
-		if !ff && r.protected(c.ref) {
+		if !ff && r.protected(c.ref) == "branch" {
 			c.reason = "non-fast-forward (force) push to protected branch " + shortRef(c.ref) + " is not allowed"
 		}
 	}
@@ -419,38 +475,100 @@ func (g *Gate) isAncestor(ctx context.Context, dir string, qenv []string, a, b s
 	return false, err
 }
 
-// checkRefName accepts branches and tags with names git itself accepts,
-// a little more strictly: no control or special characters at all.
+// checkRefName accepts branches and tags whose names git itself accepts
+// (refs.c, check_refname_component, and `git check-ref-format --branch`)
+// and that confuse no tool that reads them. It refuses:
+//   - anything but refs/heads/<name> and refs/tags/<name>;
+//   - what git refuses: an empty component or one that starts with "." or
+//     ends with ".lock", "..", "@{", a name that is "@" or ends with "/"
+//     or ".", ASCII control characters, space and any of ~ ^ : ? * [ \;
+//   - what confuses: a name that is HEAD or has a HEAD component
+//     (refs/heads/HEAD shadows the symbolic HEAD), that starts with
+//     "refs/" again or "-" (read as an option), or that looks like an
+//     object name (40 or 64 hex digits);
+//   - what misleads a reader: bytes that are not UTF-8, and Unicode
+//     control and format characters (bidirectional overrides, zero-width
+//     characters).
+//
+// Its error does not repeat the name: the client already has it, and the
+// gate's log must not hold it (it may be a secret).
 func checkRefName(ref string) error {
-	if !strings.HasPrefix(ref, "refs/heads/") && !strings.HasPrefix(ref, "refs/tags/") {
+	var name string
+	switch {
+	case strings.HasPrefix(ref, "refs/heads/"):
+		name = ref[len("refs/heads/"):]
+	case strings.HasPrefix(ref, "refs/tags/"):
+		name = ref[len("refs/tags/"):]
+	default:
 		return errors.New("the git gate only accepts pushes to branches (refs/heads/) and tags (refs/tags/)")
 	}
-	bad := ref == "refs/heads/" || ref == "refs/tags/" || strings.HasSuffix(ref, "/") ||
-		strings.HasSuffix(ref, ".") || strings.HasSuffix(ref, ".lock") ||
-		strings.Contains(ref, "..") || strings.Contains(ref, "//") || strings.Contains(ref, "@{") ||
-		strings.Contains(ref, "/.") || strings.ContainsAny(ref, " ~^:?*[\\\x7f") || len(ref) > 1024
-	for i := 0; i < len(ref) && !bad; i++ {
-		bad = ref[i] < 0x20
+	invalid := func(why string) error { return errors.New("invalid ref name: " + why) }
+	switch {
+	case name == "":
+		return invalid("empty")
+	case len(ref) > 1024:
+		return invalid("longer than 1024 bytes")
+	case !utf8.ValidString(ref):
+		return invalid("not UTF-8")
+	case strings.HasSuffix(ref, "/") || strings.HasSuffix(ref, "."):
+		return invalid(`ends with "/" or "."`)
+	case strings.Contains(ref, ".."):
+		return invalid(`contains ".."`)
+	case strings.Contains(ref, "@{"):
+		return invalid(`contains "@{"`)
+	case name == "@":
+		return invalid(`is "@"`)
+	case strings.HasPrefix(name, "-"):
+		return invalid(`starts with "-"`)
+	case strings.HasPrefix(name, "refs/"):
+		return invalid(`starts with "refs/" again`)
+	case isOID(name):
+		return invalid("looks like an object name")
 	}
-	if bad {
-		return fmt.Errorf("invalid ref name %q", ref)
+	for _, comp := range strings.Split(name, "/") {
+		switch {
+		case comp == "":
+			return invalid("has an empty component")
+		case strings.HasPrefix(comp, "."):
+			return invalid(`has a component that starts with "."`)
+		case strings.HasSuffix(comp, ".lock"):
+			return invalid(`has a component that ends with ".lock"`)
+		case comp == "HEAD":
+			return invalid("HEAD is not a branch or tag name")
+		}
+	}
+	for _, c := range ref {
+		switch {
+		case c < 0x20 || c == 0x7f || unicode.Is(unicode.Cc, c):
+			return invalid("contains a control character")
+		case unicode.Is(unicode.Cf, c):
+			return invalid("contains an invisible formatting character")
+		case strings.ContainsRune(" ~^:?*[\\", c):
+			return invalid(fmt.Sprintf("contains %q", c))
+		}
 	}
 	return nil
 }
 
-// protected reports whether ref is a branch matching one of r.Protected,
-// which are branch names or path.Match patterns ("release/*").
-func (r *remote) protected(ref string) bool {
-	name, ok := strings.CutPrefix(ref, "refs/heads/")
-	if !ok {
+// protected says whether ref is a protected "branch" (one matching
+// r.Protected) or "tag" (matching r.ProtectedTags), or "" for neither.
+// Both lists hold names or path.Match patterns ("release/*", "v*").
+func (r *remote) protected(ref string) string {
+	match := func(patterns []string, name string) bool {
+		for _, p := range patterns {
+			if m, err := path.Match(p, name); p == name || err == nil && m {
+				return true
+			}
+		}
 		return false
 	}
-	for _, p := range r.Protected {
-		if m, err := path.Match(p, name); p == name || err == nil && m {
-			return true
-		}
+	if name, ok := strings.CutPrefix(ref, "refs/heads/"); ok && match(r.Protected, name) {
+		return "branch"
 	}
-	return false
+	if name, ok := strings.CutPrefix(ref, "refs/tags/"); ok && match(r.ProtectedTags, name) {
+		return "tag"
+	}
+	return ""
 }
 
 func shortRef(ref string) string {
@@ -603,9 +721,13 @@ func (g *Gate) adoptPush(ctx context.Context, r *remote, cmds []*command, q stri
 func (g *Gate) logPush(r *remote, cmds []*command, res pushResult, start time.Time) {
 	var refs, refused []string
 	for _, c := range cmds {
-		refs = append(refs, c.ref)
+		ref := c.ref
+		if g.scanner.matches(ref) {
+			ref = fmt.Sprintf("(name of update %d withheld: it matches a secret rule)", c.n)
+		}
+		refs = append(refs, ref)
 		if c.reason != "" {
-			refused = append(refused, c.ref+": "+c.reason)
+			refused = append(refused, ref+": "+c.reason)
 		}
 	}
 	var fs []string

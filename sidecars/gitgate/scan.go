@@ -1,7 +1,12 @@
 package gitgate
 
 import (
+	"archive/zip"
+	"bufio"
+	"bytes"
+	"compress/gzip"
 	"context"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -12,14 +17,25 @@ import (
 	"strings"
 	"sync"
 
-	"github.com/gitleaks/go-gitdiff/gitdiff"
 	"github.com/rs/zerolog"
 	"github.com/spf13/viper"
 	"github.com/zricethezav/gitleaks/v8/config"
 	"github.com/zricethezav/gitleaks/v8/detect"
 	"github.com/zricethezav/gitleaks/v8/logging"
-	"github.com/zricethezav/gitleaks/v8/report"
 	"github.com/zricethezav/gitleaks/v8/sources"
+	"golang.org/x/text/encoding"
+	"golang.org/x/text/encoding/htmlindex"
+	"golang.org/x/text/encoding/ianaindex"
+	"golang.org/x/text/encoding/unicode"
+)
+
+// Places a Finding can be in (Finding.Where).
+const (
+	WhereFile     = "file"      // a blob's content, or a member of an archive blob
+	WherePathName = "path name" // a file or directory name in a tree
+	WhereRefName  = "ref name"  // the name of a ref the push updates
+	WhereCommit   = "commit"    // a commit object: headers, identities, message
+	WhereTag      = "tag"       // an annotated tag object: headers, tagger, message
 )
 
 // Finding is one leak the secret scan found. It says where the secret is,
@@ -27,25 +43,75 @@ import (
 type Finding struct {
 	// RuleID is the gitleaks rule that matched ("aws-access-token").
 	RuleID string
-	// File is the path in the commit, or empty for a commit or tag message.
+	// Where is one of the Where* constants.
+	Where string
+	// File is the path of the blob in its commit (WhereFile), with
+	// "!member" appended for a member of an archive. It is empty when the
+	// path itself matches a rule: then it is withheld.
 	File string
-	// Line is the 1-based line in File (or in the message).
+	// Line is the 1-based line in the file, or in the message of a commit
+	// or tag; for a commit or tag header (Header true) the line of the
+	// object; for a tree, the entry's position in it.
 	Line int
-	// Commit is the commit holding the secret, or the tag object for a tag message.
+	// Header is true for a finding in a commit's or tag's header lines
+	// (author, committer, tagger, encoding, signatures, extra headers).
+	Header bool
+	// Commit is the commit that holds the blob, tree or message; for a
+	// tag, the tag object.
 	Commit string
+	// Object is the tree of a path-name finding.
+	Object string
+	// Update is the 1-based position, in the push, of the ref update whose
+	// name holds the secret (WhereRefName).
+	Update int
+	// Decoded names how the scanned text was decoded from the object's
+	// bytes: "" (as stored), "UTF-16", "NUL bytes removed", "gunzipped",
+	// "message decoded as ISO-8859-1", …
+	Decoded string
+
+	// headerLines is, while scanning a commit or tag object, the number
+	// of its header lines, to tell header from message.
+	headerLines int
 }
 
 // String formats f for a "remote:" line and the log.
 func (f Finding) String() string {
-	where := "the message"
-	if f.File != "" {
-		where = strconv.Quote(f.File)
+	var where string
+	switch f.Where {
+	case WhereRefName:
+		where = fmt.Sprintf("the ref name of update %d of this push", f.Update)
+	case WherePathName:
+		where = fmt.Sprintf("a file or directory name (entry %d) in tree %s of commit %s", f.Line, short(f.Object), short(f.Commit))
+	case WhereCommit:
+		if f.Header {
+			where = fmt.Sprintf("the header of commit %s line %d", short(f.Commit), f.Line)
+		} else {
+			where = fmt.Sprintf("the message line %d of commit %s", f.Line, short(f.Commit))
+		}
+	case WhereTag:
+		if f.Header {
+			where = fmt.Sprintf("the header of tag %s line %d", short(f.Commit), f.Line)
+		} else {
+			where = fmt.Sprintf("the message line %d of tag %s", f.Line, short(f.Commit))
+		}
+	default:
+		file := "a file whose name is withheld"
+		if f.File != "" {
+			file = strconv.Quote(f.File)
+		}
+		where = fmt.Sprintf("%s line %d of commit %s", file, f.Line, short(f.Commit))
 	}
-	c := f.Commit
-	if len(c) > 12 {
-		c = c[:12]
+	if f.Decoded != "" {
+		where += " (" + f.Decoded + ")"
 	}
-	return fmt.Sprintf("%s in %s line %d of commit %s", f.RuleID, where, f.Line, c)
+	return f.RuleID + " in " + where
+}
+
+func short(oid string) string {
+	if len(oid) > 12 {
+		return oid[:12]
+	}
+	return oid
 }
 
 // silenceGitleaks turns gitleaks' package-level logger off, once.
@@ -54,14 +120,6 @@ var silenceGitleaks sync.Once
 // scanner holds the gate-owned gitleaks detector.
 type scanner struct {
 	det *detect.Detector
-}
-
-// emptyTrees are the empty tree's names, used to make git read no
-// .gitattributes from the pushed commits: a "-diff" attribute would
-// otherwise turn a file into "binary" and hide its content from the scan.
-var emptyTrees = map[string]string{
-	"sha1":   "4b825dc642cb6eb9a060e54bf8d69288fbee4904",
-	"sha256": "6ef19b41225c5369f1c104d45d8d85efa9b057b53b14b4b9b939dd74decc5321",
 }
 
 // newScanner builds the detector from gitleaks' built-in default rules and
@@ -128,40 +186,82 @@ func withoutPathAllowlists(in []*config.Allowlist) []*config.Allowlist {
 	return out
 }
 
-// detect scans one fragment and returns its findings, located.
-func (s *scanner) detect(f sources.Fragment) []Finding {
-	var out []Finding
+// hit is a finding with the matched secret, which never leaves the scan:
+// it is kept only to compare with what upstream already has.
+type hit struct {
+	Finding
+	secret string
+}
+
+// detect scans one text and returns its hits, placed at p. The text's
+// first line is line 1 of p plus firstLine-1.
+func (s *scanner) detect(text string, firstLine int, p Finding) []hit {
+	fr := sources.Fragment{Raw: text, StartLine: firstLine}
+	if p.Where == WhereFile {
+		fr.FilePath = p.File // for gitleaks' path rules ("pkcs12-file")
+	}
+	var out []hit
 	//lint:ignore SA1019 Detect takes the deprecated alias until gitleaks v9.
-	for _, rf := range s.det.Detect(detect.Fragment(f)) {
-		out = append(out, findingOf(rf))
+	for _, rf := range s.det.Detect(detect.Fragment(fr)) {
+		h := hit{Finding: p, secret: rf.Secret}
+		h.RuleID, h.Line = rf.RuleID, rf.StartLine
+		if h.Where == WhereCommit || h.Where == WhereTag {
+			if h.Line <= h.headerLines {
+				h.Header = true
+			} else {
+				h.Line -= h.headerLines + 1
+			}
+		}
+		h.headerLines = 0
+		out = append(out, h)
 	}
 	return out
 }
 
-// detectPool runs the detector on fragments in parallel: gitleaks' decoding
+// matches reports whether text matches any rule; it is used to withhold
+// a path that would show a secret.
+func (s *scanner) matches(text string) bool {
+	return len(s.detect(text, 1, Finding{Where: WhereRefName})) > 0
+}
+
+// Fragments: a text longer than fragmentSize is scanned in pieces that
+// overlap by fragmentOverlap, so that the pieces run on every CPU and a
+// match that crosses a boundary is still seen whole (gitleaks' longest
+// patterns, PEM private keys, are a few KiB).
+const (
+	fragmentSize    = 1 << 20
+	fragmentOverlap = 64 << 10
+)
+
+type job struct {
+	text      string
+	firstLine int
+	place     Finding
+}
+
+// detectPool runs the detector on texts in parallel: gitleaks' decoding
 // passes make it CPU-bound, and the detector is safe for concurrent use.
 type detectPool struct {
-	s        *scanner
-	ch       chan sources.Fragment
-	wg       sync.WaitGroup
-	mu       sync.Mutex
-	findings []Finding
-	bytes    int64
-	stopped  bool
+	s       *scanner
+	ch      chan job
+	wg      sync.WaitGroup
+	mu      sync.Mutex
+	hits    []hit
+	bytes   int64
+	stopped bool
 }
 
 // start starts one detector worker per CPU.
 func (s *scanner) start() *detectPool {
-	p := &detectPool{s: s, ch: make(chan sources.Fragment, 64)}
+	p := &detectPool{s: s, ch: make(chan job, 2*runtime.GOMAXPROCS(0))}
 	for range runtime.GOMAXPROCS(0) {
 		p.wg.Add(1)
 		go func() {
 			defer p.wg.Done()
-			for fr := range p.ch {
-				fs := s.detect(fr)
+			for j := range p.ch {
+				hs := s.detect(j.text, j.firstLine, j.place)
 				p.mu.Lock()
-				p.findings = append(p.findings, fs...)
-				p.bytes += int64(len(fr.Raw))
+				p.hits = append(p.hits, hs...)
 				p.mu.Unlock()
 			}
 		}()
@@ -169,126 +269,298 @@ func (s *scanner) start() *detectPool {
 	return p
 }
 
-// add queues a fragment for detection.
-func (p *detectPool) add(fr sources.Fragment) { p.ch <- fr }
+// add queues text, placed at p, for detection, in overlapping fragments.
+// Even an empty text is queued once, for gitleaks' path rules.
+func (p *detectPool) add(text string, place Finding) {
+	p.mu.Lock()
+	p.bytes += int64(len(text))
+	p.mu.Unlock()
+	line := 1
+	for start := 0; ; {
+		end := min(len(text), start+fragmentSize)
+		if end < len(text) {
+			if i := strings.LastIndexByte(text[start+fragmentSize/2:end], '\n'); i >= 0 {
+				end = start + fragmentSize/2 + i + 1
+			}
+		}
+		p.ch <- job{text: text[start:end], firstLine: line, place: place}
+		if end == len(text) {
+			return
+		}
+		next := end - fragmentOverlap
+		if i := strings.IndexByte(text[next:end], '\n'); i >= 0 {
+			next += i + 1
+		}
+		line += strings.Count(text[start:next], "\n")
+		start = next
+	}
+}
 
-// stop waits for the queued fragments and returns all findings and the
-// number of bytes scanned. It may be called more than once.
-func (p *detectPool) stop() ([]Finding, int64) {
+// stop waits for the queued texts and returns all hits and the number of
+// bytes scanned. It may be called more than once.
+func (p *detectPool) stop() ([]hit, int64) {
 	if !p.stopped {
 		p.stopped = true
 		close(p.ch)
 		p.wg.Wait()
 	}
-	return p.findings, p.bytes
-}
-
-// findingOf keeps the location of a gitleaks finding and drops its secret,
-// match and line.
-func findingOf(rf report.Finding) Finding {
-	return Finding{RuleID: rf.RuleID, File: rf.File, Line: rf.StartLine, Commit: rf.Commit}
+	return p.hits, p.bytes
 }
 
 // scanStats says how much a scan looked at.
 type scanStats struct {
-	commits int
-	bytes   int64
+	commits int   // new commits
+	objects int   // new objects of every type
+	size    int64 // their total size, as stored (uncompressed)
+	bytes   int64 // bytes given to the detector, decoded views included
 }
 
-// commitParents is one new commit and its parents.
-type commitParents struct {
-	sha     string
-	parents []string
+// PushTooLargeError refuses a push that adds more than the gate scans.
+type PushTooLargeError struct {
+	Size  int64 // bytes the push adds (or had sent when it was stopped)
+	Limit int64 // the gate's limit
+	Pack  bool  // Size counts the pack as sent, not the objects in it
 }
 
-// scanPush scans everything the live commands would add upstream: every
-// commit not already reachable from a mirror ref (for an existing branch
-// that is old..new less what upstream already has; for a new ref, all of
-// its commits upstream lacks), the message of each, and new annotated tags.
-// A commit with one parent (or none) is scanned as its diff to the parent;
-// a merge as the lines that are new relative to every parent, which is what
-// the merge itself introduces (conflict resolutions, evil merges).
-func (g *Gate) scanPush(ctx context.Context, dir string, qenv []string, cmds []*command) ([]Finding, scanStats, error) {
+func (e *PushTooLargeError) Error() string {
+	what := "of new objects"
+	if e.Pack {
+		what = "of pack data"
+	}
+	return fmt.Sprintf("the push carries more than the gate's limit of %s %s (%s so far); the gate scans at most max_push_size per push: split the push, or raise max_push_size in the profile",
+		formatBytes(e.Limit), what, formatBytes(e.Size))
+}
+
+// formatBytes renders n bytes for a message: "100 MiB", "3.2 GiB".
+func formatBytes(n int64) string {
+	for _, u := range []struct {
+		name string
+		size int64
+	}{{"GiB", 1 << 30}, {"MiB", 1 << 20}, {"KiB", 1 << 10}} {
+		if n >= u.size {
+			return strings.TrimSuffix(fmt.Sprintf("%.1f", float64(n)/float64(u.size)), ".0") + " " + u.name
+		}
+	}
+	return fmt.Sprintf("%d bytes", n)
+}
+
+// scanPush scans everything the live commands would add upstream, in the
+// form it is stored:
+//   - the name of every ref the push updates or deletes;
+//   - every object reachable from the new values that is not reachable
+//     from a ref the mirror (that is, upstream) has, as `git rev-list
+//     --objects` finds them: each commit object whole (tree and parent
+//     lines, author and committer, encoding, signatures, any other header,
+//     the message); each annotated tag object whole, through tags of
+//     tags; every entry name of each tree (and the object name of a
+//     submodule entry, which its author chooses freely); every blob's bytes
+//     in full, whatever git would call them;
+//   - the decoded views of those bytes (scanView): UTF-16 text with a
+//     byte-order mark, text with NUL bytes between its characters, gzip and
+//     zip contents, and a commit message in the encoding its header names.
+//
+// A secret found in a blob is forgiven only when the same rule matches the
+// same text in the file at the same path in a commit upstream already has
+// that the push builds on: an existing file that already held it, edited.
+//
+// It returns a *PushTooLargeError when the new objects, or their
+// decompressed archive members, exceed limit bytes, and any other error
+// when something could not be read or decoded: the caller refuses the push
+// either way.
+func (g *Gate) scanPush(ctx context.Context, dir string, qenv []string, cmds []*command, limit int64) ([]Finding, scanStats, error) {
 	var st scanStats
 	format, err := g.objectFormat(ctx, dir)
 	if err != nil {
 		return nil, st, err
 	}
-	var news []string
+	sg := &scanGit{g: g, ctx: ctx, dir: dir, env: qenv}
+	pool := g.scanner.start()
+	defer pool.stop()
+
 	for _, c := range cmds {
-		if !c.isDelete() {
-			news = append(news, c.new)
-		}
+		pool.add(c.ref, Finding{Where: WhereRefName, Update: c.n})
 	}
-	if len(news) == 0 {
-		return nil, st, nil
-	}
-	sg := &scanGit{g: g, ctx: ctx, dir: dir, env: qenv, emptyTree: emptyTrees[format]}
-	out, err := sg.run(nil, append(append([]string{"rev-list", "--parents"}, news...), "--not", "--all")...)
+
+	objs, boundary, err := sg.newObjects(cmds)
 	if err != nil {
 		return nil, st, err
 	}
-	var linear, merges []commitParents
-	for _, line := range strings.Split(strings.TrimSpace(string(out)), "\n") {
-		f := strings.Fields(line)
-		if len(f) == 0 {
-			continue
-		}
-		cp := commitParents{sha: f[0], parents: f[1:]}
-		if len(cp.parents) > 1 {
-			merges = append(merges, cp)
-		} else {
-			linear = append(linear, cp)
+	for _, o := range objs {
+		st.objects++
+		st.size += o.size
+		if o.kind == "commit" {
+			st.commits++
 		}
 	}
-	st.commits = len(linear) + len(merges)
-
-	pool := g.scanner.start()
-	defer pool.stop()
-	add := pool.add
-	if err := sg.scanLinear(linear, add); err != nil {
+	if st.size > limit {
+		return nil, st, &PushTooLargeError{Size: st.size, Limit: limit}
+	}
+	v := &viewer{pool: pool, budget: limit, limit: limit, hashLen: hashLen(format)}
+	if err := sg.eachContent(objs, v.object); err != nil {
 		return nil, st, err
 	}
-	for _, m := range merges {
-		if err := sg.scanMerge(m, add); err != nil {
-			return nil, st, err
-		}
-	}
-	if err := sg.scanMessages(append(linear, merges...), add); err != nil {
-		return nil, st, err
-	}
-	if err := sg.scanTags(news, add); err != nil {
-		return nil, st, err
-	}
-	findings, bytes := pool.stop()
+	hits, bytes := pool.stop()
 	st.bytes = bytes
-	return dedupe(findings), st, nil
+	hits, err = sg.forgiveUpstream(hits, boundary, g.scanner, limit)
+	if err != nil {
+		return nil, st, err
+	}
+	out := make([]Finding, 0, len(hits))
+	for _, h := range hits {
+		if h.Where == WhereFile && h.File != "" && g.scanner.matches(h.File) {
+			h.File = ""
+		}
+		out = append(out, h.Finding)
+	}
+	return dedupe(out), st, nil
+}
+
+func hashLen(format string) int {
+	if format == "sha256" {
+		return 32
+	}
+	return 20
 }
 
 // scanGit runs the git commands of one scan.
 type scanGit struct {
-	g         *Gate
-	ctx       context.Context
-	dir       string
-	env       []string
-	emptyTree string
-}
-
-// diffFlags make git's diffs complete and plain: no external diff or
-// textconv drivers (and, with attr.tree, no attributes from the pushed
-// trees), renames detected so that a moved file is not scanned as new. The
-// line counts that check the parse use the same flags.
-func (s *scanGit) diffFlags() []string {
-	return []string{"-M", "--no-color", "--no-ext-diff", "--no-textconv", "--src-prefix=a/", "--dst-prefix=b/"}
-}
-
-// patchFlags are diffFlags plus a patch with no context lines.
-func (s *scanGit) patchFlags() []string {
-	return append([]string{"-U0"}, s.diffFlags()...)
+	g   *Gate
+	ctx context.Context
+	dir string
+	env []string
 }
 
 func (s *scanGit) run(stdin io.Reader, args ...string) ([]byte, error) {
-	return s.g.run(s.ctx, gitCmd{dir: s.dir, env: s.env, stdin: stdin, args: append([]string{"-c", "attr.tree=" + s.emptyTree}, args...)}, credential{})
+	return s.g.run(s.ctx, gitCmd{dir: s.dir, env: s.env, stdin: stdin, args: args}, credential{})
+}
+
+// newObject is one object the push would add upstream.
+type newObject struct {
+	oid, kind string
+	size      int64
+	path      string // for a blob or tree: a path it has in commit
+	commit    string // for a blob or tree: the first new commit found to hold it
+}
+
+// newObjects lists, with `git rev-list --objects --in-commit-order
+// --topo-order --reverse` (oldest first, so that a blob or tree is placed
+// in the commit that brought it), every
+// object reachable from the commands' new values and not from the
+// mirror's branches and tags, and the boundary: the upstream commits the
+// new ones build on.
+func (s *scanGit) newObjects(cmds []*command) ([]newObject, []string, error) {
+	out, err := s.run(nil, "for-each-ref", "--format=%(objectname)", "refs/heads/", "refs/tags/")
+	if err != nil {
+		return nil, nil, err
+	}
+	var in strings.Builder
+	for _, c := range cmds {
+		if !c.isDelete() {
+			in.WriteString(c.new + "\n")
+		}
+	}
+	if in.Len() == 0 {
+		return nil, nil, nil
+	}
+	for _, oid := range strings.Fields(string(out)) {
+		in.WriteString("^" + oid + "\n")
+	}
+	out, err = s.run(strings.NewReader(in.String()), "rev-list", "--objects", "--in-commit-order", "--topo-order", "--reverse", "--boundary", "--stdin")
+	if err != nil {
+		return nil, nil, fmt.Errorf("list new objects: %w", err)
+	}
+	var objs []newObject
+	var boundary []string
+	var list strings.Builder
+	for _, line := range strings.Split(strings.TrimSuffix(string(out), "\n"), "\n") {
+		if line == "" {
+			continue
+		}
+		if b, ok := strings.CutPrefix(line, "-"); ok {
+			boundary = append(boundary, b)
+			continue
+		}
+		oid, path, _ := strings.Cut(line, " ")
+		if !isOID(oid) {
+			return nil, nil, fmt.Errorf("list new objects: unexpected line %q", line)
+		}
+		objs = append(objs, newObject{oid: oid, path: path})
+		list.WriteString(oid + "\n")
+	}
+	if len(objs) == 0 {
+		return nil, boundary, nil
+	}
+	out, err = s.run(strings.NewReader(list.String()), "cat-file", "--batch-check=%(objecttype) %(objectsize)")
+	if err != nil {
+		return nil, nil, fmt.Errorf("read new objects: %w", err)
+	}
+	lines := strings.Split(strings.TrimSuffix(string(out), "\n"), "\n")
+	if len(lines) != len(objs) {
+		return nil, nil, fmt.Errorf("read new objects: %d answers for %d objects", len(lines), len(objs))
+	}
+	commit := ""
+	for i := range objs {
+		kind, size, _ := strings.Cut(lines[i], " ")
+		n, err := strconv.ParseInt(size, 10, 64)
+		if err != nil || !slices.Contains([]string{"commit", "tree", "blob", "tag"}, kind) {
+			return nil, nil, fmt.Errorf("cannot read object %s: %q", objs[i].oid, lines[i])
+		}
+		objs[i].kind, objs[i].size = kind, n
+		switch kind {
+		case "commit":
+			commit = objs[i].oid
+		case "tree", "blob":
+			objs[i].commit = commit
+		}
+	}
+	return objs, boundary, nil
+}
+
+// eachContent streams the objects' contents from one `git cat-file
+// --batch` and hands each to f in order.
+func (s *scanGit) eachContent(objs []newObject, f func(newObject, []byte) error) error {
+	if len(objs) == 0 {
+		return nil
+	}
+	var list strings.Builder
+	for _, o := range objs {
+		list.WriteString(o.oid + "\n")
+	}
+	return s.stream(strings.NewReader(list.String()), func(r io.Reader) error {
+		br := bufio.NewReaderSize(r, 64<<10)
+		for _, o := range objs {
+			data, err := readBatchEntry(br, o.oid)
+			if err != nil {
+				return err
+			}
+			if err := f(o, data); err != nil {
+				return err
+			}
+		}
+		return nil
+	}, "cat-file", "--batch")
+}
+
+// readBatchEntry reads one "<oid> <type> <size>\n<content>\n" entry of
+// `git cat-file --batch` output.
+func readBatchEntry(br *bufio.Reader, oid string) ([]byte, error) {
+	hdr, err := br.ReadString('\n')
+	if err != nil {
+		return nil, fmt.Errorf("read object %s: %w", oid, err)
+	}
+	f := strings.Fields(hdr)
+	if len(f) != 3 || f[0] != oid {
+		return nil, fmt.Errorf("cannot read object %s: git answered %q", oid, strings.TrimSpace(hdr))
+	}
+	n, err := strconv.ParseInt(f[2], 10, 64)
+	if err != nil || n < 0 {
+		return nil, fmt.Errorf("cannot read object %s: git answered %q", oid, strings.TrimSpace(hdr))
+	}
+	data := make([]byte, n+1)
+	if _, err := io.ReadFull(br, data); err != nil {
+		return nil, fmt.Errorf("read object %s: %w", oid, err)
+	}
+	return data[:n], nil
 }
 
 // stream runs git with its stdout handed to consume while it runs.
@@ -297,269 +569,291 @@ func (s *scanGit) stream(stdin io.Reader, consume func(io.Reader) error, args ..
 	done := make(chan error, 1)
 	go func() {
 		err := consume(pr)
-		_, _ = io.Copy(io.Discard, pr) // let git finish even if consume stopped early
+		pr.CloseWithError(errors.New("scan stopped"))
 		done <- err
 	}()
-	_, err := s.g.run(s.ctx, gitCmd{dir: s.dir, env: s.env, stdin: stdin, stdout: pw,
-		args: append([]string{"-c", "attr.tree=" + s.emptyTree}, args...)}, credential{})
+	_, err := s.g.run(s.ctx, gitCmd{dir: s.dir, env: s.env, stdin: stdin, stdout: pw, args: args}, credential{})
 	pw.Close()
-	if cerr := <-done; err == nil {
-		err = cerr
+	if cerr := <-done; cerr != nil {
+		return cerr
 	}
 	return err
 }
 
-// addedFile is what one file of a diff adds.
-type addedFile struct {
-	path   string
-	binary bool
-	lines  []addedLine // in new-file order
+// viewer turns objects into the texts the detector reads.
+type viewer struct {
+	pool    *detectPool
+	budget  int64 // decompressed bytes still allowed
+	limit   int64
+	hashLen int
 }
 
-type addedLine struct {
-	n    int // 1-based line number in the new file
-	text string
+// maxArchiveDepth bounds archives inside archives.
+const maxArchiveDepth = 4
+
+func (v *viewer) object(o newObject, data []byte) error {
+	switch o.kind {
+	case "blob":
+		return v.content(data, Finding{Where: WhereFile, File: o.path, Commit: o.commit}, 0)
+	case "tree":
+		return v.tree(o, data)
+	case "commit", "tag":
+		where := WhereCommit
+		if o.kind == "tag" {
+			where = WhereTag
+		}
+		return v.message(data, Finding{Where: where, Commit: o.oid})
+	}
+	return fmt.Errorf("object %s has unexpected type %q", o.oid, o.kind)
 }
 
-// parsePatch reads git patch output and calls each for every file that is
-// not deleted, with the commit from the "commit <sha>" header before it
-// (empty for plain diffs). It returns the number of added lines per commit.
-func parsePatch(r io.Reader, each func(commit string, f addedFile)) (map[string]int, error) {
-	files, err := gitdiff.Parse(r)
+// content queues a blob's (or archive member's) bytes as stored, and every
+// decoded view of them.
+func (v *viewer) content(data []byte, p Finding, depth int) error {
+	v.pool.add(string(data), p)
+	switch {
+	case bytes.HasPrefix(data, []byte{0xff, 0xfe}) && !bytes.HasPrefix(data, []byte{0xff, 0xfe, 0, 0}):
+		return v.decoded(data, p, "UTF-16", unicode.UTF16(unicode.LittleEndian, unicode.ExpectBOM))
+	case bytes.HasPrefix(data, []byte{0xfe, 0xff}):
+		return v.decoded(data, p, "UTF-16", unicode.UTF16(unicode.BigEndian, unicode.ExpectBOM))
+	case bytes.IndexByte(data, 0) >= 0:
+		// UTF-16 or UTF-32 without a byte-order mark, or text inside a
+		// binary format: with the NUL bytes gone, ASCII reads as ASCII.
+		q := p
+		q.Decoded = joinDecoded(p.Decoded, "NUL bytes removed")
+		v.pool.add(string(bytes.ReplaceAll(data, []byte{0}, nil)), q)
+	}
+	return v.archive(data, p, depth)
+}
+
+func (v *viewer) decoded(data []byte, p Finding, name string, enc encoding.Encoding) error {
+	text, err := enc.NewDecoder().Bytes(data)
 	if err != nil {
-		return nil, fmt.Errorf("parse diff: %w", err)
+		return fmt.Errorf("cannot decode %s as %s: %w", describe(p), name, err)
 	}
-	counts := make(map[string]int)
-	for f := range files {
-		commit := ""
-		if f.PatchHeader != nil {
-			commit = f.PatchHeader.SHA
-		}
-		af := addedFile{path: f.NewName, binary: f.IsBinary}
-		for _, tf := range f.TextFragments {
-			n := int(tf.NewPosition)
-			for _, l := range tf.Lines {
-				switch l.Op {
-				case gitdiff.OpAdd:
-					af.lines = append(af.lines, addedLine{n: n, text: l.Line})
-					counts[commit]++
-					n++
-				case gitdiff.OpContext:
-					n++
-				}
-			}
-		}
-		if !f.IsDelete {
-			each(commit, af)
-		}
-	}
-	return counts, nil
-}
-
-// fragments turns a file's added lines into one gitleaks fragment per run
-// of consecutive lines, each starting at its line number so that findings
-// carry the file's real line numbers. A file that adds no text still gets
-// one (empty) fragment, so that gitleaks' path rules ("pkcs12-file") see it.
-func fragments(commit string, f addedFile) []sources.Fragment {
-	var out []sources.Fragment
-	var b strings.Builder
-	start, next := 0, -1
-	flush := func() {
-		if b.Len() > 0 {
-			out = append(out, sources.Fragment{Raw: b.String(), FilePath: f.path, CommitSHA: commit, StartLine: start})
-			b.Reset()
-		}
-	}
-	for _, l := range f.lines {
-		if l.n != next {
-			flush()
-			start = l.n
-		}
-		b.WriteString(l.text)
-		next = l.n + 1
-	}
-	flush()
-	if len(out) == 0 {
-		out = append(out, sources.Fragment{FilePath: f.path, CommitSHA: commit})
-	}
-	return out
-}
-
-// scanLinear scans commits with at most one parent from one `git log -p`,
-// and checks that the parse saw every added line git counts.
-func (s *scanGit) scanLinear(commits []commitParents, add func(sources.Fragment)) error {
-	if len(commits) == 0 {
-		return nil
-	}
-	var list strings.Builder
-	for _, c := range commits {
-		list.WriteString(c.sha + "\n")
-	}
-	var counts map[string]int
-	args := append([]string{"log", "--root", "--format=commit %H", "--no-walk=unsorted", "--stdin"}, s.patchFlags()...)
-	err := s.stream(strings.NewReader(list.String()), func(r io.Reader) error {
-		var err error
-		counts, err = parsePatch(r, func(commit string, f addedFile) {
-			for _, fr := range fragments(commit, f) {
-				add(fr)
-			}
-		})
-		return err
-	}, args...)
-	if err != nil {
-		return fmt.Errorf("diff new commits: %w", err)
-	}
-	out, err := s.run(strings.NewReader(list.String()), append([]string{"log", "--shortstat", "--root", "--format=commit %H", "--no-walk=unsorted", "--stdin"}, s.diffFlags()...)...)
-	if err != nil {
-		return fmt.Errorf("count new lines: %w", err)
-	}
-	want := parseShortstats(string(out))
-	for _, c := range commits {
-		if counts[c.sha] != want[c.sha] {
-			return fmt.Errorf("the diff of commit %s has %d added lines but the scan parsed %d; refusing rather than scanning part of it", c.sha, want[c.sha], counts[c.sha])
-		}
-	}
+	p.Decoded = joinDecoded(p.Decoded, name)
+	v.pool.add(string(text), p)
 	return nil
 }
 
-// parseShortstats reads `git log --shortstat --format="commit %H"` output
-// into added lines per commit.
-func parseShortstats(out string) map[string]int {
-	m := make(map[string]int)
-	cur := ""
-	for _, line := range strings.Split(out, "\n") {
-		if sha, ok := strings.CutPrefix(line, "commit "); ok {
-			cur = sha
-			continue
-		}
-		m[cur] += insertions(line)
+func joinDecoded(a, b string) string {
+	if a == "" {
+		return b
 	}
-	return m
+	return a + ", " + b
 }
 
-// insertions reads the "N insertions(+)" count of a shortstat line.
-func insertions(line string) int {
-	for _, part := range strings.Split(line, ",") {
-		f := strings.Fields(part)
-		if len(f) == 2 && strings.HasPrefix(f[1], "insertion") {
-			n, _ := strconv.Atoi(f[0])
-			return n
-		}
+// describe names a place for an error message, without its content.
+func describe(p Finding) string {
+	switch p.Where {
+	case WhereFile:
+		return fmt.Sprintf("file %q of commit %s", p.File, short(p.Commit))
+	case WhereCommit:
+		return "commit " + short(p.Commit)
+	case WhereTag:
+		return "tag " + short(p.Commit)
 	}
-	return 0
+	return p.Where
 }
 
-// scanMerge scans what merge m adds relative to all of its parents: the
-// lines that are added in its diff against every parent. Lines that come
-// unchanged from one parent were scanned with that parent's own commits,
-// or are already upstream.
-func (s *scanGit) scanMerge(m commitParents, add func(sources.Fragment)) error {
-	var common map[string]addedFile
-	for i, p := range m.parents {
-		files := make(map[string]addedFile)
-		out, err := s.run(nil, append(append([]string{"diff"}, s.patchFlags()...), p, m.sha)...)
+// archive scans the members of gzip and zip data: what a viewer, or a
+// person who unpacks it, reads. Data that says it is one but cannot be
+// read as one cannot be scanned, so it refuses the push.
+func (v *viewer) archive(data []byte, p Finding, depth int) error {
+	isGzip := len(data) >= 3 && data[0] == 0x1f && data[1] == 0x8b && data[2] == 8
+	isZip := bytes.HasPrefix(data, []byte("PK\x03\x04")) || bytes.HasPrefix(data, []byte("PK\x05\x06"))
+	if !isGzip && !isZip {
+		return nil
+	}
+	if depth >= maxArchiveDepth {
+		return fmt.Errorf("cannot scan %s: archives nested more than %d deep", describe(p), maxArchiveDepth)
+	}
+	if isGzip {
+		zr, err := gzip.NewReader(bytes.NewReader(data))
 		if err != nil {
-			return fmt.Errorf("diff merge %s against parent %s: %w", m.sha, p, err)
+			return fmt.Errorf("cannot scan %s: it starts like gzip data but does not decompress: %w", describe(p), err)
 		}
-		counts, err := parsePatch(strings.NewReader(string(out)), func(_ string, f addedFile) { files[f.path] = f })
+		out, err := v.readBounded(zr, p)
 		if err != nil {
 			return err
 		}
-		stat, err := s.run(nil, append(append([]string{"diff", "--shortstat"}, s.diffFlags()...), p, m.sha)...)
-		if err != nil {
-			return fmt.Errorf("count lines of merge %s: %w", m.sha, err)
-		}
-		if want := insertions(string(stat)); counts[""] != want {
-			return fmt.Errorf("the diff of merge %s against %s has %d added lines but the scan parsed %d; refusing rather than scanning part of it", m.sha, p, want, counts[""])
-		}
-		if i == 0 {
-			common = files
+		q := p
+		q.Decoded = joinDecoded(p.Decoded, "gunzipped")
+		return v.content(out, q, depth+1)
+	}
+	zr, err := zip.NewReader(bytes.NewReader(data), int64(len(data)))
+	if err != nil {
+		return fmt.Errorf("cannot scan %s: it starts like a zip archive but cannot be read as one: %w", describe(p), err)
+	}
+	var names strings.Builder
+	for _, f := range zr.File {
+		names.WriteString(f.Name + "\n" + f.Comment + "\n")
+	}
+	q := p
+	q.Decoded = joinDecoded(p.Decoded, "zip member names")
+	v.pool.add(names.String()+zr.Comment, q)
+	for _, f := range zr.File {
+		if f.FileInfo().IsDir() {
 			continue
 		}
-		for path, cf := range common {
-			f, ok := files[path]
-			if !ok {
-				delete(common, path)
+		if f.Flags&0x1 != 0 {
+			return fmt.Errorf("cannot scan %s: zip member %d is encrypted", describe(p), slices.Index(zr.File, f)+1)
+		}
+		rc, err := f.Open()
+		if err != nil {
+			return fmt.Errorf("cannot scan %s: zip member %d: %w", describe(p), slices.Index(zr.File, f)+1, err)
+		}
+		out, err := v.readBounded(rc, p)
+		rc.Close()
+		if err != nil {
+			return err
+		}
+		m := p
+		m.File = p.File + "!" + f.Name
+		m.Decoded = joinDecoded(p.Decoded, "unzipped")
+		if err := v.content(out, m, depth+1); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// readBounded reads decompressed data, counting it against the budget.
+func (v *viewer) readBounded(r io.Reader, p Finding) ([]byte, error) {
+	out, err := io.ReadAll(io.LimitReader(r, v.budget+1))
+	if int64(len(out)) > v.budget {
+		return nil, &PushTooLargeError{Size: v.limit + 1, Limit: v.limit}
+	}
+	if err != nil {
+		return nil, fmt.Errorf("cannot scan %s: decompress: %w", describe(p), err)
+	}
+	v.budget -= int64(len(out))
+	return out, nil
+}
+
+// tree queues a tree's entry names, one a line, and the object name of
+// each submodule entry (mode 160000), which its author picks freely.
+func (v *viewer) tree(o newObject, data []byte) error {
+	var b strings.Builder
+	for rest := data; len(rest) > 0; {
+		sp := bytes.IndexByte(rest, ' ')
+		nul := bytes.IndexByte(rest, 0)
+		if sp < 0 || nul < sp || len(rest) < nul+1+v.hashLen {
+			return fmt.Errorf("cannot read tree %s", o.oid)
+		}
+		mode, name := string(rest[:sp]), rest[sp+1:nul]
+		b.Write(name)
+		if mode == "160000" {
+			b.WriteString(" " + hex.EncodeToString(rest[nul+1:nul+1+v.hashLen]))
+		}
+		b.WriteByte('\n')
+		rest = rest[nul+1+v.hashLen:]
+	}
+	v.pool.add(b.String(), Finding{Where: WherePathName, Commit: o.commit, Object: o.oid})
+	return nil
+}
+
+// message queues a commit or tag object whole, and its message decoded
+// from the encoding its header names, if any.
+func (v *viewer) message(data []byte, p Finding) error {
+	hdr, msg, _ := bytes.Cut(data, []byte("\n\n"))
+	p.headerLines = bytes.Count(hdr, []byte("\n")) + 1
+	v.pool.add(string(data), p)
+	if bytes.IndexByte(data, 0) >= 0 {
+		q := p
+		q.Decoded = "NUL bytes removed"
+		v.pool.add(string(bytes.ReplaceAll(data, []byte{0}, nil)), q)
+	}
+	for _, line := range strings.Split(string(hdr), "\n") {
+		name, ok := strings.CutPrefix(line, "encoding ")
+		if !ok || strings.EqualFold(name, "utf-8") || strings.EqualFold(name, "utf8") {
+			continue
+		}
+		enc, err := ianaindex.IANA.Encoding(name)
+		if err != nil || enc == nil {
+			enc, err = htmlindex.Get(name)
+		}
+		if err != nil || enc == nil {
+			return fmt.Errorf("cannot scan %s: its message is in encoding %q, which the gate cannot decode", describe(p), name)
+		}
+		text, err := enc.NewDecoder().Bytes(msg)
+		if err != nil {
+			return fmt.Errorf("cannot scan %s: decode its message as %q: %w", describe(p), name, err)
+		}
+		q := p
+		q.Decoded = "message decoded as " + name
+		// Keep the header's lines so that line numbers stay the object's.
+		v.pool.add(string(hdr)+"\n\n"+string(text), q)
+	}
+	return nil
+}
+
+// forgiveUpstream drops the hits in files whose secret upstream already
+// has: the same rule matching the same text in the file at the same path
+// in one of the boundary commits (the upstream commits the push builds
+// on). Those are edits of a file that already held it; everything else
+// stays.
+func (s *scanGit) forgiveUpstream(hits []hit, boundary []string, sc *scanner, limit int64) ([]hit, error) {
+	type key struct{ path, rule, secret string }
+	paths := map[string]bool{}
+	for _, h := range hits {
+		if h.Where == WhereFile && h.Decoded == "" && !strings.Contains(h.File, "!") {
+			paths[h.File] = true
+		}
+	}
+	if len(paths) == 0 || len(boundary) == 0 {
+		return hits, nil
+	}
+	if len(boundary) > 16 {
+		boundary = boundary[:16]
+	}
+	var in strings.Builder
+	var names []string
+	for _, b := range boundary {
+		for p := range paths {
+			if strings.ContainsAny(p, "\n") {
 				continue
 			}
-			in := make(map[int]bool, len(f.lines))
-			for _, l := range f.lines {
-				in[l.n] = true
-			}
-			cf.lines = slices.DeleteFunc(cf.lines, func(l addedLine) bool { return !in[l.n] })
-			cf.binary = cf.binary && f.binary
-			common[path] = cf
+			in.WriteString(b + ":" + p + "\n")
+			names = append(names, p)
 		}
 	}
-	paths := slices.Sorted(func(yield func(string) bool) {
-		for p := range common {
-			if !yield(p) {
-				return
-			}
-		}
-	})
-	for _, p := range paths {
-		for _, fr := range fragments(m.sha, common[p]) {
-			add(fr)
-		}
-	}
-	return nil
-}
-
-// scanMessages scans the message of every new commit.
-func (s *scanGit) scanMessages(commits []commitParents, add func(sources.Fragment)) error {
-	if len(commits) == 0 {
-		return nil
-	}
-	var list strings.Builder
-	for _, c := range commits {
-		list.WriteString(c.sha + "\n")
-	}
-	out, err := s.run(strings.NewReader(list.String()), "log", "-z", "--format=%H%n%B", "--no-walk=unsorted", "--stdin")
+	out, err := s.run(strings.NewReader(in.String()), "cat-file", "--batch-check=%(objectname) %(objecttype) %(objectsize)")
 	if err != nil {
-		return fmt.Errorf("read commit messages: %w", err)
+		return nil, fmt.Errorf("read upstream files: %w", err)
 	}
-	for _, entry := range strings.Split(string(out), "\x00") {
-		sha, msg, ok := strings.Cut(entry, "\n")
-		if ok && msg != "" {
-			add(sources.Fragment{Raw: msg, CommitSHA: sha, StartLine: 1})
-		}
-	}
-	return nil
-}
-
-// scanTags scans the annotated tag objects among the pushed objects.
-func (s *scanGit) scanTags(news []string, add func(sources.Fragment)) error {
-	var in strings.Builder
-	for _, o := range news {
-		in.WriteString(o + "\n")
-	}
-	out, err := s.run(strings.NewReader(in.String()), "cat-file", "--batch-check=%(objectname) %(objecttype)")
-	if err != nil {
-		return fmt.Errorf("read pushed objects: %w", err)
-	}
-	for _, line := range strings.Split(strings.TrimSpace(string(out)), "\n") {
-		oid, kind, _ := strings.Cut(line, " ")
-		if kind != "tag" {
+	known := map[key]bool{}
+	var total int64
+	for i, line := range strings.Split(strings.TrimSuffix(string(out), "\n"), "\n") {
+		f := strings.Fields(line)
+		if i >= len(names) || len(f) != 3 || f[1] != "blob" {
 			continue
 		}
-		body, err := s.run(nil, "cat-file", "tag", oid)
-		if err != nil {
-			return fmt.Errorf("read tag %s: %w", oid, err)
+		n, _ := strconv.ParseInt(f[2], 10, 64)
+		if total += n; total > limit {
+			break
 		}
-		add(sources.Fragment{Raw: string(body), CommitSHA: oid, StartLine: 1})
+		data, err := s.run(nil, "cat-file", "blob", f[0])
+		if err != nil {
+			return nil, fmt.Errorf("read upstream file: %w", err)
+		}
+		for _, h := range sc.detect(string(data), 1, Finding{Where: WhereFile, File: names[i]}) {
+			known[key{names[i], h.RuleID, h.secret}] = true
+		}
 	}
-	return nil
+	return slices.DeleteFunc(hits, func(h hit) bool {
+		return h.Where == WhereFile && known[key{h.File, h.RuleID, h.secret}]
+	}), nil
 }
 
-// dedupe drops repeated findings (a path rule fires once per fragment of
-// a file) and sorts the rest.
+// dedupe drops repeated findings (overlapping fragments, a path rule that
+// fires once per view) and sorts the rest.
 func dedupe(fs []Finding) []Finding {
-	slices.SortFunc(fs, func(a, b Finding) int {
-		return strings.Compare(fmt.Sprintf("%s\x00%s\x00%09d\x00%s", a.Commit, a.File, a.Line, a.RuleID),
-			fmt.Sprintf("%s\x00%s\x00%09d\x00%s", b.Commit, b.File, b.Line, b.RuleID))
-	})
-	return slices.Compact(fs)
+	keyOf := func(f Finding) string {
+		return fmt.Sprintf("%s\x00%s\x00%s\x00%09d\x00%s\x00%d\x00%s\x00%s", f.Commit, f.Where, f.File, f.Line, f.RuleID, f.Update, f.Object, f.Decoded)
+	}
+	slices.SortFunc(fs, func(a, b Finding) int { return strings.Compare(keyOf(a), keyOf(b)) })
+	return slices.CompactFunc(fs, func(a, b Finding) bool { return keyOf(a) == keyOf(b) })
 }
 
 // exitCode returns the exit status of a failed command, or -1.

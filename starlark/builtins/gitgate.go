@@ -17,10 +17,15 @@ var (
 	remoteNameRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]*$`)
 	scpLikeRE    = regexp.MustCompile(`^[A-Za-z0-9._-]+@[A-Za-z0-9.-]+:[^/].*$|^[A-Za-z0-9._-]+@[A-Za-z0-9.-]+:/.*$`)
 	branchRE     = regexp.MustCompile(`^[A-Za-z0-9._/-]+$`)
+	tagPatternRE = regexp.MustCompile(`^[A-Za-z0-9._/*-]+$`)
 )
 
+// DefaultMaxPushBytes is the git gate's max_push_size when a profile sets
+// none: 100 MiB.
+const DefaultMaxPushBytes = 100 << 20
+
 // remoteOptions are the keys of a remote given as a dict.
-var remoteOptions = []string{"known_hosts", "protected", "ssh_key", "token_env", "url"}
+var remoteOptions = []string{"known_hosts", "protected", "protected_tags", "ssh_key", "token_env", "url"}
 
 // gitURLKind classifies an upstream URL as "ssh", "https" or "file", or
 // explains why the gate will not use it.
@@ -75,6 +80,18 @@ func buildGitGate(o *options, sc *plan.Sidecar) error {
 	if err != nil {
 		return err
 	}
+	defProtectedTags, err := o.strings("protected_tags", []string{"*"})
+	if err != nil {
+		return err
+	}
+	maxPush, err := o.str("max_push_size", plan.FormatSize(DefaultMaxPushBytes))
+	if err != nil {
+		return err
+	}
+	maxPushBytes, err := plan.ParseSize(maxPush)
+	if err != nil {
+		return fmt.Errorf("option max_push_size: %v", err)
+	}
 	rv, ok := o.get("remotes")
 	if !ok {
 		return fmt.Errorf("option remotes is required, as in remotes = {\"origin\": \"git@github.com:acme/app.git\"}")
@@ -83,13 +100,13 @@ func buildGitGate(o *options, sc *plan.Sidecar) error {
 	if !ok || dict.Len() == 0 {
 		return fmt.Errorf("option remotes is %s, want a non-empty dict of remote name to URL or to dict(url = ..., ssh_key = ..., ...)", rv.Type())
 	}
-	cfg := &plan.GitGateConfig{}
+	cfg := &plan.GitGateConfig{MaxPushBytes: maxPushBytes}
 	for _, item := range dict.Items() {
 		name, ok := item[0].(starlark.String)
 		if !ok || len(name) > 64 || !remoteNameRE.MatchString(string(name)) || strings.HasSuffix(string(name), ".git") || strings.Contains(string(name), "..") {
 			return fmt.Errorf("remote name %s is not a name such as \"origin\" (at most 64 letters, digits, ., _ and -, not ending in .git)", item[0])
 		}
-		r := plan.GitRemote{Name: string(name), SSHKey: defKey, KnownHosts: defHosts, TokenEnv: defToken, Protected: defProtected}
+		r := plan.GitRemote{Name: string(name), SSHKey: defKey, KnownHosts: defHosts, TokenEnv: defToken, Protected: defProtected, ProtectedTags: defProtectedTags}
 		switch v := item[1].(type) {
 		case starlark.String:
 			r.URL = string(v)
@@ -117,6 +134,9 @@ func buildGitGate(o *options, sc *plan.Sidecar) error {
 			if r.Protected, err = sub.strings("protected", r.Protected); err != nil {
 				return fmt.Errorf("remote %s: %v", name, err)
 			}
+			if r.ProtectedTags, err = sub.strings("protected_tags", r.ProtectedTags); err != nil {
+				return fmt.Errorf("remote %s: %v", name, err)
+			}
 		default:
 			return fmt.Errorf("remote %s is %s, want a URL string or a dict", name, item[1].Type())
 		}
@@ -142,10 +162,17 @@ func finishRemote(s *State, r *plan.GitRemote) error {
 			return fmt.Errorf("protected branch %q is not a branch name", b)
 		}
 	}
-	slices.Sort(r.Protected)
-	r.Protected = slices.Compact(r.Protected)
-	if r.Protected == nil {
-		r.Protected = []string{}
+	for _, t := range r.ProtectedTags {
+		if !tagPatternRE.MatchString(t) || strings.Contains(t, "..") {
+			return fmt.Errorf("protected tag %q is not a tag name or pattern such as \"v*\" or \"*\"", t)
+		}
+	}
+	for _, l := range []*[]string{&r.Protected, &r.ProtectedTags} {
+		slices.Sort(*l)
+		*l = slices.Compact(*l)
+		if *l == nil {
+			*l = []string{}
+		}
 	}
 	switch kind {
 	case "ssh":

@@ -19,7 +19,7 @@ var sidecarSchemas = map[string]struct {
 }{
 	plan.SidecarEgress:    {[]string{"connect_timeout", "idle_timeout"}, buildEgress},
 	plan.SidecarPipelock:  {[]string{"body_scan_action", "explain_blocks", "idle_timeout_seconds", "max_tunnel_seconds", "request_body_scanning"}, buildPipelock},
-	plan.SidecarGitGate:   {[]string{"known_hosts", "protected", "remotes", "ssh_key", "token_env"}, buildGitGate},
+	plan.SidecarGitGate:   {[]string{"known_hosts", "max_push_size", "protected", "protected_tags", "remotes", "ssh_key", "token_env"}, buildGitGate},
 	plan.SidecarSupervise: {[]string{"timeout"}, buildSupervise},
 }
 
