@@ -36,7 +36,8 @@ func git(t *testing.T, dir string, args ...string) string {
 
 // TestGitGateInSandbox is DESIGN.md §2.4 end to end: from inside the
 // agent container, `git push origin` goes to the gate; a clean push
-// arrives upstream, a push carrying a secret is refused with remote:
+// arrives upstream, a push carrying a secret (in a text file, or in a
+// file git calls binary) is refused with remote:
 // lines naming the rule (never the secret) and upstream is unchanged.
 func TestGitGateInSandbox(t *testing.T) {
 	e := newEnv(t)
@@ -68,6 +69,9 @@ token="ghp_$(tr -dc A-Za-z0-9 </dev/urandom | head -c 36)"
 printf 'github_token = "%s"\n' "$token" > config.py && git add config.py && git commit -qm leak
 echo "$token" | sha256sum > /tmp/token.sum
 if git push origin HEAD:main 2>&1; then echo SECRET-PUSHED; else echo SECRET-REFUSED; fi
+git reset -q --hard HEAD~1
+printf '\000token = "%s"\n' "$token" > data.bin && git add data.bin && git commit -qm binary
+if git push origin HEAD:main 2>&1; then echo BINARY-PUSHED; else echo BINARY-REFUSED; fi
 cat /tmp/token.sum
 `
 	out, stderr, code := e.run("start", "--yes", profile, "--", "sh", "-c", script)
@@ -79,6 +83,11 @@ cat /tmp/token.sum
 	}
 	if !strings.Contains(out, "SECRET-REFUSED") || strings.Contains(out, "SECRET-PUSHED") {
 		t.Fatalf("the push carrying a secret was not refused:\n%s", out)
+	}
+	// A file git calls binary (a NUL in its first 8000 bytes) is scanned
+	// whole too.
+	if !strings.Contains(out, "BINARY-REFUSED") || strings.Contains(out, "BINARY-PUSHED") || !strings.Contains(out, `"data.bin" line 1`) {
+		t.Fatalf("the push carrying a secret in a binary file was not refused:\n%s", out)
 	}
 	if !strings.Contains(out, "remote:") || !strings.Contains(out, "github-pat") || !strings.Contains(out, "config.py") {
 		t.Errorf("the refusal does not name the rule and file in remote: lines:\n%s", out)

@@ -123,8 +123,15 @@ type testGate struct {
 // startGate serves a gate for the remotes on a loopback TCP listener.
 func startGate(t testing.TB, remotes ...plan.GitRemote) *testGate {
 	t.Helper()
+	return startGateConfig(t, Config{Remotes: remotes})
+}
+
+// startGateConfig is startGate with more of the gate's configuration.
+func startGateConfig(t testing.TB, cfg Config) *testGate {
+	t.Helper()
 	logb := &syncBuffer{}
-	g, err := New(Config{Remotes: remotes, StateDir: t.TempDir(), Log: logb})
+	cfg.StateDir, cfg.Log = t.TempDir(), logb
+	g, err := New(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
