@@ -72,15 +72,9 @@ func Open(file string) (*Source, error) {
 		return nil, fmt.Errorf("profile %q is a directory; give a .star file", file)
 	}
 	dir := filepath.Dir(abs)
-	root := dir
-	for d := dir; ; d = filepath.Dir(d) {
-		if _, err := os.Stat(filepath.Join(d, RootMarker)); err == nil {
-			root = d
-			break
-		}
-		if filepath.Dir(d) == d {
-			break
-		}
+	root, ok := FindRoot(dir)
+	if !ok {
+		root = dir
 	}
 	rel, err := filepath.Rel(root, abs)
 	if err != nil {
@@ -95,6 +89,19 @@ func Open(file string) (*Source, error) {
 		return nil, err
 	}
 	return src, nil
+}
+
+// FindRoot returns the nearest directory at or above the absolute
+// directory dir that holds bottle.root.
+func FindRoot(dir string) (string, bool) {
+	for d := dir; ; d = filepath.Dir(d) {
+		if _, err := os.Stat(filepath.Join(d, RootMarker)); err == nil {
+			return d, true
+		}
+		if filepath.Dir(d) == d {
+			return "", false
+		}
+	}
 }
 
 // Embedded returns a profile shipped inside the binary, whose relative

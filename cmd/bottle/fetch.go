@@ -3,6 +3,8 @@ package main
 import (
 	"errors"
 	"fmt"
+	"os"
+	"path/filepath"
 
 	bstar "github.com/bottle-dev/bottle/starlark"
 	"github.com/bottle-dev/bottle/starlark/repocache"
@@ -10,7 +12,7 @@ import (
 
 // FetchCmd fills the repository cache for a profile.
 type FetchCmd struct {
-	Profile string `arg:"" optional:"" predictor:"file" help:"Profile whose bottle.root declares the repositories (default: ./bottle.star, else the shipped claude.star)."`
+	Profile string `arg:"" optional:"" predictor:"file" help:"Profile whose bottle.root declares the repositories (default: ./bottle.star, else the nearest bottle.root at or above the current directory)."`
 	RepoFlags
 }
 
@@ -26,7 +28,17 @@ Path repositories and overridden ones are read in place and not fetched.`
 // Run fetches every git repository not in the cache yet and prints one
 // line per repository.
 func (c *FetchCmd) Run(g *Globals) error {
-	src, err := openProfile(c.Profile, c.RepoFlags)
+	arg := c.Profile
+	if arg == "" {
+		if _, err := os.Stat(defaultProfile); err != nil {
+			if wd, err := os.Getwd(); err == nil {
+				if root, ok := bstar.FindRoot(wd); ok {
+					arg = filepath.Join(root, bstar.RootMarker)
+				}
+			}
+		}
+	}
+	src, err := openProfile(arg, c.RepoFlags)
 	if err != nil {
 		return err
 	}
