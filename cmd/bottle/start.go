@@ -24,7 +24,9 @@ and bottle exits with its exit code:
 
 // Run evaluates the profile and prints or launches it. Before a launch
 // (not a dry run) it fetches the repositories that are not in the cache
-// yet, saying so on stderr.
+// yet, saying so on stderr: DESIGN.md §5 has only bottle fetch fill the
+// cache, but issue 15, which wins where they differ, lets start fetch
+// first. A dry run, like check, only reads the cache.
 func (c *StartCmd) Run(g *Globals) error {
 	src, err := openProfile(c.Profile, c.RepoFlags)
 	if err != nil {
