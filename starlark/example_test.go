@@ -21,10 +21,10 @@ func TestTeamExample(t *testing.T) {
 		from[r.Host] = r.From
 	}
 	want := map[string]string{
-		"git.acme.example":   "@acme//lib/base.star:7:10",
-		"sso.acme.example":   "@acme//lib/base.star:8:10",
-		"npm.example.com": "@acme//lib/node.star:9:10",
-		"api.github.com":     "@acme//lib/node.star:11:14",
+		"git.acme.example": "@acme//lib/base.star:7:10",
+		"sso.acme.example": "@acme//lib/base.star:8:10",
+		"npm.example.com":  "@acme//lib/node.star:9:10",
+		"api.github.com":   "@acme//lib/node.star:11:14",
 	}
 	if len(from) != len(want) {
 		t.Errorf("rules %v, want %v", from, want)
