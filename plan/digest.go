@@ -13,7 +13,10 @@ import (
 // sorted and de-duplicated so that declaration order does not matter;
 // positions, the slug, the state directory and the profile's own path are
 // left out so that moving a rule to another file, or starting the same
-// profile from another checkout, does not change it.
+// profile from another checkout, does not change it. The shared
+// repositories (Plan.Repos) are left out too: moving a rule into a team
+// repository changes only its position, while a repository commit that
+// changes what a rule allows changes the policy itself.
 type policy struct {
 	Backend  string          `json:"backend"`
 	Image    string          `json:"image"`

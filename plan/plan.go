@@ -39,7 +39,10 @@ type Plan struct {
 	Sidecars []Sidecar `json:"sidecars"`
 	Mounts   []Mount   `json:"mounts"`
 	Secrets  []Secret  `json:"secrets"`
-	Digest   string    `json:"digest"`
+	// Repos are the shared profile repositories bottle.root declares,
+	// sorted by name; omitted when it declares none.
+	Repos  []Repo `json:"repos,omitempty"`
+	Digest string `json:"digest"`
 }
 
 // Profile says which profile file the plan came from.
@@ -55,6 +58,26 @@ type Profile struct {
 	Root string `json:"root"`
 	// Workspace is the directory bottle was started from.
 	Workspace string `json:"workspace"`
+}
+
+// Repo is a shared profile repository that load("@name//...") reads from:
+// a git repository pinned to a commit and fetched into the cache, or a
+// local directory. It is provenance, not policy: the digest leaves it out.
+type Repo struct {
+	// Name is the name labels use, "acme" in "@acme//lib/base.star".
+	Name string `json:"name"`
+	// URL is the git repository's URL; empty for a path repository.
+	URL string `json:"url,omitempty"`
+	// Commit is the full commit id the repository is pinned to.
+	Commit string `json:"commit,omitempty"`
+	// Path is the absolute host directory the files are read from, for a
+	// path repository or an overridden one; empty for a fetched repository.
+	Path string `json:"path,omitempty"`
+	// Override is true when --override-repo replaced the declaration with
+	// Path; URL and Commit then still show what bottle.root declares.
+	Override bool `json:"override,omitempty"`
+	// From is the position of the repo() declaration in bottle.root.
+	From string `json:"from"`
 }
 
 // Backend is the sandbox: which backend runs it and with what resources.

@@ -54,6 +54,9 @@ func TestValidateRefuses(t *testing.T) {
 		{"relative mount", func(p *Plan) { p.Mounts[0].Target = "ws" }, "both paths must be absolute"},
 		{"mount twice", func(p *Plan) { p.Mounts = append(p.Mounts, p.Mounts[0]) }, "two mounts target /workspace"},
 		{"no egress", func(p *Plan) { p.Sidecars = p.Sidecars[1:] }, "exactly one egress sidecar"},
+		{"repo twice", func(p *Plan) { p.Repos = []Repo{{Name: "a", Path: "/a"}, {Name: "a", Path: "/b"}} }, "repository a is listed twice"},
+		{"repo branch", func(p *Plan) { p.Repos = []Repo{{Name: "a", URL: "file:///t", Commit: "main"}} }, `commit "main" is not a full commit id`},
+		{"repo relative", func(p *Plan) { p.Repos = []Repo{{Name: "a", Path: "t"}} }, `path "t" is not an absolute path`},
 		{"two egress", func(p *Plan) {
 			p.Sidecars = append(p.Sidecars, Sidecar{Name: SidecarPipelock, Pipelock: &PipelockConfig{},
 				Listen: Listener{Network: "tcp", Address: "x", URL: "y"}})
@@ -97,6 +100,16 @@ func TestDigestStableUnderReordering(t *testing.T) {
 	}
 	if d := a.ComputeDigest(); !strings.HasPrefix(d, "sha256:") || len(d) != len("sha256:")+64 {
 		t.Fatalf("digest %q is not sha256:<64 hex>", d)
+	}
+}
+
+func TestDigestLeavesOutRepos(t *testing.T) {
+	p := validPlan()
+	d := p.ComputeDigest()
+	p.Repos = []Repo{{Name: "acme", URL: "file:///t", Commit: "0123456789abcdef0123456789abcdef01234567"}}
+	p.Egress.Rules[0].From = "@acme//lib.star:2:10"
+	if got := p.ComputeDigest(); got != d {
+		t.Errorf("moving a rule into a repository changed the digest: %s, was %s", got, d)
 	}
 }
 

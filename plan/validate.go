@@ -134,7 +134,34 @@ func (p *Plan) Validate() error {
 	if egress != 1 {
 		bad("a bottle has exactly one egress sidecar (egress or pipelock), this plan has %d", egress)
 	}
+	repos := map[string]bool{}
+	for _, r := range p.Repos {
+		if repos[r.Name] {
+			bad("repository %s is listed twice", r.Name)
+		}
+		repos[r.Name] = true
+		if r.URL != "" && !IsCommitID(r.Commit) {
+			bad("repository %s: commit %q is not a full commit id", r.Name, r.Commit)
+		}
+		if (r.URL == "" || r.Override) && !path.IsAbs(r.Path) {
+			bad("repository %s: path %q is not an absolute path", r.Name, r.Path)
+		}
+	}
 	return errors.Join(errs...)
+}
+
+// IsCommitID reports whether s is a full SHA-1 commit id: 40 lower-case
+// hex digits.
+func IsCommitID(s string) bool {
+	if len(s) != 40 {
+		return false
+	}
+	for _, c := range s {
+		if (c < '0' || c > '9') && (c < 'a' || c > 'f') {
+			return false
+		}
+	}
+	return true
 }
 
 func durations(s Sidecar) []string {

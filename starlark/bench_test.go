@@ -3,10 +3,15 @@ package starlark
 import (
 	"context"
 	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
 	"testing"
 	"testing/fstest"
 
 	"github.com/bottle-dev/bottle/profiles"
+	"github.com/bottle-dev/bottle/starlark/repocache"
 )
 
 func BenchmarkEvalShipped(b *testing.B) {
@@ -63,6 +68,70 @@ func BenchmarkEvalTeamRepo200(b *testing.B) {
 	b.ReportAllocs()
 	for b.Loop() {
 		if _, err := Load(context.Background(), src, Options{}, testEnv); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+// twoRepoProfile writes a project whose bottle.root declares two git
+// repositories of n/2 library files each (shaped like teamRepo), stores
+// both in a repository cache as bottle fetch would, and returns the
+// profile's source and the cache. The profile loads file 0 of each.
+func twoRepoProfile(tb testing.TB, n int) (*Source, string) {
+	dir := tb.TempDir()
+	cache := filepath.Join(dir, "cache")
+	project := filepath.Join(dir, "project")
+	var decls, loads, calls string
+	for i, name := range []string{"acme", "tools"} {
+		url := "https://git.example.com/" + name + ".git"
+		commit := strings.Repeat(strconv.Itoa(i+1), 40)
+		repo := repocache.Dir(cache, url, commit)
+		for file, f := range teamRepo(n / 2) {
+			if !strings.HasPrefix(file, "lib/") {
+				continue
+			}
+			body := strings.ReplaceAll(string(f.Data), ".example.com", "."+name+".example.com")
+			writeTestFile(tb, filepath.Join(repo, file), body)
+		}
+		decls += fmt.Sprintf("repo(name = %q, git = %q, commit = %q)\n", name, url, commit)
+		loads += fmt.Sprintf("load(\"@%s//lib/f0.star\", %s = \"f\")\n", name, name)
+		calls += name + "({})\n"
+	}
+	writeTestFile(tb, filepath.Join(project, RootMarker), decls)
+	writeTestFile(tb, filepath.Join(project, "bottle.star"), loads+"docker(image = \"node:22\")\n"+calls)
+	src, err := Open(filepath.Join(project, "bottle.star"))
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return src, cache
+}
+
+func writeTestFile(tb testing.TB, file, body string) {
+	tb.Helper()
+	if err := os.MkdirAll(filepath.Dir(file), 0o755); err != nil {
+		tb.Fatal(err)
+	}
+	if err := os.WriteFile(file, []byte(body), 0o644); err != nil {
+		tb.Fatal(err)
+	}
+}
+
+// BenchmarkEvalTwoRepos50 loads 50 files from two fetched repositories
+// (warm cache: both are already in the repository cache), for comparison
+// with BenchmarkEvalTeamRepo200.
+func BenchmarkEvalTwoRepos50(b *testing.B) {
+	src, cache := twoRepoProfile(b, 50)
+	opts := Options{RepoCache: cache}
+	p, err := Load(context.Background(), src, opts, testEnv)
+	if err != nil {
+		b.Fatal(err)
+	}
+	if len(p.Egress.Rules) != 50 || len(p.Repos) != 2 {
+		b.Fatalf("got %d rules from %d repositories, want 50 from 2", len(p.Egress.Rules), len(p.Repos))
+	}
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := Load(context.Background(), src, opts, testEnv); err != nil {
 			b.Fatal(err)
 		}
 	}

@@ -67,6 +67,7 @@ func Build(st *builtins.State, src *Source, env Env) (*plan.Plan, error) {
 		Mounts:   slices.Clone(st.Mounts),
 		Secrets:  slices.Clone(st.Secrets),
 		Sidecars: slices.Clone(st.Sidecars),
+		Repos:    slices.Clone(src.Repos),
 	}
 	if st.Agent != nil {
 		p.Agent = *st.Agent

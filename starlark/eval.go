@@ -1,12 +1,13 @@
 // Package starlark evaluates bottle profiles: it finds a profile's root,
 // runs the profile in the strict Starlark dialect with bottle's builtins,
-// resolves load() inside the root, and builds the plan from what the
-// profile declared.
+// resolves load() inside the root and inside the shared repositories the
+// root declares, and builds the plan from what the profile declared.
 //
-// Evaluation has no side effects: it reads the profile and the files it
-// loads, and nothing else. File names are root-relative labels
-// ("//lib/claude.star") so that positions and backtraces are the same on
-// every machine.
+// Evaluation has no side effects: it reads the profile, bottle.root, the
+// files it loads and the repository cache, and nothing else; it never
+// runs git and never touches the network. File names are root-relative
+// labels ("//lib/claude.star", "@acme//lib/base.star") so that positions
+// and backtraces are the same on every machine.
 package starlark
 
 import (
@@ -24,6 +25,7 @@ import (
 	"go.starlark.net/starlark"
 	"go.starlark.net/syntax"
 
+	"github.com/bottle-dev/bottle/plan"
 	"github.com/bottle-dev/bottle/starlark/builtins"
 )
 
@@ -50,6 +52,9 @@ type Source struct {
 	Root string
 	// Dir is the host directory the profile's relative paths resolve from.
 	Dir string
+	// Repos are the shared repositories bottle.root declares, sorted by
+	// name, with overrides applied.
+	Repos []plan.Repo
 }
 
 // Open finds the root of the profile at file (the nearest directory at or
@@ -67,15 +72,9 @@ func Open(file string) (*Source, error) {
 		return nil, fmt.Errorf("profile %q is a directory; give a .star file", file)
 	}
 	dir := filepath.Dir(abs)
-	root := dir
-	for d := dir; ; d = filepath.Dir(d) {
-		if _, err := os.Stat(filepath.Join(d, RootMarker)); err == nil {
-			root = d
-			break
-		}
-		if filepath.Dir(d) == d {
-			break
-		}
+	root, ok := FindRoot(dir)
+	if !ok {
+		root = dir
 	}
 	rel, err := filepath.Rel(root, abs)
 	if err != nil {
@@ -85,7 +84,24 @@ func Open(file string) (*Source, error) {
 	if err != nil {
 		return nil, fmt.Errorf("open profile root %q: %w", root, err)
 	}
-	return &Source{FS: r.FS(), Label: "//" + filepath.ToSlash(rel), Path: abs, Root: root, Dir: dir}, nil
+	src := &Source{FS: r.FS(), Label: "//" + filepath.ToSlash(rel), Path: abs, Root: root, Dir: dir}
+	if src.Repos, err = readRepos(r.FS(), root); err != nil {
+		return nil, err
+	}
+	return src, nil
+}
+
+// FindRoot returns the nearest directory at or above the absolute
+// directory dir that holds bottle.root.
+func FindRoot(dir string) (string, bool) {
+	for d := dir; ; d = filepath.Dir(d) {
+		if _, err := os.Stat(filepath.Join(d, RootMarker)); err == nil {
+			return d, true
+		}
+		if filepath.Dir(d) == d {
+			return "", false
+		}
+	}
 }
 
 // Embedded returns a profile shipped inside the binary, whose relative
@@ -102,6 +118,9 @@ type Options struct {
 	Home string
 	// MaxSteps bounds each file's execution; 0 means DefaultMaxSteps.
 	MaxSteps uint64
+	// RepoCache is the directory `bottle fetch` stores git repositories
+	// in (see package repocache); evaluation only reads it.
+	RepoCache string
 }
 
 // Eval runs the profile and returns what it declared.
@@ -112,7 +131,12 @@ func Eval(ctx context.Context, src *Source, opts Options) (*builtins.State, erro
 	if opts.Stderr == nil {
 		opts.Stderr = io.Discard
 	}
-	l := &loader{ctx: ctx, src: src, opts: opts, cache: map[string]*module{}}
+	l := &loader{ctx: ctx, src: src, opts: opts, cache: map[string]*module{}, roots: map[string]fs.FS{"": src.FS}}
+	defer func() {
+		for _, r := range l.opened {
+			r.Close()
+		}
+	}()
 	state := &builtins.State{ProfileDir: src.Dir, Home: opts.Home}
 	if _, err := l.exec(src.Label, state); err != nil {
 		return nil, err
@@ -126,11 +150,13 @@ type module struct {
 }
 
 type loader struct {
-	ctx   context.Context
-	src   *Source
-	opts  Options
-	cache map[string]*module // nil entry: being loaded
-	stack []string           // labels being loaded, for cycle messages
+	ctx    context.Context
+	src    *Source
+	opts   Options
+	cache  map[string]*module // nil entry: being loaded
+	stack  []string           // labels being loaded, for cycle messages
+	roots  map[string]fs.FS   // by repository name; "" is the profile root
+	opened []*os.Root         // repository roots to close after evaluation
 }
 
 func (l *loader) newThread(label string, state *builtins.State) *starlark.Thread {
@@ -151,12 +177,17 @@ func (l *loader) newThread(label string, state *builtins.State) *starlark.Thread
 // exec runs the file at label; state is nil for loaded files, whose top
 // level may define functions but not make declarations.
 func (l *loader) exec(label string, state *builtins.State) (starlark.StringDict, error) {
-	data, err := fs.ReadFile(l.src.FS, strings.TrimPrefix(label, "//"))
+	repo, p := splitLabel(label)
+	fsys, err := l.root(repo)
+	if err != nil {
+		return nil, err
+	}
+	data, err := fs.ReadFile(fsys, p)
 	if err != nil {
 		if state != nil {
-			return nil, fmt.Errorf("%s: %w", label, describeFSError(err))
+			return nil, fmt.Errorf("%s: %w", label, describeFSError(err, repo))
 		}
-		return nil, describeFSError(err)
+		return nil, describeFSError(err, repo)
 	}
 	th := l.newThread(label, state)
 	if l.ctx != nil {
@@ -168,8 +199,10 @@ func (l *loader) exec(label string, state *builtins.State) (starlark.StringDict,
 	return starlark.ExecFileOptions(fileOptions, th, label, data, builtins.Predeclared())
 }
 
-// load implements load(): "//x.star" from the root, "./x.star" and
-// "../x.star" from the loading file; nothing may leave the root.
+// load implements load(): "//x.star" from the loading file's root (the
+// profile root, or the repository the file is in), "@name//x.star" from
+// repository name, "./x.star" and "../x.star" from the loading file;
+// nothing may leave its root.
 func (l *loader) load(th *starlark.Thread, name string) (starlark.StringDict, error) {
 	label, err := l.resolve(th, name)
 	if err != nil {
@@ -196,30 +229,58 @@ func (l *loader) resolve(th *starlark.Thread, module string) (string, error) {
 	if !strings.HasSuffix(module, ".star") {
 		return "", errors.New("profiles load only .star files")
 	}
+	repo, from := splitLabel(th.Name)
 	var p string
 	switch {
+	case strings.HasPrefix(module, "@"):
+		name, rest, ok := strings.Cut(module[1:], "//")
+		if !ok || name == "" {
+			return "", errors.New("a repository label reads @name//path/file.star")
+		}
+		if l.declared(name) == nil {
+			return "", l.unknownRepo(name)
+		}
+		repo, p = name, rest
 	case strings.HasPrefix(module, "//"):
 		p = module[2:]
 	case strings.HasPrefix(module, "./"), strings.HasPrefix(module, "../"):
-		from := strings.TrimPrefix(th.Name, "//")
 		p = path.Join(path.Dir(from), module)
 	default:
-		return "", errors.New("start the path with // (from the profile root) or ./ (from this file)")
+		return "", errors.New("start the path with // (from the root), @name// (from a repository bottle.root declares) or ./ (from this file)")
 	}
 	p = path.Clean(p)
 	if p == ".." || strings.HasPrefix(p, "../") || strings.HasPrefix(p, "/") || !fs.ValidPath(p) {
+		if repo != "" {
+			return "", fmt.Errorf("the path leaves repository @%s; files in a repository load only files under its root", repo)
+		}
 		return "", fmt.Errorf("the path leaves the profile root; profiles load only files under the root (the directory holding %s, else the profile's own directory)", RootMarker)
+	}
+	if repo != "" {
+		return "@" + repo + "//" + p, nil
 	}
 	return "//" + p, nil
 }
 
-func describeFSError(err error) error {
+// splitLabel splits "@name//p" into ("name", "p") and "//p" into ("", "p").
+func splitLabel(label string) (repo, p string) {
+	if strings.HasPrefix(label, "@") {
+		repo, p, _ = strings.Cut(label[1:], "//")
+		return repo, p
+	}
+	return "", strings.TrimPrefix(label, "//")
+}
+
+func describeFSError(err error, repo string) error {
+	where, rule := "under the profile root", "profiles load only files under the root"
+	if repo != "" {
+		where, rule = "in repository @"+repo, "files in a repository load only files under its root"
+	}
 	var pe *fs.PathError
 	switch {
 	case errors.Is(err, fs.ErrNotExist):
-		return errors.New("no such file under the profile root")
+		return fmt.Errorf("no such file %s", where)
 	case errors.As(err, &pe) && strings.Contains(pe.Err.Error(), "escapes"):
-		return errors.New("the path leaves the profile root through a symbolic link; profiles load only files under the root")
+		return fmt.Errorf("the path leaves %s through a symbolic link; %s", strings.TrimPrefix(strings.TrimPrefix(where, "under "), "in "), rule)
 	case errors.As(err, &pe):
 		return pe.Err
 	}

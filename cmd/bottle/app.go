@@ -36,6 +36,7 @@ type CLI struct {
 
 	Start     StartCmd     `cmd:"" help:"Start a bottle from a profile (or print its plan with --dry-run)."`
 	Check     CheckCmd     `cmd:"" help:"Evaluate and validate a profile without starting anything."`
+	Fetch     FetchCmd     `cmd:"" help:"Fetch the shared profile repositories a profile's bottle.root declares into the cache."`
 	Ls        LsCmd        `cmd:"" help:"List bottles: running ones and what stopped ones left behind."`
 	Stop      StopCmd      `cmd:"" help:"Stop a running bottle and tear it down."`
 	Logs      LogsCmd      `cmd:"" help:"Print a bottle's sidecar log, or its egress refusals with --denied."`

@@ -3,11 +3,12 @@ package main
 // CheckCmd evaluates and validates a profile.
 type CheckCmd struct {
 	Profile string `arg:"" optional:"" predictor:"file" help:"Profile to check (default: ./bottle.star, else the shipped claude.star)."`
+	RepoFlags
 }
 
 // Run evaluates the profile and reports its digest.
 func (c *CheckCmd) Run(g *Globals) error {
-	p, err := loadPlan(g, c.Profile)
+	p, err := loadPlan(g, c.Profile, c.RepoFlags)
 	if err != nil {
 		return err
 	}

@@ -53,7 +53,7 @@ func (c *StartCmd) launch(g *Globals, p *plan.Plan) error {
 		if !errors.Is(err, backends.ErrTaken) || attempt == 20 {
 			break
 		}
-		if p, err = loadPlan(g, c.Profile); err != nil {
+		if p, err = loadPlan(g, c.Profile, c.RepoFlags); err != nil {
 			return err
 		}
 	}

@@ -4,11 +4,15 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"net"
+	"net/http"
+	"net/http/cgi"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strconv"
+	"strings"
 	"sync"
 	"testing"
 
@@ -52,11 +56,21 @@ func TestScripts(t *testing.T) {
 			env.Setenv("FAKE_SMOLVM_LOG", filepath.Join(env.WorkDir, "smolvm.log"))
 			env.Setenv("FAKE_SMOLVM_STATE", filepath.Join(env.WorkDir, ".smolvm"))
 			env.Setenv("FAKE_PIPELOCK_LOG", filepath.Join(env.WorkDir, "pipelock.log"))
+			env.Setenv("XDG_CACHE_HOME", filepath.Join(env.WorkDir, ".cache"))
+			// Scripts make their repositories with the real git, isolated
+			// from the machine's git configuration.
+			env.Setenv("GIT_CONFIG_NOSYSTEM", "1")
+			env.Setenv("GIT_AUTHOR_NAME", "Team")
+			env.Setenv("GIT_AUTHOR_EMAIL", "team@example.com")
+			env.Setenv("GIT_COMMITTER_NAME", "Team")
+			env.Setenv("GIT_COMMITTER_EMAIL", "team@example.com")
 			return nil
 		},
 		Cmds: map[string]func(ts *testscript.TestScript, neg bool, args []string){
-			"status": cmdStatus,
-			"regsub": cmdRegsub,
+			"status":  cmdStatus,
+			"regsub":  cmdRegsub,
+			"pin":     cmdPin,
+			"githttp": cmdGitHTTP,
 		},
 		Condition: func(cond string) (bool, error) {
 			switch cond {
@@ -132,4 +146,68 @@ func cmdRegsub(ts *testscript.TestScript, neg bool, args []string) {
 	ts.Check(err)
 	out := re.ReplaceAllString(ts.ReadFile("stdout"), args[1])
 	ts.Check(os.WriteFile(ts.MkAbs(args[2]), []byte(out), 0o644))
+}
+
+// cmdPin replaces every PLACEHOLDER in FILE with VALUE, or else with the
+// last command's stdout, trimmed, so a script can pin a repository to the
+// commit it just made and name it by its path in $WORK:
+//
+//	exec git -C team rev-parse HEAD
+//	pin project/bottle.root COMMIT
+//	pin project/bottle.root WORK $WORK
+func cmdPin(ts *testscript.TestScript, neg bool, args []string) {
+	if neg || len(args) < 2 || len(args) > 3 {
+		ts.Fatalf("usage: pin FILE PLACEHOLDER [VALUE]")
+	}
+	var value string
+	if len(args) == 3 {
+		value = args[2]
+	} else if value = strings.TrimSpace(ts.ReadFile("stdout")); value == "" {
+		ts.Fatalf("pin: the last command printed nothing")
+	}
+	file := ts.MkAbs(args[0])
+	data, err := os.ReadFile(file)
+	ts.Check(err)
+	if !strings.Contains(string(data), args[1]) {
+		ts.Fatalf("pin: %s holds no %s", args[0], args[1])
+	}
+	ts.Check(os.WriteFile(file, []byte(strings.ReplaceAll(string(data), args[1], value)), 0o644))
+}
+
+// cmdGitHTTP serves the bare repositories under DIR over git's smart HTTP
+// protocol (git http-backend as a CGI program) on 127.0.0.1 until the
+// script ends, sets $GITHTTP to its base URL, and appends one line per
+// request to $WORK/githttp.log, so a script can check that a command made
+// no network call:
+//
+//	githttp srv
+//	exec bottle fetch
+func cmdGitHTTP(ts *testscript.TestScript, neg bool, args []string) {
+	if neg || len(args) != 1 {
+		ts.Fatalf("usage: githttp DIR")
+	}
+	gitPath, err := exec.LookPath("git")
+	ts.Check(err)
+	backend := &cgi.Handler{
+		Path:       gitPath,
+		Args:       []string{"http-backend"},
+		Env:        []string{"GIT_PROJECT_ROOT=" + ts.MkAbs(args[0]), "GIT_HTTP_EXPORT_ALL=1", "GIT_CONFIG_NOSYSTEM=1"},
+		InheritEnv: []string{"PATH"},
+	}
+	logPath := ts.MkAbs("githttp.log")
+	var mu sync.Mutex
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	ts.Check(err)
+	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		if f, err := os.OpenFile(logPath, os.O_APPEND|os.O_CREATE|os.O_WRONLY, 0o644); err == nil {
+			fmt.Fprintf(f, "%s %s\n", r.Method, r.URL.Path)
+			f.Close()
+		}
+		mu.Unlock()
+		backend.ServeHTTP(w, r)
+	})}
+	go srv.Serve(ln)
+	ts.Defer(func() { srv.Close() })
+	ts.Setenv("GITHTTP", "http://"+ln.Addr().String())
 }

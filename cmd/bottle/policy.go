@@ -20,6 +20,7 @@ type PolicyCmd struct {
 type PolicyCheckCmd struct {
 	Args   []string `arg:"" name:"[profile] host[:port]" help:"An optional profile (default: ./bottle.star, else the shipped claude.star), then HOST or HOST:PORT (port 443 if omitted)."`
 	Format string   `enum:"text,json" default:"text" help:"Output format: text or json."`
+	RepoFlags
 }
 
 // Help explains the exit codes.
@@ -56,7 +57,7 @@ func (c *PolicyCheckCmd) Run(g *Globals) error {
 	if err != nil {
 		return usageErr(err)
 	}
-	p, err := loadPlan(g, profile)
+	p, err := loadPlan(g, profile, c.RepoFlags)
 	if err != nil {
 		return err
 	}

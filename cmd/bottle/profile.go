@@ -5,26 +5,40 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"strings"
 
 	"github.com/bottle-dev/bottle/plan"
 	"github.com/bottle-dev/bottle/profiles"
 	bstar "github.com/bottle-dev/bottle/starlark"
+	"github.com/bottle-dev/bottle/starlark/repocache"
 )
 
 // defaultProfile is the profile used when none is given.
 const defaultProfile = "bottle.star"
 
+// RepoFlags are the flags of the commands that read shared repositories.
+type RepoFlags struct {
+	OverrideRepo []string `name:"override-repo" placeholder:"NAME=DIR" help:"Read repository NAME from the local directory DIR instead of what bottle.root declares; the plan shows it. Repeatable."`
+}
+
 // loadPlan evaluates the profile at arg (or ./bottle.star, else the
-// shipped claude.star) and builds its plan. It reads files and nothing else.
-func loadPlan(g *Globals, arg string) (*plan.Plan, error) {
+// shipped claude.star) and builds its plan. It reads files and nothing
+// else: repositories come from the cache or an override, never the network.
+func loadPlan(g *Globals, arg string, rf RepoFlags) (*plan.Plan, error) {
+	src, err := openProfile(arg, rf)
+	if err != nil {
+		return nil, err
+	}
+	return evalPlan(g, src)
+}
+
+// openProfile finds the profile at arg (or ./bottle.star, else the shipped
+// claude.star), reads the repositories its bottle.root declares and
+// applies the overrides.
+func openProfile(arg string, rf RepoFlags) (*bstar.Source, error) {
 	wd, err := os.Getwd()
 	if err != nil {
 		return nil, fmt.Errorf("find the current directory: %w", err)
-	}
-	home, _ := os.UserHomeDir()
-	sh, err := stateHome()
-	if err != nil {
-		return nil, err
 	}
 	var src *bstar.Source
 	switch {
@@ -40,7 +54,34 @@ func loadPlan(g *Globals, arg string) (*plan.Plan, error) {
 	if err != nil {
 		return nil, usageErr(err)
 	}
-	p, err := bstar.Load(g.Ctx, src, bstar.Options{Stderr: g.Stderr, Home: home}, bstar.Env{Workspace: wd, StateHome: sh})
+	for _, o := range rf.OverrideRepo {
+		name, dir, ok := strings.Cut(o, "=")
+		if !ok || name == "" || dir == "" {
+			return nil, usageErr(fmt.Errorf("--override-repo %q: write NAME=DIR, as in --override-repo acme=../bottle-profiles", o))
+		}
+		if err := src.OverrideRepo(name, dir); err != nil {
+			return nil, usageErr(err)
+		}
+	}
+	return src, nil
+}
+
+// evalPlan evaluates src and builds its plan.
+func evalPlan(g *Globals, src *bstar.Source) (*plan.Plan, error) {
+	wd, err := os.Getwd()
+	if err != nil {
+		return nil, fmt.Errorf("find the current directory: %w", err)
+	}
+	home, _ := os.UserHomeDir()
+	sh, err := stateHome()
+	if err != nil {
+		return nil, err
+	}
+	cache, err := repocache.Root()
+	if err != nil && len(src.Repos) > 0 {
+		return nil, err
+	}
+	p, err := bstar.Load(g.Ctx, src, bstar.Options{Stderr: g.Stderr, Home: home, RepoCache: cache}, bstar.Env{Workspace: wd, StateHome: sh})
 	if err != nil {
 		return nil, profileErr(err)
 	}

@@ -11,6 +11,7 @@ type StartCmd struct {
 	DryRun  bool   `help:"Evaluate the profile and print the plan; create nothing and run nothing."`
 	Format  string `enum:"text,json" default:"text" help:"Output format of the plan: text or json."`
 	Yes     bool   `short:"y" help:"Do not ask before launching a profile whose digest has not been approved."`
+	RepoFlags
 }
 
 // Help explains the one-off command form.
@@ -21,9 +22,22 @@ and bottle exits with its exit code:
   bottle start --yes profile.star -- make test`
 }
 
-// Run evaluates the profile and prints or launches it.
+// Run evaluates the profile and prints or launches it. Before a launch
+// (not a dry run) it fetches the repositories that are not in the cache
+// yet, saying so on stderr: DESIGN.md §5 has only bottle fetch fill the
+// cache, but issue 15, which wins where they differ, lets start fetch
+// first. A dry run, like check, only reads the cache.
 func (c *StartCmd) Run(g *Globals) error {
-	p, err := loadPlan(g, c.Profile)
+	src, err := openProfile(c.Profile, c.RepoFlags)
+	if err != nil {
+		return err
+	}
+	if !c.DryRun {
+		if err := fetchRepos(g, src, false); err != nil {
+			return err
+		}
+	}
+	p, err := evalPlan(g, src)
 	if err != nil {
 		return err
 	}

@@ -16,6 +16,18 @@ func writeSummary(w io.Writer, p *plan.Plan) error {
 	row := func(cols ...string) { fmt.Fprintln(tw, strings.Join(cols, "\t")) }
 
 	row("profile", p.Profile.Label, p.Profile.Path)
+	for _, r := range p.Repos {
+		switch {
+		case r.Override && r.URL != "":
+			row("repo", "@"+r.Name, r.Path+" (--override-repo of "+r.URL+" at "+r.Commit+")")
+		case r.Override:
+			row("repo", "@"+r.Name, r.Path+" (--override-repo)")
+		case r.URL != "":
+			row("repo", "@"+r.Name, r.URL+" at "+r.Commit)
+		default:
+			row("repo", "@"+r.Name, r.Path)
+		}
+	}
 	b := p.Backend
 	res := []string{}
 	if b.CPUs > 0 {
