@@ -99,12 +99,17 @@ func New(cfg Config) (*Gate, error) {
 	if logw == nil {
 		logw = io.Discard
 	}
+	sc, err := newScanner()
+	if err != nil {
+		return nil, fmt.Errorf("git gate: %w", err)
+	}
 	home := filepath.Join(cfg.StateDir, "git-gate", "home")
 	g := &Gate{
 		git:             bin,
 		baseEnv:         baseEnv(home),
 		remotes:         make(map[string]*remote),
-		log:             slog.New(slog.NewJSONHandler(logw, nil)),
+		log:             slog.New(slog.NewJSONHandler(withholdWriter{w: logw, sc: sc}, nil)),
+		scanner:         sc,
 		upstreamTimeout: cfg.UpstreamTimeout,
 		maxPushBytes:    cfg.MaxPushBytes,
 	}
@@ -140,11 +145,6 @@ func New(cfg Config) (*Gate, error) {
 			return nil, fmt.Errorf("git gate: create %s: %w", d, err)
 		}
 	}
-	sc, err := newScanner()
-	if err != nil {
-		return nil, fmt.Errorf("git gate: %w", err)
-	}
-	g.scanner = sc
 	return g, nil
 }
 

@@ -58,6 +58,8 @@ type sideband struct {
 	w       io.Writer
 	enabled bool
 	err     error
+	// clean, when set, withholds secrets from every message.
+	clean func(string) string
 }
 
 func (s *sideband) write(band byte, data []byte) {
@@ -82,7 +84,11 @@ func (s *sideband) write(band byte, data []byte) {
 
 // message sends one line to the client's terminal as "remote: <line>".
 func (s *sideband) message(format string, args ...any) {
-	s.write(2, []byte(fmt.Sprintf(format, args...)+"\n"))
+	msg := fmt.Sprintf(format, args...)
+	if s.clean != nil {
+		msg = s.clean(msg)
+	}
+	s.write(2, []byte(msg+"\n"))
 }
 
 // finish ends the sideband stream with a flush packet.

@@ -187,7 +187,7 @@ func (g *Gate) receivePack(w http.ResponseWriter, req *http.Request, r *remote) 
 		// an empty result, and so does the gate.
 		return
 	}
-	sb := &sideband{w: w, enabled: caps["side-band-64k"]}
+	sb := &sideband{w: w, enabled: caps["side-band-64k"], clean: g.scanner.withhold}
 
 	pack := &pushLimit{r: br, limit: g.maxPushBytes}
 	res := g.processPush(req.Context(), r, cmds, pack, sb)
@@ -199,7 +199,7 @@ func (g *Gate) receivePack(w http.ResponseWriter, req *http.Request, r *remote) 
 
 	var rep bytes.Buffer
 	if res.unpackErr != nil {
-		rep.Write(pktLine([]byte("unpack " + oneLine(res.unpackErr.Error()) + "\n")))
+		rep.Write(pktLine([]byte("unpack " + oneLine(g.scanner.withhold(res.unpackErr.Error())) + "\n")))
 	} else {
 		rep.Write(pktLine([]byte("unpack ok\n")))
 	}
@@ -207,7 +207,7 @@ func (g *Gate) receivePack(w http.ResponseWriter, req *http.Request, r *remote) 
 		if c.reason == "" {
 			rep.Write(pktLine([]byte("ok " + c.ref + "\n")))
 		} else {
-			rep.Write(pktLine([]byte("ng " + c.ref + " " + oneLine(c.reason) + "\n")))
+			rep.Write(pktLine([]byte("ng " + c.ref + " " + oneLine(g.scanner.withhold(c.reason)) + "\n")))
 		}
 	}
 	rep.Write(pktFlush)
@@ -281,15 +281,37 @@ func (g *Gate) processPush(ctx context.Context, r *remote, cmds []*command, pack
 			refuseAll("git gate: internal error")
 			return pushResult{unpackErr: fmt.Errorf("create quarantine: %w", err)}
 		}
-		_, err := g.run(ctx, gitCmd{dir: r.dir, env: qenv, stdin: pack, args: []string{
-			"index-pack", "--stdin", "--fix-thin", "--strict", fmt.Sprintf("--max-input-size=%d", g.maxPushBytes+1),
-		}}, credential{})
+		// The pack is read and its sizes checked on its way to a file
+		// in the quarantine, before index-pack inflates anything.
+		f, err := os.CreateTemp(q, "push-*.pack")
+		if err != nil {
+			refuseAll("git gate: internal error")
+			return pushResult{unpackErr: fmt.Errorf("create quarantine: %w", err)}
+		}
+		defer f.Close()
+		err = checkPack(pack, f, len(zeroOID(format))/2, g.maxPushBytes)
+		var tl *PushTooLargeError
 		if pack.exceeded {
-			tl := &PushTooLargeError{Size: pack.n, Limit: g.maxPushBytes, Pack: true}
+			tl = &PushTooLargeError{Size: pack.n, Limit: g.maxPushBytes, Pack: true}
+		} else {
+			errors.As(err, &tl)
+		}
+		if tl != nil {
 			sb.message("git-gate: PUSH REFUSED: %s; nothing was forwarded.", tl)
 			refuseAll("push too large for the gate's secret scan")
 			return pushResult{tooLarge: true}
 		}
+		if err != nil {
+			refuseAll("unpacker error")
+			return pushResult{unpackErr: fmt.Errorf("unpack: malformed pack: %w", err)}
+		}
+		if _, err := f.Seek(0, io.SeekStart); err != nil {
+			refuseAll("git gate: internal error")
+			return pushResult{unpackErr: err}
+		}
+		_, err = g.run(ctx, gitCmd{dir: r.dir, env: qenv, stdin: f, args: []string{
+			"index-pack", "--stdin", "--fix-thin", "--strict", fmt.Sprintf("--max-input-size=%d", g.maxPushBytes+1),
+		}}, credential{})
 		if err != nil {
 			refuseAll("unpacker error")
 			return pushResult{unpackErr: fmt.Errorf("unpack: %w", err)}
@@ -721,13 +743,9 @@ func (g *Gate) adoptPush(ctx context.Context, r *remote, cmds []*command, q stri
 func (g *Gate) logPush(r *remote, cmds []*command, res pushResult, start time.Time) {
 	var refs, refused []string
 	for _, c := range cmds {
-		ref := c.ref
-		if g.scanner.matches(ref) {
-			ref = fmt.Sprintf("(name of update %d withheld: it matches a secret rule)", c.n)
-		}
-		refs = append(refs, ref)
+		refs = append(refs, c.ref)
 		if c.reason != "" {
-			refused = append(refused, ref+": "+c.reason)
+			refused = append(refused, c.ref+": "+c.reason)
 		}
 	}
 	var fs []string

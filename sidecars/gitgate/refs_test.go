@@ -166,7 +166,7 @@ func TestPushOverLimitRefused(t *testing.T) {
 		name, content, want string
 	}{
 		// Random words: the pack itself is over the limit.
-		{"pack", wordsText(7, 3<<20), "more than the gate's limit of 1 MiB of pack data"},
+		{"pack", wordsText(7, 3<<20), "more than the gate's limit of 1 MiB"},
 		// One line repeated: a small pack whose objects are over the limit.
 		{"objects", strings.Repeat("the same line again\n", 150000), "more than the gate's limit of 1 MiB of new objects"},
 		// A small gzip file that decompresses past the limit.

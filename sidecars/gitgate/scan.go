@@ -4,13 +4,16 @@ import (
 	"archive/zip"
 	"bufio"
 	"bytes"
+	"cmp"
 	"compress/gzip"
 	"context"
+	"encoding/binary"
 	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
 	"os/exec"
+	"path"
 	"runtime"
 	"slices"
 	"strconv"
@@ -59,7 +62,8 @@ type Finding struct {
 	// Commit is the commit that holds the blob, tree or message; for a
 	// tag, the tag object.
 	Commit string
-	// Object is the tree of a path-name finding.
+	// Object is the tree of a path-name finding, or the blob of a file
+	// finding.
 	Object string
 	// Update is the 1-based position, in the push, of the ref update whose
 	// name holds the secret (WhereRefName).
@@ -160,13 +164,34 @@ func newScanner() (*scanner, error) {
 	return &scanner{det: det}, nil
 }
 
-// withoutPathAllowlists drops the path condition of every allowlist that
-// matches on any one condition ("OR"), and the allowlists left empty.
-// Allowlists that need all conditions ("AND") only get narrower with a path,
-// so they stay as they are.
+// withoutPathAllowlists drops what the pushed content chooses freely
+// from the allowlists: the regexes of every allowlist that tests the whole
+// line (generic-api-key's "--mount=type=secret," would otherwise work as
+// an inline allow comment), and the path condition of every allowlist
+// that matches on any one condition ("OR"); then the allowlists left
+// empty. Allowlists that need all conditions ("AND") only get narrower
+// with a path, so their paths stay.
 func withoutPathAllowlists(in []*config.Allowlist) []*config.Allowlist {
 	var out []*config.Allowlist
 	for _, a := range in {
+		if a.RegexTarget == "line" && len(a.Regexes) > 0 {
+			// A fresh value: a copy would carry the original's
+			// "validated" mark, and Validate would pass it empty.
+			na := &config.Allowlist{
+				Description:    a.Description,
+				MatchCondition: a.MatchCondition,
+				Commits:        a.Commits,
+				Paths:          a.Paths,
+				StopWords:      a.StopWords,
+			}
+			if na.MatchCondition == config.AllowlistMatchAnd {
+				na.Paths = nil // the path alone would now allow everything in it
+			}
+			if na.Validate() != nil {
+				continue
+			}
+			a = na
+		}
 		if a.MatchCondition == config.AllowlistMatchAnd || len(a.Paths) == 0 {
 			out = append(out, a)
 			continue
@@ -222,6 +247,48 @@ func (s *scanner) detect(text string, firstLine int, p Finding) []hit {
 // a path that would show a secret.
 func (s *scanner) matches(text string) bool {
 	return len(s.detect(text, 1, Finding{Where: WhereRefName})) > 0
+}
+
+// withhold returns text with every secret the detector finds in it
+// replaced by "[withheld: <rule>]". When a finding cannot be cut out (it
+// was found in a decoded form, or replacing did not remove it), the whole
+// text is replaced by a notice. Every log line and every message of the
+// gate's own passes through it, since git's errors and the gate's quote
+// what a client sent (ref names, file names, .gitmodules URLs).
+func (s *scanner) withhold(text string) string {
+	for range 4 {
+		hits := s.detect(text, 1, Finding{Where: WhereRefName})
+		if len(hits) == 0 {
+			return text
+		}
+		for _, h := range hits {
+			if h.secret == "" || !strings.Contains(text, h.secret) {
+				return "[withheld: this text matches the secret rule " + h.RuleID + "]"
+			}
+			text = strings.ReplaceAll(text, h.secret, "[withheld: "+h.RuleID+"]")
+		}
+	}
+	return "[withheld: this text matches a secret rule]"
+}
+
+// withholdWriter writes each line (slog's JSON handler writes one per
+// call) with its secrets withheld; a line withheld whole becomes a JSON
+// object saying so.
+type withholdWriter struct {
+	w  io.Writer
+	sc *scanner
+}
+
+func (ww withholdWriter) Write(p []byte) (int, error) {
+	line := strings.TrimSuffix(string(p), "\n")
+	out := ww.sc.withhold(line)
+	if out != line && strings.HasPrefix(out, "[withheld: this text") {
+		out = fmt.Sprintf(`{"level":"WARN","msg":%q}`, "log line withheld: "+strings.Trim(out, "[]"))
+	}
+	if _, err := io.WriteString(ww.w, out+"\n"); err != nil {
+		return 0, err
+	}
+	return len(p), nil
 }
 
 // Fragments: a text longer than fragmentSize is scanned in pieces that
@@ -410,13 +477,13 @@ func (g *Gate) scanPush(ctx context.Context, dir string, qenv []string, cmds []*
 	if st.size > limit {
 		return nil, st, &PushTooLargeError{Size: st.size, Limit: limit}
 	}
-	v := &viewer{pool: pool, budget: limit, limit: limit, hashLen: hashLen(format)}
+	v := &viewer{pool: pool, budget: limit, limit: limit, hashLen: hashLen(format), paths: map[string]map[string]bool{}}
 	if err := sg.eachContent(objs, v.object); err != nil {
 		return nil, st, err
 	}
 	hits, bytes := pool.stop()
 	st.bytes = bytes
-	hits, err = sg.forgiveUpstream(hits, boundary, g.scanner, limit)
+	hits, err = sg.forgiveUpstream(hits, boundary, v.paths, g.scanner, limit)
 	if err != nil {
 		return nil, st, err
 	}
@@ -601,6 +668,9 @@ type viewer struct {
 	budget  int64 // decompressed bytes still allowed
 	limit   int64
 	hashLen int
+	// paths holds, for each blob an entry of a new tree names, the paths
+	// it has there (a tree's path as rev-list gives it, then the entry).
+	paths map[string]map[string]bool
 }
 
 // maxArchiveDepth bounds archives inside archives.
@@ -609,7 +679,7 @@ const maxArchiveDepth = 4
 func (v *viewer) object(o newObject, data []byte) error {
 	switch o.kind {
 	case "blob":
-		return v.content(data, Finding{Where: WhereFile, File: o.path, Commit: o.commit}, 0)
+		return v.content(data, Finding{Where: WhereFile, File: o.path, Commit: o.commit, Object: o.oid}, 0)
 	case "tree":
 		return v.tree(o, data)
 	case "commit", "tag":
@@ -626,14 +696,20 @@ func (v *viewer) object(o newObject, data []byte) error {
 // decoded view of them.
 func (v *viewer) content(data []byte, p Finding, depth int) error {
 	v.pool.add(string(data), p)
+	var err error
 	switch {
 	case bytes.HasPrefix(data, []byte{0xff, 0xfe}) && !bytes.HasPrefix(data, []byte{0xff, 0xfe, 0, 0}):
-		return v.decoded(data, p, "UTF-16", unicode.UTF16(unicode.LittleEndian, unicode.ExpectBOM))
+		err = v.decoded(data, p, "UTF-16", unicode.UTF16(unicode.LittleEndian, unicode.ExpectBOM))
 	case bytes.HasPrefix(data, []byte{0xfe, 0xff}):
-		return v.decoded(data, p, "UTF-16", unicode.UTF16(unicode.BigEndian, unicode.ExpectBOM))
-	case bytes.IndexByte(data, 0) >= 0:
-		// UTF-16 or UTF-32 without a byte-order mark, or text inside a
-		// binary format: with the NUL bytes gone, ASCII reads as ASCII.
+		err = v.decoded(data, p, "UTF-16", unicode.UTF16(unicode.BigEndian, unicode.ExpectBOM))
+	}
+	if err != nil {
+		return err
+	}
+	if bytes.IndexByte(data, 0) >= 0 {
+		// UTF-16 or UTF-32 without a byte-order mark (or behind the wrong
+		// one), or text inside a binary format: with the NUL bytes gone,
+		// ASCII reads as ASCII.
 		q := p
 		q.Decoded = joinDecoded(p.Decoded, "NUL bytes removed")
 		v.pool.add(string(bytes.ReplaceAll(data, []byte{0}, nil)), q)
@@ -676,8 +752,12 @@ func describe(p Finding) string {
 // read as one cannot be scanned, so it refuses the push.
 func (v *viewer) archive(data []byte, p Finding, depth int) error {
 	isGzip := len(data) >= 3 && data[0] == 0x1f && data[1] == 0x8b && data[2] == 8
-	isZip := bytes.HasPrefix(data, []byte("PK\x03\x04")) || bytes.HasPrefix(data, []byte("PK\x05\x06"))
-	if !isGzip && !isZip {
+	startsZip := bytes.HasPrefix(data, []byte("PK\x03\x04")) || bytes.HasPrefix(data, []byte("PK\x05\x06"))
+	// A zip may follow other data (a self-extracting archive): its
+	// end record is in its last 64 KiB (the comment is at most 65535
+	// bytes), and readers find it there.
+	endsZip := bytes.Contains(data[max(0, len(data)-(22+65535)):], []byte("PK\x05\x06"))
+	if !isGzip && !startsZip && !endsZip {
 		return nil
 	}
 	if depth >= maxArchiveDepth {
@@ -697,8 +777,14 @@ func (v *viewer) archive(data []byte, p Finding, depth int) error {
 		return v.content(out, q, depth+1)
 	}
 	zr, err := zip.NewReader(bytes.NewReader(data), int64(len(data)))
+	if err != nil && !startsZip {
+		return nil // an end record by chance, in data that is no zip
+	}
 	if err != nil {
 		return fmt.Errorf("cannot scan %s: it starts like a zip archive but cannot be read as one: %w", describe(p), err)
+	}
+	if hiddenZipMember(data, zr) {
+		return fmt.Errorf("cannot scan %s: it holds a zip member that its central directory does not list (streaming readers would unpack it)", describe(p))
 	}
 	var names strings.Builder
 	for _, f := range zr.File {
@@ -733,6 +819,47 @@ func (v *viewer) archive(data []byte, p Finding, depth int) error {
 	return nil
 }
 
+// hiddenZipMember reports whether data holds a local file header that is
+// neither inside a listed member's data nor the header of a listed
+// member: a member that readers which follow the central directory (Go's,
+// Info-ZIP's) skip and streaming readers (Java's ZipInputStream) unpack.
+func hiddenZipMember(data []byte, zr *zip.Reader) bool {
+	type span struct{ from, to int64 }
+	spans := make([]span, 0, len(zr.File))
+	starts := make(map[int64]bool, len(zr.File))
+	for _, f := range zr.File {
+		off, err := f.DataOffset()
+		if err != nil {
+			return true
+		}
+		starts[off] = true
+		spans = append(spans, span{off, off + int64(f.CompressedSize64)})
+	}
+	slices.SortFunc(spans, func(a, b span) int { return cmp.Compare(a.from, b.from) })
+	sig := []byte("PK\x03\x04")
+	for i := 0; ; {
+		j := bytes.Index(data[i:], sig)
+		if j < 0 {
+			return false
+		}
+		p := int64(i + j)
+		i += j + 1
+		// Inside the data of a listed member (a stored archive in it)?
+		k, _ := slices.BinarySearchFunc(spans, p+1, func(s span, t int64) int { return cmp.Compare(s.from, t) })
+		if k > 0 && p < spans[k-1].to {
+			continue
+		}
+		if p+30 > int64(len(data)) {
+			return true
+		}
+		nameLen := int64(binary.LittleEndian.Uint16(data[p+26:]))
+		extraLen := int64(binary.LittleEndian.Uint16(data[p+28:]))
+		if !starts[p+30+nameLen+extraLen] {
+			return true
+		}
+	}
+}
+
 // readBounded reads decompressed data, counting it against the budget.
 func (v *viewer) readBounded(r io.Reader, p Finding) ([]byte, error) {
 	out, err := io.ReadAll(io.LimitReader(r, v.budget+1))
@@ -757,9 +884,16 @@ func (v *viewer) tree(o newObject, data []byte) error {
 			return fmt.Errorf("cannot read tree %s", o.oid)
 		}
 		mode, name := string(rest[:sp]), rest[sp+1:nul]
+		oid := hex.EncodeToString(rest[nul+1 : nul+1+v.hashLen])
 		b.Write(name)
-		if mode == "160000" {
-			b.WriteString(" " + hex.EncodeToString(rest[nul+1:nul+1+v.hashLen]))
+		switch mode {
+		case "160000":
+			b.WriteString(" " + oid)
+		case "100644", "100755", "120000":
+			if v.paths[oid] == nil {
+				v.paths[oid] = map[string]bool{}
+			}
+			v.paths[oid][path.Join(o.path, string(name))] = true
 		}
 		b.WriteByte('\n')
 		rest = rest[nul+1+v.hashLen:]
@@ -807,12 +941,19 @@ func (v *viewer) message(data []byte, p Finding) error {
 // has: the same rule matching the same text in the file at the same path
 // in one of the boundary commits (the upstream commits the push builds
 // on). Those are edits of a file that already held it; everything else
-// stays.
-func (s *scanGit) forgiveUpstream(hits []hit, boundary []string, sc *scanner, limit int64) ([]hit, error) {
+// stays. A hit is never forgiven when it was found in a decoded view or
+// an archive member, when its rule matched on the path alone (an empty
+// secret: a new key in an old ".p12" file), or when the new trees put its
+// blob at more than one path (a copy of the file beside the edit).
+func (s *scanGit) forgiveUpstream(hits []hit, boundary []string, blobPaths map[string]map[string]bool, sc *scanner, limit int64) ([]hit, error) {
 	type key struct{ path, rule, secret string }
+	forgivable := func(h hit) bool {
+		return h.Where == WhereFile && h.Decoded == "" && !strings.Contains(h.File, "!") &&
+			h.secret != "" && len(blobPaths[h.Object]) <= 1
+	}
 	paths := map[string]bool{}
 	for _, h := range hits {
-		if h.Where == WhereFile && h.Decoded == "" && !strings.Contains(h.File, "!") {
+		if forgivable(h) {
 			paths[h.File] = true
 		}
 	}
@@ -857,7 +998,7 @@ func (s *scanGit) forgiveUpstream(hits []hit, boundary []string, sc *scanner, li
 		}
 	}
 	return slices.DeleteFunc(hits, func(h hit) bool {
-		return h.Where == WhereFile && known[key{h.File, h.RuleID, h.secret}]
+		return forgivable(h) && known[key{h.File, h.RuleID, h.secret}]
 	}), nil
 }
 
