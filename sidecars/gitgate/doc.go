@@ -32,36 +32,47 @@
 //     every new object must be complete; deleting a protected branch, or a
 //     non-fast-forward update of one, is refused (Protected entries are
 //     branch names or path.Match patterns);
-//  3. the commits not reachable from any mirror ref (for an existing branch,
-//     old..new less what upstream already has) are scanned with gitleaks:
-//     each commit's diff to its parent, a merge's lines that are new against
-//     every parent, every commit message and new annotated tag;
+//  3. everything the push would add upstream is scanned with gitleaks
+//     (see "The scan");
 //  4. only if nothing was found, the commands are pushed upstream with the
 //     gate's credential, each with --force-with-lease on the value checked in
 //     step 2, and upstream's verdict per ref is reported back; the quarantined
 //     pack then moves into the mirror.
 //
+// Before step 1 the pack is read on its way to a file (checkPack): every
+// object's size, and every delta's result size, counts against
+// Config.MaxPushBytes, so index-pack never inflates more than that. A
+// request of one flush packet is git's probe before a large push and is
+// answered 200, as git-http-backend does. Protected tags (every tag by
+// default) may be created but not moved or deleted; ref names git refuses
+// or that confuse tools (HEAD, invisible characters, …) are refused.
+//
 // Findings are reported as "remote:" lines and "ng <ref> <reason>" statuses
-// naming rule, file, line and commit — never the secret — and upstream is
-// left unchanged.
+// naming rule, place, line and commit — never the secret — and upstream is
+// left unchanged. Every log line and every message of the gate passes
+// through the detector, and what matches is withheld: git's own errors
+// quote what a client sent.
 //
 // # The scan
 //
-// gitleaks (github.com/zricethezav/gitleaks/v8) runs as a library on patches
-// the gate produces with git itself, with the gate's own configuration: the
-// built-in default rules, read by the gate, never a .gitleaks.toml or
-// GITLEAKS_CONFIG from anywhere; inline "gitleaks:allow" comments are ignored
-// (Detector.IgnoreGitleaksAllow) and no .gitleaksignore or baseline is
-// loaded; allowlist entries that skip whole paths (images, lock files,
-// vendor/ and node_modules/ in the default rules) are removed, since a
-// pushed repository chooses its own file names. Diffs are made without
-// textconv, external diff drivers or the pushed trees' .gitattributes (a
-// "-diff" attribute would hide a file's text). Each added run of lines is
-// scanned as one fragment that starts at its line number in the file, so
-// findings carry real paths and line numbers; the number of added lines
-// parsed is checked against git's own count, and any shortfall refuses the
-// push. Binary files are checked against gitleaks' path rules only, as
-// gitleaks itself does.
+// gitleaks (github.com/zricethezav/gitleaks/v8) runs as a library with the
+// gate's own configuration: the built-in default rules, read by the gate,
+// never a .gitleaks.toml or GITLEAKS_CONFIG from anywhere; inline
+// "gitleaks:allow" comments are ignored (Detector.IgnoreGitleaksAllow), no
+// .gitleaksignore or baseline is loaded, and allowlist conditions the
+// pushed content chooses (paths, whole lines) are removed.
+//
+// It reads every object the push makes reachable that no upstream branch
+// or tag reaches (git rev-list --objects), as stored, not as a diff: each
+// commit and annotated tag object whole (headers, identities, signatures,
+// message, also decoded from a commit's encoding header), through tags of
+// tags; each tree's entry names; each blob's bytes in full, binary or not,
+// with its decoded views (UTF-16 with a byte-order mark, NUL bytes
+// removed, gzip and zip members and names); and every pushed ref name.
+// Large texts are scanned in overlapping pieces on every CPU. A finding in
+// a file whose same path in the upstream commit the push builds on already
+// held the same secret is an edit of that file and is not reported.
+// Anything that cannot be read or decoded refuses the push.
 //
 // # Why the git binary
 //
