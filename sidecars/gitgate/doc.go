@@ -1,7 +1,8 @@
 // Package gitgate is bottle's git gate: a smart-HTTP git server that fronts
 // each upstream repository of a bottle through a local mirror, holds the
 // upstream credentials, and forwards a push only after a gitleaks scan of
-// exactly the new commits finds nothing (DESIGN.md §2 invariants 3 and 4).
+// everything it would add upstream finds nothing (DESIGN.md §2 invariants 3
+// and 4).
 //
 // # URLs and the sandbox's git config
 //
