@@ -108,7 +108,7 @@ func New(cfg Config) (*Gate, error) {
 		git:             bin,
 		baseEnv:         baseEnv(home),
 		remotes:         make(map[string]*remote),
-		log:             slog.New(slog.NewJSONHandler(withholdWriter{w: logw, sc: sc}, nil)),
+		log:             slog.New(slog.NewJSONHandler(withholdWriter{w: logw, sc: sc}, &slog.HandlerOptions{ReplaceAttr: sc.withholdAttr})),
 		scanner:         sc,
 		upstreamTimeout: cfg.UpstreamTimeout,
 		maxPushBytes:    cfg.MaxPushBytes,

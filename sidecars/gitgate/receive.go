@@ -124,6 +124,7 @@ func isOID(s string) bool {
 func readCommands(br *bufio.Reader) ([]*command, map[string]bool, error) {
 	var cmds []*command
 	caps := make(map[string]bool)
+	var total int
 	for {
 		pkt, err := readPkt(br)
 		if errors.Is(err, errFlush) {
@@ -131,6 +132,9 @@ func readCommands(br *bufio.Reader) ([]*command, map[string]bool, error) {
 		}
 		if err != nil {
 			return nil, nil, err
+		}
+		if total += len(pkt); total > maxCommandBytes {
+			return nil, nil, fmt.Errorf("the ref updates take more than %s", formatBytes(maxCommandBytes))
 		}
 		line := strings.TrimSuffix(string(pkt), "\n")
 		if strings.HasPrefix(line, "shallow ") {
@@ -145,7 +149,10 @@ func readCommands(br *bufio.Reader) ([]*command, map[string]bool, error) {
 		}
 		f := strings.Fields(line)
 		if len(f) != 3 || !isOID(f[0]) || !isOID(f[1]) || len(f[0]) != len(f[1]) {
-			return nil, nil, fmt.Errorf("malformed push command %q", line)
+			return nil, nil, fmt.Errorf("malformed push command %d", len(cmds)+1)
+		}
+		if len(f[2]) > maxRefBytes {
+			return nil, nil, fmt.Errorf("push command %d: ref name longer than %d bytes", len(cmds)+1, maxRefBytes)
 		}
 		cmds = append(cmds, &command{old: f[0], new: f[1], ref: f[2], n: len(cmds) + 1})
 		if len(cmds) > 10000 {
@@ -218,8 +225,13 @@ func (g *Gate) receivePack(w http.ResponseWriter, req *http.Request, r *remote) 
 	g.logPush(r, cmds, res, start)
 }
 
-// maxCommandBytes bounds the ref commands before a push's pack.
-const maxCommandBytes = 16 << 20
+// maxCommandBytes bounds the ref commands before a push's pack, and
+// maxRefBytes one ref name: a longer one is refused before it is echoed,
+// scanned or logged anywhere.
+const (
+	maxCommandBytes = 2 << 20
+	maxRefBytes     = 1024
+)
 
 // pushLimit reads a push's pack and fails once it has read more than
 // limit bytes, remembering that it did.
@@ -367,7 +379,7 @@ func (g *Gate) processPush(ctx context.Context, r *remote, cmds []*command, pack
 		refuseAll("upstream push failed")
 		return pushResult{upstream: upstream}
 	}
-	if err := g.adoptPush(ctx, r, live, q); err != nil {
+	if err := g.adoptPush(ctx, r, live, qenv); err != nil {
 		// Upstream has the push; the mirror catches up on the next refresh.
 		g.log.Warn("update mirror after push", "remote", r.Name, "error", err.Error())
 	}
@@ -528,7 +540,7 @@ func checkRefName(ref string) error {
 	switch {
 	case name == "":
 		return invalid("empty")
-	case len(ref) > 1024:
+	case len(ref) > maxRefBytes:
 		return invalid("longer than 1024 bytes")
 	case !utf8.ValidString(ref):
 		return invalid("not UTF-8")
@@ -693,11 +705,14 @@ func parsePorcelain(out string) map[string]verdict {
 	return v
 }
 
-// adoptPush moves the quarantined objects into the mirror and moves the
-// mirror's refs the way upstream just accepted, so the next fetch through
-// the gate needs nothing from upstream.
-func (g *Gate) adoptPush(ctx context.Context, r *remote, cmds []*command, q string) error {
-	var upd strings.Builder
+// adoptPush copies into the mirror what the accepted commands reach and
+// it lacks, as one new pack made by `git pack-objects --revs`, and moves
+// the mirror's refs the way upstream just accepted, so the next fetch
+// through the gate needs nothing from upstream. Objects of the pushed pack
+// that no accepted ref reaches are left in the quarantine, which is
+// removed: a push cannot grow the mirror with objects nothing uses.
+func (g *Gate) adoptPush(ctx context.Context, r *remote, cmds []*command, qenv []string) error {
+	var upd, revs strings.Builder
 	for _, c := range cmds {
 		if c.reason != "" {
 			continue
@@ -706,36 +721,29 @@ func (g *Gate) adoptPush(ctx context.Context, r *remote, cmds []*command, q stri
 			fmt.Fprintf(&upd, "delete %s %s\n", c.ref, c.old)
 		} else {
 			fmt.Fprintf(&upd, "update %s %s %s\n", c.ref, c.new, c.old)
+			revs.WriteString(c.new + "\n")
 		}
 	}
 	if upd.Len() == 0 {
 		return nil
 	}
-	packs, err := filepath.Glob(filepath.Join(q, "pack", "pack-*"))
-	if err != nil {
-		return err
-	}
-	// The index goes last: git only looks at packs that have one.
-	slices.SortFunc(packs, func(a, b string) int {
-		ai, bi := strings.HasSuffix(a, ".idx"), strings.HasSuffix(b, ".idx")
-		switch {
-		case ai == bi:
-			return strings.Compare(a, b)
-		case ai:
-			return 1
+	if revs.Len() > 0 {
+		refs, err := g.mirrorRefs(ctx, r)
+		if err != nil {
+			return err
 		}
-		return -1
-	})
-	for _, p := range packs {
-		dst := filepath.Join(r.dir, "objects", "pack", filepath.Base(p))
-		if _, err := os.Stat(dst); err == nil {
-			continue
+		for _, oid := range refs {
+			revs.WriteString("^" + oid + "\n")
 		}
-		if err := os.Rename(p, dst); err != nil {
-			return fmt.Errorf("move pack into mirror: %w", err)
+		// Written straight into the mirror's pack directory (pack-objects
+		// writes the index last), read from mirror and quarantine alike.
+		if _, err := g.run(ctx, gitCmd{dir: r.dir, env: qenv, stdin: strings.NewReader(revs.String()), args: []string{
+			"pack-objects", "--revs", "--quiet", filepath.Join(r.dir, "objects", "pack", "pack"),
+		}}, credential{}); err != nil {
+			return fmt.Errorf("copy pushed objects into the mirror: %w", err)
 		}
 	}
-	_, err = g.run(ctx, gitCmd{dir: r.dir, stdin: strings.NewReader(upd.String()), args: []string{"update-ref", "--stdin"}}, credential{})
+	_, err := g.run(ctx, gitCmd{dir: r.dir, stdin: strings.NewReader(upd.String()), args: []string{"update-ref", "--stdin"}}, credential{})
 	return err
 }
 

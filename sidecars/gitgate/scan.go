@@ -5,6 +5,7 @@ import (
 	"bufio"
 	"bytes"
 	"cmp"
+	"compress/flate"
 	"compress/gzip"
 	"context"
 	"encoding/binary"
@@ -12,6 +13,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"os/exec"
 	"path"
 	"runtime"
@@ -269,6 +271,24 @@ func (s *scanner) withhold(text string) string {
 		}
 	}
 	return "[withheld: this text matches a secret rule]"
+}
+
+// withholdAttr withholds secrets from a log attribute's strings before
+// they are encoded: JSON escapes (a tab before a key becomes "\t") can
+// hide a secret from the scan of the encoded line, which withholdWriter
+// still does as a second layer.
+func (s *scanner) withholdAttr(_ []string, a slog.Attr) slog.Attr {
+	switch v := a.Value.Any().(type) {
+	case string:
+		return slog.String(a.Key, s.withhold(v))
+	case []string:
+		out := make([]string, len(v))
+		for i, e := range v {
+			out[i] = s.withhold(e)
+		}
+		return slog.Any(a.Key, out)
+	}
+	return a
 }
 
 // withholdWriter writes each line (slog's JSON handler writes one per
@@ -783,8 +803,12 @@ func (v *viewer) archive(data []byte, p Finding, depth int) error {
 	if err != nil {
 		return fmt.Errorf("cannot scan %s: it starts like a zip archive but cannot be read as one: %w", describe(p), err)
 	}
-	if hiddenZipMember(data, zr) {
-		return fmt.Errorf("cannot scan %s: it holds a zip member that its central directory does not list (streaming readers would unpack it)", describe(p))
+	if err := checkZipLayout(data, zr, v.budget); err != nil {
+		var tl *PushTooLargeError
+		if errors.As(err, &tl) {
+			return err
+		}
+		return fmt.Errorf("cannot scan %s: it is a zip archive that readers would unpack differently: %w", describe(p), err)
 	}
 	var names strings.Builder
 	for _, f := range zr.File {
@@ -819,45 +843,98 @@ func (v *viewer) archive(data []byte, p Finding, depth int) error {
 	return nil
 }
 
-// hiddenZipMember reports whether data holds a local file header that is
-// neither inside a listed member's data nor the header of a listed
-// member: a member that readers which follow the central directory (Go's,
-// Info-ZIP's) skip and streaming readers (Java's ZipInputStream) unpack.
-func hiddenZipMember(data []byte, zr *zip.Reader) bool {
+// checkZipLayout refuses a zip that readers can unpack differently.
+// Go's reader (and Info-ZIP's listing) follows the central directory;
+// streaming readers (Java's ZipInputStream, unzip on a pipe) follow the
+// local headers in order. The scan reads members the first way, so the two
+// must agree:
+//   - every local file header signature is either inside a listed
+//     member's data (a stored archive in it) or the local header of a
+//     listed member, and every listed member has one;
+//   - a member's local header names it the same, with the same method and
+//     flags, and (without a data descriptor) the same CRC and sizes; zip64
+//     local sizes are refused (a push is far below 4 GiB);
+//   - a deflated member's stream ends exactly at its listed size, and a
+//     stored one has no data descriptor (its end would be unknowable).
+func checkZipLayout(data []byte, zr *zip.Reader, budget int64) error {
 	type span struct{ from, to int64 }
 	spans := make([]span, 0, len(zr.File))
-	starts := make(map[int64]bool, len(zr.File))
+	byData := make(map[int64]*zip.File, len(zr.File))
 	for _, f := range zr.File {
 		off, err := f.DataOffset()
 		if err != nil {
-			return true
+			return err
 		}
-		starts[off] = true
+		if byData[off] != nil {
+			return errors.New("two members share their data")
+		}
+		byData[off] = f
 		spans = append(spans, span{off, off + int64(f.CompressedSize64)})
 	}
 	slices.SortFunc(spans, func(a, b span) int { return cmp.Compare(a.from, b.from) })
+	seen := make(map[*zip.File]bool, len(zr.File))
 	sig := []byte("PK\x03\x04")
 	for i := 0; ; {
 		j := bytes.Index(data[i:], sig)
 		if j < 0 {
-			return false
+			break
 		}
 		p := int64(i + j)
 		i += j + 1
-		// Inside the data of a listed member (a stored archive in it)?
 		k, _ := slices.BinarySearchFunc(spans, p+1, func(s span, t int64) int { return cmp.Compare(s.from, t) })
 		if k > 0 && p < spans[k-1].to {
 			continue
 		}
 		if p+30 > int64(len(data)) {
-			return true
+			return errors.New("a truncated local header")
 		}
-		nameLen := int64(binary.LittleEndian.Uint16(data[p+26:]))
-		extraLen := int64(binary.LittleEndian.Uint16(data[p+28:]))
-		if !starts[p+30+nameLen+extraLen] {
-			return true
+		h := data[p:]
+		nameLen := int64(binary.LittleEndian.Uint16(h[26:]))
+		extraLen := int64(binary.LittleEndian.Uint16(h[28:]))
+		f := byData[p+30+nameLen+extraLen]
+		if f == nil || p+30+nameLen > int64(len(data)) {
+			return errors.New("a member its central directory does not list")
+		}
+		flags, method := binary.LittleEndian.Uint16(h[6:]), binary.LittleEndian.Uint16(h[8:])
+		crc, csize, usize := binary.LittleEndian.Uint32(h[14:]), binary.LittleEndian.Uint32(h[18:]), binary.LittleEndian.Uint32(h[22:])
+		switch {
+		case string(h[30:30+nameLen]) != f.Name:
+			return errors.New("a member whose local name differs from its listed one")
+		case method != f.Method || flags&0x9 != f.Flags&0x9:
+			return errors.New("a member whose local method or flags differ from its listed ones")
+		case csize == 0xffffffff || usize == 0xffffffff:
+			return errors.New("zip64 local sizes")
+		case flags&0x8 == 0 && (crc != f.CRC32 || uint64(csize) != f.CompressedSize64 || uint64(usize) != f.UncompressedSize64):
+			return errors.New("a member whose local CRC or sizes differ from its listed ones")
+		}
+		seen[f] = true
+	}
+	for _, f := range zr.File {
+		if !seen[f] {
+			return errors.New("a listed member without its local header")
+		}
+		off, _ := f.DataOffset()
+		switch f.Method {
+		case zip.Store:
+			if f.Flags&0x8 != 0 {
+				return errors.New("a stored member with a data descriptor")
+			}
+		case zip.Deflate:
+			if f.UncompressedSize64 > uint64(budget) {
+				return &PushTooLargeError{Size: int64(min(f.UncompressedSize64, 1<<62)), Limit: budget}
+			}
+			if int64(f.CompressedSize64) > int64(len(data))-off {
+				return errors.New("a member that runs past the end")
+			}
+			br := bytes.NewReader(data[off : off+int64(f.CompressedSize64)])
+			fr := flate.NewReader(br)
+			_, err := io.Copy(io.Discard, io.LimitReader(fr, int64(f.UncompressedSize64)+1))
+			if err != nil || br.Len() != 0 {
+				return errors.New("a deflated member whose stream does not end at its listed size")
+			}
 		}
 	}
+	return nil
 }
 
 // readBounded reads decompressed data, counting it against the budget.
