@@ -115,8 +115,18 @@ func (l *loader) root(name string) (fs.FS, error) {
 		return nil, fmt.Errorf("repository @%s: cannot open %s (%v); %s", name, dir, errors.Unwrap(err), fix)
 	}
 	l.opened = append(l.opened, root)
-	l.roots[name] = root.FS()
-	return root.FS(), nil
+	fsys := root.FS()
+	if r.Path == "" {
+		// The files of a fetched commit are checked against it as they
+		// are read: the cache is only as good as the pinned id.
+		blobs, err := repocache.Verify(l.opts.RepoCache, r.URL, r.Commit)
+		if err != nil {
+			return nil, fmt.Errorf("repository @%s (%s at %s): the cache does not match the pinned commit (%v); remove %s and run bottle fetch again", name, r.URL, shortCommit(r.Commit), err, dir)
+		}
+		fsys = repocache.VerifiedFS{FS: fsys, Blobs: blobs, SHA256: len(r.Commit) == 64}
+	}
+	l.roots[name] = fsys
+	return fsys, nil
 }
 
 func shortCommit(c string) string {

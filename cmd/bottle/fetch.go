@@ -71,24 +71,24 @@ func fetchRepos(g *Globals, src *bstar.Source, all bool) error {
 				fmt.Fprintf(g.Stdout, "@%s: read in place from %s, nothing to fetch\n", r.Name, r.Path)
 			}
 			continue
-		case repocache.Has(cache, r.URL, r.Commit):
-			if all {
-				fmt.Fprintf(g.Stdout, "@%s: %s at %s is in the cache\n", r.Name, r.URL, r.Commit)
-			}
-			continue
 		}
-		if !all {
+		if !all && !repocache.Has(cache, r.URL, r.Commit) {
 			fmt.Fprintf(g.Stderr, "bottle: fetching @%s (%s at %s), which is not in the cache yet\n", r.Name, r.URL, r.Commit)
 		}
-		if _, err := repocache.Fetch(g.Ctx, cache, r.URL, r.Commit); err != nil {
+		// Fetch also checks a cached copy against its commit.
+		fetched, err := repocache.Fetch(g.Ctx, cache, r.URL, r.Commit)
+		if err != nil {
 			err = fmt.Errorf("fetch @%s, declared at %s: %w", r.Name, r.From, err)
 			if errors.Is(err, repocache.ErrNoCommit) {
 				return usageErr(err)
 			}
 			return err
 		}
-		if all {
+		switch {
+		case all && fetched:
 			fmt.Fprintf(g.Stdout, "@%s: fetched %s at %s\n", r.Name, r.URL, r.Commit)
+		case all:
+			fmt.Fprintf(g.Stdout, "@%s: %s at %s is in the cache\n", r.Name, r.URL, r.Commit)
 		}
 	}
 	return nil

@@ -18,7 +18,8 @@ import (
 )
 
 // Second round of attacks on the gate, against the fixes of the first.
-// Tests that fail name a break; the others record attacks that held.
+// The comments describe the gate as the attack found it; the tests of
+// breaks failed when written and pass since the fixes, which they keep.
 
 // ---------------------------------------------------------------------
 // The log: withholdWriter scans slog's JSON-escaped line, where a tab or

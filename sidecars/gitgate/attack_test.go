@@ -21,7 +21,9 @@ import (
 
 // Attacks on the gate by a hostile client. Each test asserts the secure
 // outcome: the push refused, upstream unchanged, and no secret in the
-// gate's log or in the gate's own "remote: git-gate:" lines.
+// gate's log or in the gate's own "remote: git-gate:" lines. The comments
+// describe the gate as the attack found it; the tests of breaks failed
+// when written and pass since the fixes, which they keep.
 
 // attackGate starts a gate in front of a fresh upstream and clones it.
 func attackGate(t *testing.T) (up string, tg *testGate, work string) {

@@ -6,6 +6,7 @@ import (
 	"path"
 	"regexp"
 	"strings"
+	"unicode"
 
 	"go.starlark.net/starlark"
 
@@ -72,6 +73,10 @@ func repo(thread *starlark.Thread, b *starlark.Builtin, args starlark.Tuple, kwa
 	switch {
 	case git != "" && dir != "", git == "" && dir == "":
 		return nil, fmt.Errorf("%s: give git = URL with commit = ID, or path = DIR (exactly one of git and path)", b.Name())
+	case hasControl(git) || hasControl(dir):
+		// They would reach the terminal raw in the plan summary and the
+		// approval prompt, where an escape sequence can hide lines.
+		return nil, fmt.Errorf("%s: git or path %q holds control or invisible formatting characters", b.Name(), git+dir)
 	case dir != "":
 		if commit != "" {
 			return nil, fmt.Errorf("%s: commit pins a git repository; a path repository is read as it is, so drop commit or use git = URL", b.Name())
@@ -92,6 +97,14 @@ func repo(thread *starlark.Thread, b *starlark.Builtin, args starlark.Tuple, kwa
 	}
 	rs.List = append(rs.List, r)
 	return starlark.None, nil
+}
+
+// hasControl reports whether s holds a control character or an invisible
+// Unicode formatting character (bidirectional overrides, zero-width ones).
+func hasControl(s string) bool {
+	return strings.ContainsFunc(s, func(r rune) bool {
+		return unicode.Is(unicode.Cc, r) || unicode.Is(unicode.Cf, r)
+	})
 }
 
 // checkRepoURL refuses URLs git would not fetch plainly: ones it could

@@ -5,7 +5,8 @@
 //
 // The layout under the cache root ($XDG_CACHE_HOME/bottle/repos) is
 //
-//	<first 16 hex digits of sha256(URL)>/<commit>/   the checked-out files, no .git
+//	<first 16 hex digits of sha256(URL)>/<commit>/         the checked-out files, no .git
+//	<first 16 hex digits of sha256(URL)>/<commit>.objects  the commit and its trees (Verify)
 //
 // A directory is created under a temporary name and renamed into place
 // once its commit has been checked, so a directory at its final name is
@@ -46,18 +47,27 @@ func Dir(root, url, commit string) string {
 	return filepath.Join(root, hex.EncodeToString(sum[:])[:16], commit)
 }
 
-// Has reports whether url at commit is in the cache under root.
+// Has reports whether url at commit is in the cache under root: a real
+// directory (not a symbolic link) with its objects file beside it. It
+// does not check content; Verify does.
 func Has(root, url, commit string) bool {
-	st, err := os.Stat(Dir(root, url, commit))
-	return err == nil && st.IsDir()
+	st, err := os.Lstat(Dir(root, url, commit))
+	if err != nil || !st.IsDir() {
+		return false
+	}
+	ot, err := os.Lstat(Dir(root, url, commit) + ".objects")
+	return err == nil && ot.Mode().IsRegular()
 }
 
 // ErrNoCommit is returned by Fetch when the repository has no such commit.
 var ErrNoCommit = errors.New("no such commit")
 
 // Fetch clones url, checks out commit, checks that HEAD is that commit,
-// and stores the files read-only at Dir(root, url, commit). It returns
-// false, and does nothing, when they are already there.
+// and stores the files read-only at Dir(root, url, commit), with the
+// commit's objects beside them for Verify. It returns false, and does
+// nothing, when they are already there and every file still matches the
+// commit; an entry that no longer matches is an error that says to
+// remove it (it was changed after it was fetched).
 //
 // git runs with the user's environment minus every GIT_* variable, no
 // system config, no terminal prompt, no hooks, no fsmonitor, no
@@ -66,6 +76,9 @@ var ErrNoCommit = errors.New("no such commit")
 func Fetch(ctx context.Context, root, url, commit string) (fetched bool, err error) {
 	final := Dir(root, url, commit)
 	if Has(root, url, commit) {
+		if err := verifyDir(root, url, commit); err != nil {
+			return false, fmt.Errorf("the cached copy of %s at %s does not match the commit (%v): it was changed after it was fetched; remove %s and %s.objects and fetch again", url, commit, err, final, final)
+		}
 		return false, nil
 	}
 	parent := filepath.Dir(final)
@@ -79,7 +92,9 @@ func Fetch(ctx context.Context, root, url, commit string) (fetched bool, err err
 	defer removeAll(tmp)
 	work := filepath.Join(tmp, "w")
 
-	if _, err := git(ctx, tmp, "clone", "--quiet", "--no-checkout", "--template=", "--", url, work); err != nil {
+	// --no-local: a clone from a local path would copy or link the
+	// objects without checking them against their ids.
+	if _, err := git(ctx, tmp, "clone", "--quiet", "--no-local", "--no-checkout", "--template=", "--", url, work); err != nil {
 		return false, err
 	}
 	if _, err := git(ctx, work, "cat-file", "-e", commit+"^{commit}"); err != nil {
@@ -100,10 +115,17 @@ func Fetch(ctx context.Context, root, url, commit string) (fetched bool, err err
 	if head != commit {
 		return false, fmt.Errorf("checked out %s of %s but HEAD is %s; the cache was left unchanged", commit, url, head)
 	}
+	objects := filepath.Join(tmp, "objects")
+	if err := writeObjects(ctx, work, commit, objects); err != nil {
+		return false, fmt.Errorf("store %s: %w", url, err)
+	}
 	if err := os.RemoveAll(filepath.Join(work, ".git")); err != nil {
 		return false, fmt.Errorf("store %s: %w", url, err)
 	}
 	if err := makeReadOnly(work); err != nil {
+		return false, fmt.Errorf("store %s: %w", url, err)
+	}
+	if err := os.Rename(objects, final+".objects"); err != nil {
 		return false, fmt.Errorf("store %s: %w", url, err)
 	}
 	if err := os.Rename(work, final); err != nil {
@@ -191,6 +213,12 @@ func gitEnv() []string {
 // git runs git in dir and returns its stdout, trimmed. A failure's error
 // holds the first line of git's stderr.
 func git(ctx context.Context, dir string, args ...string) (string, error) {
+	out, err := gitStdin(ctx, dir, "", args...)
+	return strings.TrimSpace(string(out)), err
+}
+
+// gitStdin runs git in dir with stdin and returns its stdout.
+func gitStdin(ctx context.Context, dir, stdin string, args ...string) ([]byte, error) {
 	var full []string
 	for _, c := range gitConfig {
 		full = append(full, "-c", c)
@@ -199,11 +227,12 @@ func git(ctx context.Context, dir string, args ...string) (string, error) {
 	cmd := exec.CommandContext(ctx, "git", full...)
 	cmd.Dir = dir
 	cmd.Env = gitEnv()
+	cmd.Stdin = strings.NewReader(stdin)
 	var out, errb bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &errb
 	if err := cmd.Run(); err != nil {
 		if errors.Is(err, exec.ErrNotFound) {
-			return "", errors.New("git is not installed; bottle fetch runs git to fetch repositories, install it and retry")
+			return nil, errors.New("git is not installed; bottle fetch runs git to fetch repositories, install it and retry")
 		}
 		msg := strings.TrimSpace(errb.String())
 		if i := strings.IndexByte(msg, '\n'); i >= 0 {
@@ -212,7 +241,7 @@ func git(ctx context.Context, dir string, args ...string) (string, error) {
 		if msg == "" {
 			msg = err.Error()
 		}
-		return "", fmt.Errorf("git %s: %s", args[0], msg)
+		return nil, fmt.Errorf("git %s: %s", args[0], msg)
 	}
-	return strings.TrimSpace(out.String()), nil
+	return out.Bytes(), nil
 }
