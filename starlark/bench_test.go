@@ -4,8 +4,8 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"testing"
 	"testing/fstest"
@@ -74,24 +74,44 @@ func BenchmarkEvalTeamRepo200(b *testing.B) {
 }
 
 // twoRepoProfile writes a project whose bottle.root declares two git
-// repositories of n/2 library files each (shaped like teamRepo), stores
-// both in a repository cache as bottle fetch would, and returns the
-// profile's source and the cache. The profile loads file 0 of each.
+// repositories of n/2 library files each (shaped like teamRepo), made
+// with the real git as file:// repositories and fetched into a repository
+// cache as bottle fetch does, and returns the profile's source and the
+// cache. The profile loads file 0 of each.
 func twoRepoProfile(tb testing.TB, n int) (*Source, string) {
+	if _, err := exec.LookPath("git"); err != nil {
+		tb.Skip("git is not installed: repositories are fetched with the real git")
+	}
 	dir := tb.TempDir()
 	cache := filepath.Join(dir, "cache")
 	project := filepath.Join(dir, "project")
 	var decls, loads, calls string
-	for i, name := range []string{"acme", "tools"} {
-		url := "https://git.example.com/" + name + ".git"
-		commit := strings.Repeat(strconv.Itoa(i+1), 40)
-		repo := repocache.Dir(cache, url, commit)
+	for _, name := range []string{"acme", "tools"} {
+		src := filepath.Join(dir, name)
 		for file, f := range teamRepo(n / 2) {
 			if !strings.HasPrefix(file, "lib/") {
 				continue
 			}
 			body := strings.ReplaceAll(string(f.Data), ".example.com", "."+name+".example.com")
-			writeTestFile(tb, filepath.Join(repo, file), body)
+			writeTestFile(tb, filepath.Join(src, file), body)
+		}
+		git := func(args ...string) string {
+			cmd := exec.Command("git", args...)
+			cmd.Dir = src
+			cmd.Env = append(os.Environ(), "GIT_CONFIG_NOSYSTEM=1", "GIT_CONFIG_GLOBAL="+os.DevNull,
+				"GIT_AUTHOR_NAME=t", "GIT_AUTHOR_EMAIL=t@example.com", "GIT_COMMITTER_NAME=t", "GIT_COMMITTER_EMAIL=t@example.com")
+			out, err := cmd.CombinedOutput()
+			if err != nil {
+				tb.Fatalf("git %v: %v\n%s", args, err, out)
+			}
+			return strings.TrimSpace(string(out))
+		}
+		git("init", "-q", "-b", "main")
+		git("add", ".")
+		git("commit", "-q", "-m", "libraries")
+		url, commit := "file://"+src, git("rev-parse", "HEAD")
+		if _, err := repocache.Fetch(context.Background(), cache, url, commit); err != nil {
+			tb.Fatal(err)
 		}
 		decls += fmt.Sprintf("repo(name = %q, git = %q, commit = %q)\n", name, url, commit)
 		loads += fmt.Sprintf("load(\"@%s//lib/f0.star\", %s = \"f\")\n", name, name)
