@@ -301,7 +301,7 @@ func (g *Gate) processPush(ctx context.Context, r *remote, cmds []*command, pack
 			return pushResult{unpackErr: fmt.Errorf("create quarantine: %w", err)}
 		}
 		defer f.Close()
-		err = checkPack(pack, f, len(zeroOID(format))/2, g.maxPushBytes)
+		err = checkPack(pack, f, hashLen(format), g.maxPushBytes)
 		var tl *PushTooLargeError
 		if pack.exceeded {
 			tl = &PushTooLargeError{Size: pack.n, Limit: g.maxPushBytes, Pack: true}
@@ -541,7 +541,7 @@ func checkRefName(ref string) error {
 	case name == "":
 		return invalid("empty")
 	case len(ref) > maxRefBytes:
-		return invalid("longer than 1024 bytes")
+		return invalid(fmt.Sprintf("longer than %d bytes", maxRefBytes))
 	case !utf8.ValidString(ref):
 		return invalid("not UTF-8")
 	case strings.HasSuffix(ref, "/") || strings.HasSuffix(ref, "."):

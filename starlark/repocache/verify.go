@@ -14,6 +14,7 @@ import (
 	"io/fs"
 	"os"
 	"path"
+	"path/filepath"
 	"strconv"
 	"strings"
 )
@@ -29,15 +30,18 @@ import (
 // writeObjects stores the commit and tree objects of commit, read from
 // the clone in work, at file.
 func writeObjects(ctx context.Context, work, commit, file string) error {
-	trees, err := git(ctx, work, "ls-tree", "-r", "-t", "-z", "--format=%(objecttype) %(objectname)", commit)
+	// "<mode> <type> <id>\t<path>" entries (ls-tree's default format,
+	// which older git has too).
+	trees, err := git(ctx, work, "ls-tree", "-r", "-t", "-z", commit)
 	if err != nil {
 		return err
 	}
 	var in strings.Builder
 	in.WriteString(commit + "\n" + commit + "^{tree}\n")
 	for _, e := range strings.Split(trees, "\x00") {
-		if oid, ok := strings.CutPrefix(e, "tree "); ok {
-			in.WriteString(oid + "\n")
+		meta, _, _ := strings.Cut(e, "\t")
+		if f := strings.Fields(meta); len(f) == 3 && f[1] == "tree" {
+			in.WriteString(f[2] + "\n")
 		}
 	}
 	out, err := gitStdin(ctx, work, in.String(), "cat-file", "--batch")
@@ -195,7 +199,7 @@ func verifyDir(root, url, commit string) error {
 		case !ok:
 			return fmt.Errorf("%s is not part of the commit", p)
 		case d.Type()&fs.ModeSymlink != 0:
-			target, err := os.Readlink(dir + "/" + p)
+			target, err := os.Readlink(filepath.Join(dir, filepath.FromSlash(p)))
 			if err != nil || b.Mode != "120000" || objectID(v.hash(), "blob", []byte(target)) != b.ID {
 				return fmt.Errorf("%s differs from the commit", p)
 			}
