@@ -21,6 +21,10 @@ import (
 // down again; Cleanup removes what bottles that are no longer running
 // left behind.
 type Backend interface {
+	// Configure decides where the plan's sidecars listen (each
+	// plan.Sidecar's Listen), as the process that runs them sees it. It
+	// changes nothing outside the plan: a dry run calls it too.
+	Configure(p *plan.Plan) error
 	// Preflight runs read-only probes of the host (binaries, versions,
 	// devices, images) and returns one error per problem, each a line that
 	// says how to fix it.

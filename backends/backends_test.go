@@ -4,11 +4,8 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
-	"slices"
-	"strings"
 	"testing"
 
-	"github.com/bottle-dev/bottle/plan"
 )
 
 func TestClaimLocksAndRefusesATakenSlug(t *testing.T) {
@@ -63,53 +60,3 @@ func TestScanSeesAbandonedDirectories(t *testing.T) {
 	}
 }
 
-func gatePlan() *plan.Plan {
-	return &plan.Plan{
-		Agent:  plan.Agent{Command: []string{"claude"}},
-		Egress: plan.Egress{Sidecar: plan.SidecarEgress},
-		Sidecars: []plan.Sidecar{
-			{Name: plan.SidecarEgress, Listen: plan.Listener{URL: "http://proxy.internal:3128"}, Egress: &plan.EgressConfig{}},
-			{Name: plan.SidecarGitGate, Listen: plan.Listener{URL: "http://git-gate:8080"}, GitGate: &plan.GitGateConfig{Remotes: []plan.GitRemote{
-				{Name: "docs", URL: "https://example.com/docs.git"}, {Name: "origin", URL: "git@github.com:acme/app.git"}}}},
-			{Name: plan.SidecarSupervise, Listen: plan.Listener{URL: "http://supervise:8765/mcp"}, Supervise: &plan.SuperviseConfig{Timeout: "10m0s"}},
-		},
-	}
-}
-
-func TestAgentEnvironment(t *testing.T) {
-	p := gatePlan()
-	env := ProxyEnv(p, []string{"supervise", "git-gate"})
-	for _, want := range []string{"HTTPS_PROXY=http://proxy.internal:3128", "http_proxy=http://proxy.internal:3128", "NO_PROXY=git-gate,supervise"} {
-		if !slices.Contains(env, want) {
-			t.Errorf("proxy env %v lacks %s", env, want)
-		}
-	}
-	git := GitEnv(p)
-	want := []string{
-		"GIT_CONFIG_COUNT=2",
-		"GIT_CONFIG_KEY_0=url.http://git-gate:8080/docs.git.insteadOf", "GIT_CONFIG_VALUE_0=https://example.com/docs.git",
-		"GIT_CONFIG_KEY_1=url.http://git-gate:8080/origin.git.insteadOf", "GIT_CONFIG_VALUE_1=git@github.com:acme/app.git",
-	}
-	if !slices.Equal(git, want) {
-		t.Errorf("GitEnv = %v\nwant %v", git, want)
-	}
-	if GitEnv(&plan.Plan{}) != nil {
-		t.Errorf("GitEnv without a gate is not empty")
-	}
-
-	cmd, extra, err := AgentCommand(&Bottle{Plan: p})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if len(cmd) != 3 || cmd[1] != "--mcp-config" || !strings.Contains(cmd[2], `"url":"http://supervise:8765/mcp"`) {
-		t.Errorf("claude is not given the supervise server: %q", cmd)
-	}
-	if !slices.Contains(extra, "MCP_TOOL_TIMEOUT=660000") {
-		t.Errorf("MCP_TOOL_TIMEOUT not set past the supervise timeout: %v", extra)
-	}
-	// A one-off command runs as given.
-	cmd, extra, _ = AgentCommand(&Bottle{Plan: p, Command: []string{"make", "test"}})
-	if !slices.Equal(cmd, []string{"make", "test"}) || extra != nil {
-		t.Errorf("one-off command changed: %q %v", cmd, extra)
-	}
-}

@@ -113,11 +113,15 @@ func (p *Plan) Validate() error {
 				bad("egress.sidecar is %q but the egress sidecar is %s", p.Egress.Sidecar, s.Name)
 			}
 		}
-		if s.Listen.Network != "tcp" && s.Listen.Network != "unix" {
-			bad("sidecar %s listens on network %q; want tcp or unix", s.Name, s.Listen.Network)
-		}
-		if s.Listen.Address == "" || s.Listen.URL == "" {
-			bad("sidecar %s has no listener", s.Name)
+		// A plan gets its listeners from its backend after evaluation
+		// (sidecars.Configure); until then they are empty.
+		if s.Listen != (Listener{}) {
+			if s.Listen.Network != "tcp" && s.Listen.Network != "unix" {
+				bad("sidecar %s listens on network %q; want tcp or unix", s.Name, s.Listen.Network)
+			}
+			if s.Listen.Address == "" || s.Listen.URL == "" {
+				bad("sidecar %s has no listener", s.Name)
+			}
 		}
 		for _, d := range durations(s) {
 			if t, err := time.ParseDuration(d); err != nil || t <= 0 {

@@ -12,7 +12,7 @@ import (
 	"strings"
 
 	"github.com/bottle-dev/bottle/plan"
-	"github.com/bottle-dev/bottle/render"
+	"github.com/bottle-dev/bottle/sidecars"
 	"github.com/bottle-dev/bottle/starlark/builtins"
 )
 
@@ -28,16 +28,6 @@ type Env struct {
 	// whose directory is taken gets a numeric suffix. Nil means os.Stat.
 	Taken func(dir string) bool
 }
-
-// Sidecar listeners, by backend. In the docker bundle each sidecar listens
-// on all interfaces of the bundle container and the agent reaches it by its
-// network alias; in a microVM the guest relay listens on loopback and
-// forwards to the sidecar's unix socket in the state directory.
-var (
-	sidecarPorts   = map[string]int{plan.SidecarEgress: 3128, plan.SidecarPipelock: 8888, plan.SidecarGitGate: 8080, plan.SidecarSupervise: 8765}
-	sidecarAliases = map[string]string{plan.SidecarEgress: "proxy.internal", plan.SidecarPipelock: "proxy.internal", plan.SidecarGitGate: "git-gate", plan.SidecarSupervise: "supervise"}
-	sidecarPaths   = map[string]string{plan.SidecarSupervise: "/mcp"}
-)
 
 // Load evaluates the profile and builds its validated plan.
 func Load(ctx context.Context, src *Source, opts Options, env Env) (*plan.Plan, error) {
@@ -93,9 +83,6 @@ func Build(st *builtins.State, src *Source, env Env) (*plan.Plan, error) {
 		})
 	}
 	p.Egress.Sidecar = egress
-	for i := range p.Sidecars {
-		p.Sidecars[i].Listen = listener(p.Backend.Kind, p.Sidecars[i].Name, stateDir)
-	}
 
 	for i := range p.Egress.Rules {
 		p.Egress.Rules[i].Ports = slices.Clone(p.Egress.Rules[i].Ports)
@@ -122,31 +109,13 @@ func Build(st *builtins.State, src *Source, env Env) (*plan.Plan, error) {
 	if err := p.Validate(); err != nil {
 		return nil, &Error{Pos: src.Label + ":1:1", Msg: err.Error()}
 	}
-	if p.Egress.Sidecar == plan.SidecarPipelock {
-		// Refuse what pipelock cannot enforce rather than widen silently.
-		if err := render.CheckPipelockRules(p); err != nil {
-			return nil, &Error{Msg: err.Error()}
-		}
+	// Each sidecar's own checks of the whole plan (pipelock refuses
+	// rules it cannot enforce rather than widen silently).
+	if err := sidecars.Validate(p); err != nil {
+		return nil, &Error{Msg: err.Error()}
 	}
 	p.Digest = p.ComputeDigest()
 	return p, nil
-}
-
-// listener is where a sidecar listens in a bottle of the given backend.
-func listener(backend, name, stateDir string) plan.Listener {
-	port := strconv.Itoa(sidecarPorts[name])
-	if backend == plan.BackendSmolmachines {
-		return plan.Listener{
-			Network: "unix",
-			Address: filepath.Join(stateDir, name+".sock"),
-			URL:     "http://127.0.0.1:" + port + sidecarPaths[name],
-		}
-	}
-	return plan.Listener{
-		Network: "tcp",
-		Address: "0.0.0.0:" + port,
-		URL:     "http://" + sidecarAliases[name] + ":" + port + sidecarPaths[name],
-	}
 }
 
 // profileName is the profile's file name without .star, reduced to the

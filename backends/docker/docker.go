@@ -2,10 +2,13 @@
 // (found on PATH, or named by BOTTLE_DOCKER, so podman and remote contexts
 // work) and parses its JSON output, never its tables.
 //
-// A bottle is two networks, a sidecar bundle container and the agent
-// container. The internal network has no route out; the agent sits on it
-// alone with the bundle, which is also on the egress network and is the
-// only way out: every outbound connection goes through its egress proxy.
+// A bottle is a socket volume, a sidecar bundle container and the agent
+// container. The agent runs with --network none: it has only a loopback
+// device. Its sidecars listen on unix sockets in the volume, which the
+// agent mounts read-only; bottle guest, its entrypoint, relays each socket
+// onto the agent's loopback. The bundle alone has a network (the daemon's
+// default one) and listens on no TCP port: every outbound connection goes
+// through its egress proxy.
 // Every resource is named bottle-<slug>-... and labelled
 // dev.bottle.slug=<slug>, so that bottle cleanup finds what a killed run
 // left behind.
@@ -16,7 +19,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"net/netip"
 	"os"
 	"os/exec"
 	"strings"
@@ -79,15 +81,12 @@ func (d *Backend) out(ctx context.Context, args ...string) ([]byte, error) {
 
 // names are the resource names of one bottle.
 type names struct {
-	slug, internal, egress, bundle, agent string
-	// bundleIP is the bundle's address on the internal network, the
-	// second of its subnet (the first is the reserved gateway).
-	bundleIP netip.Addr
+	slug, volume, bundle, agent string
 }
 
 func namesFor(slug string) names {
 	p := "bottle-" + slug
-	return names{slug: slug, internal: p + "-internal", egress: p + "-egress", bundle: p + "-sidecars", agent: p + "-agent"}
+	return names{slug: slug, volume: p + "-sockets", bundle: p + "-sidecars", agent: p + "-agent"}
 }
 
 func labels(p *plan.Plan, role string) []string {

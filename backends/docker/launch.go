@@ -5,8 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"net"
-	"net/netip"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -16,7 +14,7 @@ import (
 
 	"github.com/bottle-dev/bottle/backends"
 	"github.com/bottle-dev/bottle/plan"
-	"github.com/bottle-dev/bottle/sidecars/gitgate"
+	"github.com/bottle-dev/bottle/sidecars"
 	srt "github.com/bottle-dev/bottle/sidecars/runtime"
 )
 
@@ -26,8 +24,18 @@ const bundleStateDir = "/state"
 // sidecarConfigFile is the rendered sidecar configuration in the state directory.
 const sidecarConfigFile = "sidecars.json"
 
-// Preflight checks the CLI, the daemon, the sidecar binary and the mount
-// sources, without changing anything.
+// guestBinary is where the agent container sees bottle's own binary,
+// mounted read-only and run as its entrypoint (bottle guest).
+const guestBinary = "/.bottle/bottle"
+
+// Configure puts every sidecar's socket in the per-bottle socket volume,
+// which the bundle and the agent both mount at sidecars.SandboxSocketDir.
+func (d *Backend) Configure(p *plan.Plan) error {
+	return sidecars.Configure(p, sidecars.SandboxSocketDir)
+}
+
+// Preflight checks the CLI, the daemon, bottle's static binary and the
+// mount sources, without changing anything.
 func (d *Backend) Preflight(ctx context.Context, b *backends.Bottle) error {
 	if _, err := d.cli(); err != nil {
 		return err
@@ -46,20 +54,6 @@ func (d *Backend) Preflight(ctx context.Context, b *backends.Bottle) error {
 			errs = append(errs, fmt.Errorf("mount source %s does not exist (mount() at %s); create it or change the profile", m.HostPath, m.From))
 		}
 	}
-	for _, sc := range b.Plan.Sidecars {
-		if sc.GitGate == nil {
-			continue
-		}
-		// The gate's credentials are host files and variables, mounted and
-		// passed into the bundle: check them here, before anything starts.
-		gate, err := gitgate.New(gitgate.Config{Remotes: sc.GitGate.Remotes, StateDir: b.State.Dir, MaxPushBytes: sc.GitGate.MaxPushBytes})
-		if err == nil {
-			err = gate.Preflight()
-		}
-		if err != nil {
-			errs = append(errs, err)
-		}
-	}
 	if b.Plan.Egress.Sidecar == plan.SidecarPipelock {
 		if err := backends.PreflightPipelock(ctx, b.Plan, d.runner()); err != nil {
 			errs = append(errs, err)
@@ -70,14 +64,18 @@ func (d *Backend) Preflight(ctx context.Context, b *backends.Bottle) error {
 	return errors.Join(errs...)
 }
 
-// Teardown layers: containers first, all at once, then networks.
+// Teardown layers: the socket volume last, after both containers.
 const (
-	layerNetworks = iota
+	layerVolume = iota
 	layerContainers
 )
 
-// Launch creates the bottle's networks, sidecar bundle and agent
-// container, runs the agent attached to stdio and tears everything down.
+// Launch runs a bottle: a socket volume, the sidecar bundle and the agent
+// container with no network at all. The bundle's sidecars listen on unix
+// sockets in the volume; the agent mounts the volume read-only and runs
+// bottle guest as its entrypoint, which relays each socket onto the
+// agent's loopback and runs the agent's command. Launch runs the agent
+// attached to stdio and tears everything down.
 func (d *Backend) Launch(ctx context.Context, b *backends.Bottle, stdio backends.Stdio) (code int, err error) {
 	cli, err := d.cli()
 	if err != nil {
@@ -99,12 +97,19 @@ func (d *Backend) Launch(ctx context.Context, b *backends.Bottle, stdio backends
 	if err != nil {
 		return -1, err
 	}
+	cfg, err := srt.Render(p, bundleStateDir, 0o666)
+	if err != nil {
+		return -1, err
+	}
+	if err := srt.WriteConfig(filepath.Join(b.State.Dir, sidecarConfigFile), cfg); err != nil {
+		return -1, err
+	}
 
-	// Images and networks do not depend on each other: prepare them at once.
+	// The images and the volume do not depend on each other: make them at once.
 	var (
 		wg                       sync.WaitGroup
 		bundleTag                string
-		imgErr, agentErr, netErr error
+		imgErr, agentErr, volErr error
 	)
 	wg.Add(3)
 	go func() {
@@ -119,28 +124,40 @@ func (d *Backend) Launch(ctx context.Context, b *backends.Bottle, stdio backends
 		imgErr = err
 	}()
 	go func() { defer wg.Done(); agentErr = d.ensureAgentImage(ctx, p.Backend.Image, b.Progress) }()
-	go func() { defer wg.Done(); netErr = d.createNetworks(ctx, p, &n, td) }()
+	go func() { defer wg.Done(); volErr = d.createVolume(ctx, p, n, td) }()
 	wg.Wait()
-	if err := errors.Join(ctx.Err(), imgErr, agentErr, netErr); err != nil {
+	if err := errors.Join(ctx.Err(), imgErr, agentErr, volErr); err != nil {
 		return -1, err
 	}
+	td.Add(layerContainers, func(ctx context.Context) error { return d.removeContainers(ctx, n.agent, n.bundle) })
 
-	if err := d.startBundle(ctx, cli, b, n, bundleTag, td); err != nil {
-		return -1, err
+	// Start the bundle while the agent container is created and started:
+	// bottle guest waits for the sockets, which the bundle makes. A bundle
+	// that fails to start, or stops before it is ready, ends the launch.
+	bundleErr := make(chan error, 1)
+	go func() { bundleErr <- d.startBundle(ctx, cli, b, n, bundleTag) }()
+	if err := d.createAgent(ctx, cli, b, n, bin, stdio); err != nil {
+		return -1, errors.Join(err, <-bundleErr)
 	}
-	// Create the agent's container while the sidecars come up; start it
-	// only once they listen.
-	created := make(chan error, 1)
-	go func() { created <- d.createAgent(ctx, cli, b, n, stdio, td) }()
-	readyErr := d.waitReady(ctx, b, n)
-	if err := errors.Join(readyErr, <-created); err != nil {
-		return -1, err
-	}
+	runCtx, stop := context.WithCancelCause(ctx)
+	defer stop(nil)
+	go func() {
+		err := <-bundleErr
+		if err == nil {
+			err = d.waitReady(runCtx, b, n)
+		}
+		if err != nil && runCtx.Err() == nil {
+			stop(err)
+		}
+	}()
 	args := []string{"start", "--attach"}
 	if stdio.Stdin != nil {
 		args = append(args, "--interactive")
 	}
-	code, err = d.runner().Attach(ctx, backends.Cmd{Path: cli, Args: append(args, n.agent)}, stdio)
+	code, err = d.runner().Attach(runCtx, backends.Cmd{Path: cli, Args: append(args, n.agent)}, stdio)
+	if cause := context.Cause(runCtx); cause != nil && ctx.Err() == nil {
+		return -1, cause
+	}
 	if err != nil {
 		return -1, fmt.Errorf("run the agent: %w", err)
 	}
@@ -154,104 +171,39 @@ func (d *Backend) Launch(ctx context.Context, b *backends.Bottle, stdio backends
 	return code, nil
 }
 
-// createNetworks creates the internal and the egress network on free
-// subnets derived from the slug; a collision with a bottle created at the
-// same moment moves on to the next free subnets.
-func (d *Backend) createNetworks(ctx context.Context, p *plan.Plan, n *names, td *backends.Teardown) error {
-	specs := []*networkSpec{
-		// The internal network: no route out, and no address on the host's
-		// side of its bridge, so the host cannot be reached through it.
-		{name: n.internal, extra: []string{"--internal", "--opt", "com.docker.network.bridge.inhibit_ipv4=true"}},
-		{name: n.egress},
-	}
-	var lastErr error
-	for attempt := 0; attempt < 8; attempt++ {
-		var todo []*networkSpec
-		for _, s := range specs {
-			if !s.created {
-				todo = append(todo, s)
-			}
-		}
-		if len(todo) == 0 {
-			break
-		}
-		// Networks already made this launch are among the used subnets.
-		used, err := d.usedSubnets(ctx)
-		if err != nil {
-			return err
-		}
-		subnets, err := pickSubnets(p.Slug, used, len(todo), attempt*len(todo))
-		if err != nil {
-			return err
-		}
-		errs := make([]error, len(todo))
-		var wg sync.WaitGroup
-		for i, s := range todo {
-			s.subnet = subnets[i]
-			wg.Add(1)
-			go func() { defer wg.Done(); errs[i] = d.createNetwork(ctx, p, s, td) }()
-		}
-		wg.Wait()
-		lastErr = errors.Join(errs...)
-		for _, err := range errs {
-			// Only a collision with a bottle created at the same moment
-			// is worth another subnet; anything else ends the launch.
-			if err != nil && !strings.Contains(err.Error(), "overlap") {
-				return lastErr
-			}
-		}
-	}
-	if !specs[0].created || !specs[1].created {
-		return lastErr
-	}
-	n.bundleIP = specs[0].subnet.Addr().Next().Next()
-	return nil
-}
-
-// networkSpec is one of a bottle's networks.
-type networkSpec struct {
-	name    string
-	extra   []string
-	subnet  netip.Prefix
-	created bool
-}
-
-func (d *Backend) createNetwork(ctx context.Context, p *plan.Plan, s *networkSpec, td *backends.Teardown) error {
-	args := append([]string{"network", "create", "--driver", "bridge", "--subnet", s.subnet.String()}, s.extra...)
-	args = append(append(args, labels(p, "network")...), s.name)
+// createVolume creates the bottle's socket volume: a tmpfs owned by the
+// user the bundle runs as (the invoking user), mode 0755, so that the
+// sidecars can make their sockets in it and the agent can reach them.
+// A named volume works where a bind mount of a socket does not (Docker
+// Desktop's VM) and holds nothing once removed.
+func (d *Backend) createVolume(ctx context.Context, p *plan.Plan, n names, td *backends.Teardown) error {
+	o := "uid=" + strconv.Itoa(os.Getuid()) + ",gid=" + strconv.Itoa(os.Getgid()) + ",mode=0755,size=1m"
+	args := []string{"volume", "create", "--driver", "local", "--opt", "type=tmpfs", "--opt", "device=tmpfs", "--opt", "o=" + o}
+	args = append(append(args, labels(p, "sockets")...), n.volume)
 	if _, err := d.out(ctx, args...); err != nil {
-		return fmt.Errorf("create network %s: %w", s.name, err)
+		return fmt.Errorf("create the socket volume %s: %w", n.volume, err)
 	}
-	s.created = true
-	td.Add(layerNetworks, func(ctx context.Context) error { return d.removeNetwork(ctx, s.name) })
+	td.Add(layerVolume, func(ctx context.Context) error { return d.removeVolume(ctx, n.volume) })
 	return nil
 }
 
-// removeNetwork removes a bottle network, first disconnecting anything
-// else that was attached to it (docker refuses to remove a network with
-// endpoints).
-func (d *Backend) removeNetwork(ctx context.Context, name string) error {
-	_, err := d.out(ctx, "network", "rm", name)
-	if err == nil || notFound(err) {
-		return nil
+func (d *Backend) removeVolume(ctx context.Context, name string) error {
+	if _, err := d.out(ctx, "volume", "rm", "--force", name); err != nil && !notFound(err) {
+		return fmt.Errorf("remove volume %s: %w", name, err)
 	}
-	err = fmt.Errorf("remove network %s: %w", name, err)
-	if !strings.Contains(err.Error(), "active endpoints") {
-		return err
-	}
-	out, ierr := d.out(ctx, "network", "inspect", "--format", "{{json .Containers}}", name)
-	if ierr != nil {
-		return err
-	}
-	var eps map[string]struct{ Name string }
-	if json.Unmarshal(out, &eps) != nil {
-		return err
-	}
-	for id := range eps {
-		d.out(ctx, "network", "disconnect", "--force", name, id)
-	}
-	if _, err := d.out(ctx, "network", "rm", name); err != nil && !notFound(err) {
-		return fmt.Errorf("remove network %s: %w", name, err)
+	return nil
+}
+
+// removeContainers removes containers, running or not, in one command.
+func (d *Backend) removeContainers(ctx context.Context, names ...string) error {
+	if _, err := d.out(ctx, append([]string{"rm", "--force"}, names...)...); err != nil && !notFound(err) {
+		// One missing container fails the command after the others went:
+		// retry one by one so that each is reported on its own.
+		var errs []error
+		for _, n := range names {
+			errs = append(errs, d.removeContainer(ctx, n))
+		}
+		return errors.Join(errs...)
 	}
 	return nil
 }
@@ -289,38 +241,20 @@ func hasSidecar(p *plan.Plan, name string) bool {
 	return false
 }
 
-// sidecarAliases are the names the agent reaches the bundle by.
-var sidecarAliases = []string{"proxy.internal", "git-gate", "supervise"}
-
-// startBundle renders the sidecar configuration into the state directory
-// and starts the bundle container on both networks.
-func (d *Backend) startBundle(ctx context.Context, cli string, b *backends.Bottle, n names, tag string, td *backends.Teardown) error {
+// startBundle starts the bundle container on the daemon's default network,
+// its only way out: it listens on no TCP port, so nothing on that network
+// can reach its sidecars, and a network of its own would only add the
+// cost of making and removing one.
+func (d *Backend) startBundle(ctx context.Context, cli string, b *backends.Bottle, n names, tag string) error {
 	p := b.Plan
-	// The sidecars listen on the bundle's internal address only, so that
-	// nothing on the egress network can reach them.
-	cfg, err := backends.SidecarConfig(p, bundleStateDir, func(sc plan.Sidecar) srt.Listen {
-		_, port, _ := net.SplitHostPort(sc.Listen.Address)
-		return srt.Listen{Network: "tcp", Address: net.JoinHostPort(n.bundleIP.String(), port)}
-	})
-	if err != nil {
-		return err
-	}
-	if err := srt.WriteConfig(filepath.Join(b.State.Dir, sidecarConfigFile), cfg); err != nil {
-		return err
-	}
-	args := []string{"create", "--name", n.bundle}
+	args := []string{"run", "--detach", "--name", n.bundle}
 	args = append(args, labels(p, "sidecars")...)
-	args = append(args, "--network", n.internal, "--ip", n.bundleIP.String())
-	for _, a := range sidecarAliases {
-		args = append(args, "--network-alias", a)
-	}
 	uid, gid := strconv.Itoa(os.Getuid()), strconv.Itoa(os.Getgid())
 	args = append(args,
 		"--user", uid+":"+gid,
 		"--read-only", "--cap-drop", "ALL", "--security-opt", "no-new-privileges",
-		// The bundle joins two networks; it must never route between them.
-		"--sysctl", "net.ipv4.ip_forward=0",
-		"--mount", "type=bind,src="+b.State.Dir+",dst="+bundleStateDir)
+		"--mount", "type=bind,src="+b.State.Dir+",dst="+bundleStateDir,
+		"--mount", "type=volume,src="+n.volume+",dst="+sidecars.SandboxSocketDir)
 	// The git gate's credentials: key files mounted read-only at their
 	// host paths, tokens passed by name with their values in the docker
 	// CLI's environment, and a passwd entry for the host user, whom ssh
@@ -359,13 +293,6 @@ func (d *Backend) startBundle(ctx context.Context, cli string, b *backends.Bottl
 	}
 	args = append(args, tag, "sidecars", "--config", bundleStateDir+"/"+sidecarConfigFile)
 	if _, err := d.runner().Output(ctx, backends.Cmd{Path: cli, Args: args, Env: tokenEnv}); err != nil {
-		return fmt.Errorf("create the sidecar bundle: %w", err)
-	}
-	td.Add(layerContainers, func(ctx context.Context) error { return d.removeContainer(ctx, n.bundle) })
-	if _, err := d.out(ctx, "network", "connect", n.egress, n.bundle); err != nil {
-		return fmt.Errorf("connect the sidecar bundle to the egress network: %w", err)
-	}
-	if _, err := d.out(ctx, "start", n.bundle); err != nil {
 		return fmt.Errorf("start the sidecar bundle: %w", err)
 	}
 	return nil
@@ -415,36 +342,29 @@ func (d *Backend) started(ctx context.Context, name string) bool {
 	return at.Year() > 1 // docker's "never" is 0001-01-01T00:00:00Z
 }
 
-// createAgent creates the agent container on the internal network only;
-// secrets travel in the docker CLI's environment, so create is where their
+// createAgent creates the agent container with no network: bottle's own
+// binary, mounted read-only, is its entrypoint (bottle guest), and the
+// socket volume is mounted read-only where bottle guest finds the sockets.
+// Secrets travel in the docker CLI's environment, so create is where their
 // values are needed.
-func (d *Backend) createAgent(ctx context.Context, cli string, b *backends.Bottle, n names, stdio backends.Stdio, td *backends.Teardown) error {
+func (d *Backend) createAgent(ctx context.Context, cli string, b *backends.Bottle, n names, bin string, stdio backends.Stdio) error {
 	p := b.Plan
 	args := []string{"create", "--name", n.agent}
 	args = append(args, labels(p, "agent")...)
-	args = append(args, "--network", n.internal, "--interactive")
+	args = append(args, "--network", "none", "--interactive")
 	if stdio.TTY {
 		args = append(args, "--tty")
 	}
-	var siblings []string
-	for _, sc := range p.Sidecars {
-		switch sc.Name {
-		case plan.SidecarGitGate:
-			siblings = append(siblings, "git-gate")
-		case plan.SidecarSupervise:
-			siblings = append(siblings, "supervise")
-		}
-	}
-	cmd, cmdEnv, err := backends.AgentCommand(b)
+	cmd, env, err := sidecars.Agent(p, b.Command)
 	if err != nil {
 		return err
 	}
-	env := append(append(backends.ProxyEnv(p, siblings), backends.GitEnv(p)...), cmdEnv...)
+	fws, err := sidecars.Forwards(p, sidecars.SandboxSocketDir)
+	if err != nil {
+		return err
+	}
 	for _, kv := range env {
 		args = append(args, "--env", kv)
-	}
-	for _, e := range p.Agent.Env {
-		args = append(args, "--env", e.Name+"="+e.Value)
 	}
 	// Secrets go by name only: the docker CLI reads each value from its
 	// own environment, so no value appears in any process's arguments.
@@ -460,6 +380,9 @@ func (d *Backend) createAgent(ctx context.Context, cli string, b *backends.Bottl
 		}
 		args = append(args, "--mount", spec)
 	}
+	args = append(args,
+		"--mount", "type=volume,src="+n.volume+",dst="+sidecars.SandboxSocketDir+",readonly",
+		"--mount", "type=bind,src="+bin+",dst="+guestBinary+",readonly")
 	args = append(args, "--workdir", p.Agent.Workdir)
 	if p.Backend.User != "" {
 		args = append(args, "--user", p.Backend.User)
@@ -473,37 +396,14 @@ func (d *Backend) createAgent(ctx context.Context, cli string, b *backends.Bottl
 	if p.Backend.Runtime != "" {
 		args = append(args, "--runtime", p.Backend.Runtime)
 	}
-	args = append(args, agentIsolation...)
-	for _, a := range sidecarAliases {
-		args = append(args, "--add-host", a+":"+n.bundleIP.String())
-	}
-	args = append(args, "--entrypoint", "")
-	args = append(append(args, p.Backend.Image), cmd...)
-	td.Add(layerContainers, func(ctx context.Context) error { return d.removeContainer(ctx, n.agent) })
+	args = append(args, "--entrypoint", guestBinary, p.Backend.Image)
+	guest := sidecars.GuestArgs(fws, cmd)
+	// bottle guest waits for the sockets, which the bundle makes while the
+	// agent container starts.
+	guest = append([]string{guest[0], "--wait", backends.ReadyTimeout().String()}, guest[1:]...)
+	args = append(args, guest...)
 	if _, err := d.runner().Output(ctx, backends.Cmd{Path: cli, Args: args, Env: secretEnv}); err != nil {
 		return fmt.Errorf("create the agent container: %w", err)
 	}
 	return nil
-}
-
-// agentIsolation are the agent container's flags that close what an
-// --internal network leaves open, found by probing a Debian 12 daemon
-// (20.10) and kept because they are harmless on newer ones:
-//
-//   - --dns 0.0.0.0: any --dns makes Docker's embedded resolver (127.0.0.11)
-//     forward outside names from inside the container's namespace, where
-//     there is no route, instead of from the host's (CVE-2024-29018, fixed
-//     in Docker 25.0.5, a full DNS tunnel out when the host's resolver is
-//     on loopback). Sibling names still resolve, and --add-host puts them
-//     in /etc/hosts too.
-//   - --cap-drop NET_RAW: without raw sockets the agent cannot hand-build
-//     IPv6 link-local or IPv4 packets to the host's side of the bridge.
-//   - IPv6 off: no address to reach anything by.
-//
-// The internal network's bridge has no IPv4 address (inhibit_ipv4), which
-// closes the host's services to the agent through the gateway.
-var agentIsolation = []string{
-	"--dns", "0.0.0.0", "--dns-option", "timeout:1", "--dns-option", "attempts:1",
-	"--cap-drop", "NET_RAW",
-	"--sysctl", "net.ipv6.conf.all.disable_ipv6=1",
 }

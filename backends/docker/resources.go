@@ -28,7 +28,8 @@ func (l listed) label(key string) string {
 	return ""
 }
 
-// Resources lists every container and network labelled by bottle.
+// Resources lists every container, volume and network labelled by bottle
+// (bottles no longer make networks, but earlier versions did).
 func (d *Backend) Resources(ctx context.Context) ([]backends.Resource, error) {
 	if _, err := d.cli(); err != nil {
 		return nil, nil // no docker here: nothing of ours either
@@ -39,6 +40,7 @@ func (d *Backend) Resources(ctx context.Context) ([]backends.Resource, error) {
 		args []string
 	}{
 		{"container", []string{"ps", "--all", "--no-trunc", "--filter", "label=" + LabelSlug, "--format", "{{json .}}"}},
+		{"volume", []string{"volume", "ls", "--filter", "label=" + LabelSlug, "--format", "{{json .}}"}},
 		{"network", []string{"network", "ls", "--no-trunc", "--filter", "label=" + LabelSlug, "--format", "{{json .}}"}},
 	} {
 		raw, err := d.out(ctx, q.args...)
@@ -63,20 +65,25 @@ func (d *Backend) Resources(ctx context.Context) ([]backends.Resource, error) {
 	return out, nil
 }
 
-// Remove deletes containers first, then networks; resources already gone
-// are not an error.
+// Remove deletes containers first, then volumes and networks; resources
+// already gone are not an error.
 func (d *Backend) Remove(ctx context.Context, rs []backends.Resource) error {
 	var errs []error
-	for _, kind := range []string{"container", "network"} {
+	for _, kind := range []string{"container", "volume", "network"} {
 		for _, r := range rs {
 			if r.Backend != plan.BackendDocker || r.Kind != kind {
 				continue
 			}
 			var err error
-			if kind == "container" {
+			switch kind {
+			case "container":
 				err = d.removeContainer(ctx, r.Name)
-			} else {
-				err = d.removeNetwork(ctx, r.Name)
+			case "volume":
+				err = d.removeVolume(ctx, r.Name)
+			default:
+				if _, err = d.out(ctx, "network", "rm", r.Name); err != nil && notFound(err) {
+					err = nil
+				}
 			}
 			if err != nil {
 				errs = append(errs, fmt.Errorf("remove %s: %w", r, err))

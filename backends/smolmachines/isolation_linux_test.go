@@ -422,9 +422,7 @@ func TestIsolationWithRealSidecars(t *testing.T) {
 	p := isolationPlan(state, fixturePort, upstreamURL)
 
 	// The sidecars, as Launch renders and starts them.
-	cfg, err := backends.SidecarConfig(p, state, func(sc plan.Sidecar) srt.Listen {
-		return srt.Listen{Network: "unix", Address: sc.Listen.Address}
-	})
+	cfg, err := srt.Render(p, state, 0)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -461,7 +459,7 @@ func TestIsolationWithRealSidecars(t *testing.T) {
 	if err := os.Symlink(exe, filepath.Join(guestMount, guestBinaryName)); err != nil {
 		t.Fatal(err)
 	}
-	fws, err := forwards(p)
+	fws, sockets, err := forwards(p)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -469,8 +467,8 @@ func TestIsolationWithRealSidecars(t *testing.T) {
 		t.Fatalf("forwards: %d sidecars, want 3", len(fws))
 	}
 	v := &vm{b: &backends.Bottle{Plan: p}, guestMount: guestMount}
-	for _, f := range fws {
-		v.mountArgs = append(v.mountArgs, f.guest+"="+f.host)
+	for i, f := range fws {
+		v.mountArgs = append(v.mountArgs, f.Socket+"="+sockets[i])
 	}
 	v.mountArgs = append(v.mountArgs, "--", state, upstreamDir, "--")
 

@@ -5,8 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net/netip"
-	"net/url"
 	"os"
 	"path"
 	"path/filepath"
@@ -17,6 +15,7 @@ import (
 	"github.com/bottle-dev/bottle/backends"
 	"github.com/bottle-dev/bottle/plan"
 	"github.com/bottle-dev/bottle/render"
+	"github.com/bottle-dev/bottle/sidecars"
 	srt "github.com/bottle-dev/bottle/sidecars/runtime"
 )
 
@@ -51,38 +50,23 @@ const (
 	layerMachine
 )
 
-// forward is one sidecar socket as the guest sees it.
-type forward struct {
-	// host is the sidecar's socket on the host.
-	host string
-	// guest is where --mount-socket puts it in the guest.
-	guest string
-	// listen is the loopback address bottle guest relays from.
-	listen netip.AddrPort
-}
-
-// forwards lists the plan's sidecars as mounted sockets and relays, in the
-// plan's (name) order.
-func forwards(p *plan.Plan) ([]forward, error) {
-	var out []forward
+// forwards lists the plan's sidecars as bottle guest's forwards, with the
+// host socket each one's --mount-socket brings into the guest.
+func forwards(p *plan.Plan) (fws []sidecars.Forward, hosts []string, err error) {
+	fws, err = sidecars.Forwards(p, guestSocketDir)
+	if err != nil {
+		return nil, nil, err
+	}
 	for _, sc := range p.Sidecars {
 		if sc.Listen.Network != "unix" {
-			return nil, fmt.Errorf("the %s sidecar listens on %s, not on a unix socket", sc.Name, sc.Listen.Network)
+			return nil, nil, fmt.Errorf("the %s sidecar listens on %s, not on a unix socket", sc.Name, sc.Listen.Network)
 		}
 		if strings.Contains(sc.Listen.Address, ":") {
-			return nil, fmt.Errorf("the %s sidecar's socket path %q holds ':', which smolvm's --mount-socket cannot take; set XDG_STATE_HOME to a path without one", sc.Name, sc.Listen.Address)
+			return nil, nil, fmt.Errorf("the %s sidecar's socket path %q holds ':', which smolvm's --mount-socket cannot take; set XDG_STATE_HOME to a path without one", sc.Name, sc.Listen.Address)
 		}
-		u, err := url.Parse(sc.Listen.URL)
-		if err != nil {
-			return nil, fmt.Errorf("the %s sidecar's URL: %w", sc.Name, err)
-		}
-		ap, err := netip.ParseAddrPort(u.Host)
-		if err != nil || !ap.Addr().IsLoopback() || ap.Port() == 0 {
-			return nil, fmt.Errorf("the %s sidecar's URL %q does not name a loopback IP and port, where the guest relay would listen", sc.Name, sc.Listen.URL)
-		}
-		out = append(out, forward{host: sc.Listen.Address, guest: path.Join(guestSocketDir, sc.Name+".sock"), listen: ap})
+		hosts = append(hosts, sc.Listen.Address)
 	}
-	return out, nil
+	return fws, hosts, nil
 }
 
 // launchSpec is everything Launch runs, worked out before anything starts.
@@ -101,34 +85,19 @@ type launchSpec struct {
 // will be; tty asks for a terminal.
 func buildSpec(b *backends.Bottle, stageDir, guestMount, smolfilePath string, tty bool) (*launchSpec, error) {
 	p := b.Plan
-	fws, err := forwards(p)
+	fws, hosts, err := forwards(p)
 	if err != nil {
 		return nil, err
 	}
-	cmd, cmdEnv, err := backends.AgentCommand(b)
+	cmd, agentEnv, err := sidecars.Agent(p, b.Command)
 	if err != nil {
 		return nil, err
 	}
 	guestBin := path.Join(guestMount, guestBinaryName)
-
-	// Sibling sidecars (all but the proxy) are reached on loopback,
-	// directly.
-	var noProxy []string
-	for _, f := range fws {
-		h := f.listen.Addr().String()
-		if !slices.Contains(noProxy, h) && !isEgress(p, f) {
-			noProxy = append(noProxy, h)
-		}
-	}
 	env := map[string]string{}
-	for _, list := range [][]string{backends.ProxyEnv(p, noProxy), backends.GitEnv(p), cmdEnv} {
-		for _, kv := range list {
-			k, v, _ := strings.Cut(kv, "=")
-			env[k] = v
-		}
-	}
-	for _, e := range p.Agent.Env {
-		env[e.Name] = e.Value
+	for _, kv := range agentEnv {
+		k, v, _ := strings.Cut(kv, "=")
+		env[k] = v
 	}
 	volumes := make([]render.Volume, 0, len(p.Mounts)+1)
 	for _, m := range p.Mounts {
@@ -142,8 +111,8 @@ func buildSpec(b *backends.Bottle, stageDir, guestMount, smolfilePath string, tt
 
 	s := &launchSpec{name: machineName(p.Slug), smolfile: smolfile}
 	s.create = []string{"machine", "create", "--name", s.name, "-s", smolfilePath}
-	for _, f := range fws {
-		s.create = append(s.create, "--mount-socket", f.host+":"+f.guest)
+	for i, f := range fws {
+		s.create = append(s.create, "--mount-socket", hosts[i]+":"+f.Socket)
 	}
 	s.create = append(s.create, "--label", LabelSlug+"="+p.Slug, "--label", LabelDigest+"="+p.Digest)
 
@@ -158,22 +127,8 @@ func buildSpec(b *backends.Bottle, stageDir, guestMount, smolfilePath string, tt
 		s.exec = append(s.exec, "--secret-env", sec.Name+"="+hostVar)
 		s.execEnv = append(s.execEnv, hostVar+"="+b.Secrets[sec.Name])
 	}
-	s.exec = append(s.exec, "--", guestBin, "guest")
-	for _, f := range fws {
-		s.exec = append(s.exec, "--forward", f.listen.String()+"="+f.guest)
-	}
-	s.exec = append(append(s.exec, "--"), cmd...)
+	s.exec = append(append(s.exec, "--", guestBin), sidecars.GuestArgs(fws, cmd)...)
 	return s, nil
-}
-
-// isEgress reports whether f is the egress sidecar's socket.
-func isEgress(p *plan.Plan, f forward) bool {
-	for _, sc := range p.Sidecars {
-		if sc.Name == p.Egress.Sidecar {
-			return sc.Listen.Address == f.host
-		}
-	}
-	return false
 }
 
 // Launch starts the host sidecars, creates and boots the microVM, runs the
@@ -209,9 +164,7 @@ func (s *Backend) Launch(ctx context.Context, b *backends.Bottle, stdio backends
 	if err != nil {
 		return -1, err
 	}
-	cfg, err := backends.SidecarConfig(p, b.State.Dir, func(sc plan.Sidecar) srt.Listen {
-		return srt.Listen{Network: "unix", Address: sc.Listen.Address}
-	})
+	cfg, err := srt.Render(p, b.State.Dir, 0)
 	if err != nil {
 		return -1, err
 	}
@@ -357,4 +310,11 @@ func (s *Backend) removeMachine(ctx context.Context, name string, stop bool, war
 		return fmt.Errorf("delete the microVM %s: %w", name, err)
 	}
 	return nil
+}
+
+// Configure puts every sidecar's socket in the bottle's state directory on
+// the host, from where smolvm's --mount-socket brings it into the guest at
+// sidecars.SandboxSocketDir.
+func (s *Backend) Configure(p *plan.Plan) error {
+	return sidecars.Configure(p, p.StateDir)
 }

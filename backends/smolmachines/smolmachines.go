@@ -63,6 +63,7 @@ import (
 
 	"github.com/bottle-dev/bottle/backends"
 	"github.com/bottle-dev/bottle/plan"
+	"github.com/bottle-dev/bottle/sidecars"
 )
 
 // Labels on every machine.
@@ -81,7 +82,7 @@ const (
 	// guestBinaryName is the guest binary's name in that directory.
 	guestBinaryName = "bottle"
 	// guestSocketDir holds the mounted sidecar sockets.
-	guestSocketDir = "/run/bottle"
+	guestSocketDir = sidecars.SandboxSocketDir
 )
 
 // Environment variables bottle's tests set; see the package comment.

@@ -7,12 +7,14 @@ import (
 	"os"
 	"os/signal"
 	"syscall"
+	"time"
 
 	"github.com/bottle-dev/bottle/sidecars/guest"
 )
 
-// GuestCmd is what runs first inside a microVM; the smolmachines backend
-// starts it, people do not:
+// GuestCmd is what runs first inside every sandbox (the docker agent
+// container's entrypoint, the microVM's command); backends start it,
+// people do not:
 //
 //	bottle guest --forward 127.0.0.1:3128=/run/bottle/egress.sock ... -- CMD ARGS
 //
@@ -22,6 +24,7 @@ import (
 type GuestCmd struct {
 	Forward []guest.Forward `sep:"none" placeholder:"LISTEN=SOCKET" help:"Relay connections to this loopback address to this sidecar socket (repeatable)."`
 	Idle    bool            `help:"Run no command: wait for SIGTERM or SIGINT, reaping orphaned processes."`
+	Wait    time.Duration   `help:"Wait up to this long for every sidecar socket to accept connections before running the command (0: they must already)."`
 }
 
 // Run relays the forwards, runs the command given after "--" and exits
@@ -33,6 +36,11 @@ func (c *GuestCmd) Run(g *Globals) error {
 		}
 		idle(g.Ctx)
 		return nil
+	}
+	if c.Wait > 0 {
+		if err := guest.WaitSockets(g.Ctx, c.Forward, c.Wait); err != nil {
+			return &exitError{code: guest.ExitSetupFailed, err: err}
+		}
 	}
 	// bottle guest passes signals on to the command itself; the context
 	// Main cancels on SIGINT and SIGTERM would send a second one.

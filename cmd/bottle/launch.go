@@ -3,7 +3,6 @@ package main
 import (
 	"bufio"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -13,77 +12,51 @@ import (
 	"slices"
 	"strings"
 	"syscall"
-	"time"
 
 	"golang.org/x/term"
 
 	"github.com/bottle-dev/bottle/backends"
 	_ "github.com/bottle-dev/bottle/backends/docker"       // registers the docker backend
 	_ "github.com/bottle-dev/bottle/backends/smolmachines" // registers the smolmachines backend
+	"github.com/bottle-dev/bottle/engine"
 	"github.com/bottle-dev/bottle/plan"
 )
 
 // exitStopped is the exit code of a bottle stopped by a signal or bottle stop.
 const exitStopped = 130
 
-// launch runs the plan's bottle to its end and returns the agent's exit code
-// as an exitError when it is not 0.
+// launch runs the plan's bottle to its end through the lifecycle engine
+// and returns the agent's exit code as an exitError when it is not 0. It
+// asks for approval first; the engine does the rest.
 func (c *StartCmd) launch(g *Globals, p *plan.Plan) error {
-	backend, err := backends.Get(p.Backend.Kind)
-	if err != nil {
-		return err
-	}
 	if err := approve(g, p, c.Yes); err != nil {
-		return err
-	}
-	secrets, err := readSecrets(p)
-	if err != nil {
 		return err
 	}
 	exe, err := os.Executable()
 	if err != nil {
 		return fmt.Errorf("find bottle's executable: %w", err)
 	}
-
-	// Claim the state directory; another bottle of this profile that
-	// claimed the slug first moves this one to the next suffix.
-	var st *backends.State
-	for attempt := 0; ; attempt++ {
-		st, err = backends.Claim(p.StateDir)
-		if !errors.Is(err, backends.ErrTaken) || attempt == 20 {
-			break
-		}
-		if p, err = loadPlan(g, c.Profile, c.RepoFlags); err != nil {
-			return err
-		}
-	}
-	if err != nil {
-		return err
-	}
-	defer st.Release()
-	planJSON, _ := json.MarshalIndent(p, "", "  ")
-	if err := st.WriteFile(backends.PlanFile, planJSON); err != nil {
-		return err
-	}
-	if err := st.WriteInfo(backends.Info{Slug: p.Slug, Backend: p.Backend.Kind, Profile: p.Profile.Path,
-		Digest: p.Digest, PID: os.Getpid(), Started: time.Now().UTC().Truncate(time.Second)}); err != nil {
-		return err
-	}
-
-	b := &backends.Bottle{Plan: p, State: st, Command: g.Passthrough, Secrets: secrets, Executable: exe, Progress: g.Stderr}
-	if err := backend.Preflight(g.Ctx, b); err != nil {
-		return &exitError{code: exitPreflight, err: fmt.Errorf("preflight of the %s backend failed:\n%w", p.Backend.Kind, err)}
-	}
-
 	ctx, cancel := context.WithCancelCause(g.Ctx)
 	defer cancel(nil)
 	stopSignals := forceOnSecondSignal(g, cancel)
 	defer stopSignals()
 
-	fmt.Fprintf(g.Stderr, "bottle: starting %s (%s, digest %s)\n", p.Slug, p.Backend.Kind, shortDigest(p.Digest))
-	stdio := backends.Stdio{Stdin: os.Stdin, Stdout: g.Stdout, Stderr: g.Stderr,
-		TTY: term.IsTerminal(int(os.Stdin.Fd())) && isTerminal(g.Stdout)}
-	code, err := backend.Launch(ctx, b, stdio)
+	code, err := engine.Run(ctx, engine.Launch{
+		Plan:       p,
+		Replan:     func() (*plan.Plan, error) { return loadPlan(g, c.Profile, c.RepoFlags) },
+		Command:    g.Passthrough,
+		Executable: exe,
+		Progress:   g.Stderr,
+		Stdio: backends.Stdio{Stdin: os.Stdin, Stdout: g.Stdout, Stderr: g.Stderr,
+			TTY: term.IsTerminal(int(os.Stdin.Fd())) && isTerminal(g.Stdout)},
+		Started: func(p *plan.Plan) {
+			fmt.Fprintf(g.Stderr, "bottle: starting %s (%s, digest %s)\n", p.Slug, p.Backend.Kind, shortDigest(p.Digest))
+		},
+	})
+	var pe *engine.PreflightError
+	if errors.As(err, &pe) {
+		return &exitError{code: exitPreflight, err: pe}
+	}
 	if cause := context.Cause(ctx); cause != nil && ctx.Err() != nil && g.Ctx.Err() == nil {
 		fmt.Fprintf(g.Stderr, "bottle: %v; stopped\n", cause)
 		return &exitError{code: exitStopped, err: errSilent}
@@ -138,31 +111,6 @@ func shortDigest(d string) string {
 		return d[:len("sha256:")+12]
 	}
 	return d
-}
-
-// readSecrets reads every secret's value from the host, at launch only.
-func readSecrets(p *plan.Plan) (map[string]string, error) {
-	out := map[string]string{}
-	var errs []error
-	for _, s := range p.Secrets {
-		switch {
-		case s.FromEnv != "":
-			v, ok := os.LookupEnv(s.FromEnv)
-			if !ok || v == "" {
-				errs = append(errs, fmt.Errorf("secret %s: the host environment variable %s is not set; export it, or change secret() at %s", s.Name, s.FromEnv, s.From))
-				continue
-			}
-			out[s.Name] = v
-		default:
-			b, err := os.ReadFile(s.FromFile)
-			if err != nil {
-				errs = append(errs, fmt.Errorf("secret %s: cannot read %s (%v); change secret() at %s", s.Name, s.FromFile, errors.Unwrap(err), s.From))
-				continue
-			}
-			out[s.Name] = strings.TrimRight(string(b), "\r\n")
-		}
-	}
-	return out, errors.Join(errs...)
 }
 
 // approvedFile lists the digests of profiles approved on this machine.

@@ -9,12 +9,12 @@ import (
 	"os"
 	"path/filepath"
 	"sort"
-	"strings"
 	"syscall"
 	"text/tabwriter"
 	"time"
 
 	"github.com/bottle-dev/bottle/backends"
+	"github.com/bottle-dev/bottle/engine"
 	srt "github.com/bottle-dev/bottle/sidecars/runtime"
 )
 
@@ -94,18 +94,7 @@ func listBottles(g *Globals) ([]lsRow, error) {
 	return rows, nil
 }
 
-func allResources(g *Globals) ([]backends.Resource, error) {
-	var all []backends.Resource
-	for _, name := range backends.Names() {
-		b, _ := backends.Get(name)
-		rs, err := b.Resources(g.Ctx)
-		if err != nil {
-			return nil, fmt.Errorf("%s: %w", name, err)
-		}
-		all = append(all, rs...)
-	}
-	return all, nil
-}
+func allResources(g *Globals) ([]backends.Resource, error) { return engine.Resources(g.Ctx) }
 
 // findBottle returns the state entry of slug.
 func findBottle(slug string) (*backends.Entry, error) {
@@ -239,88 +228,11 @@ func (c *CleanupCmd) Run(g *Globals) error {
 	if err != nil {
 		return err
 	}
-	entries, err := backends.Scan(home)
-	if err != nil {
-		return err
-	}
-	running := map[string]bool{}
-	for _, e := range entries {
-		if e.Running {
-			running[e.Slug] = true
-		}
-	}
-	res, err := allResources(g)
-	if err != nil {
-		return err
-	}
 	verb := "removed"
 	if c.DryRun {
 		verb = "would remove"
 	}
-	var errs []error
-	for _, name := range backends.Names() {
-		b, _ := backends.Get(name)
-		var stale []backends.Resource
-		for _, r := range res {
-			if r.Backend == name && !running[r.Slug] {
-				stale = append(stale, r)
-			}
-		}
-		if len(stale) == 0 {
-			continue
-		}
-		if !c.DryRun {
-			if err := b.Remove(g.Ctx, stale); err != nil {
-				errs = append(errs, err)
-				continue
-			}
-		}
-		for _, r := range stale {
-			fmt.Fprintf(g.Stdout, "%s %s\n", verb, r)
-		}
-	}
-	for _, e := range entries {
-		if e.Running {
-			continue
-		}
-		if !c.DryRun {
-			stopOrphanSidecars(e.Dir)
-			if err := os.RemoveAll(e.Dir); err != nil {
-				errs = append(errs, err)
-				continue
-			}
-		}
-		fmt.Fprintf(g.Stdout, "%s state directory %s\n", verb, e.Dir)
-	}
-	return errors.Join(errs...)
-}
-
-// stopOrphanSidecars kills the host sidecar process a killed bottle left
-// running: it outlives its parent in its own process group and keeps
-// holding the sidecars' lock.
-func stopOrphanSidecars(dir string) {
-	b, err := os.ReadFile(filepath.Join(dir, srt.PIDFile))
-	if err != nil {
-		return
-	}
-	var pid int
-	if _, err := fmt.Sscan(strings.TrimSpace(string(b)), &pid); err != nil || pid <= 1 {
-		return
-	}
-	lock, err := os.OpenFile(filepath.Join(dir, srt.LockFile), os.O_RDWR, 0)
-	if err != nil {
-		return
-	}
-	defer lock.Close()
-	if syscall.Flock(int(lock.Fd()), syscall.LOCK_EX|syscall.LOCK_NB) == nil {
-		return // nobody holds it: the sidecars are gone
-	}
-	syscall.Kill(-pid, syscall.SIGTERM)
-	for i := 0; i < 50; i++ {
-		if syscall.Flock(int(lock.Fd()), syscall.LOCK_EX|syscall.LOCK_NB) == nil {
-			return
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
-	syscall.Kill(-pid, syscall.SIGKILL)
+	return engine.Cleanup(g.Ctx, home, c.DryRun, func(r engine.Removed) {
+		fmt.Fprintf(g.Stdout, "%s %s\n", verb, r)
+	})
 }

@@ -7,6 +7,7 @@ import (
 	"os"
 	"strings"
 
+	"github.com/bottle-dev/bottle/engine"
 	"github.com/bottle-dev/bottle/plan"
 	"github.com/bottle-dev/bottle/profiles"
 	bstar "github.com/bottle-dev/bottle/starlark"
@@ -81,7 +82,7 @@ func evalPlan(g *Globals, src *bstar.Source) (*plan.Plan, error) {
 	if err != nil && len(src.Repos) > 0 {
 		return nil, err
 	}
-	p, err := bstar.Load(g.Ctx, src, bstar.Options{Stderr: g.Stderr, Home: home, RepoCache: cache}, bstar.Env{Workspace: wd, StateHome: sh})
+	p, _, err := engine.Plan(g.Ctx, src, bstar.Options{Stderr: g.Stderr, Home: home, RepoCache: cache}, bstar.Env{Workspace: wd, StateHome: sh})
 	if err != nil {
 		return nil, profileErr(err)
 	}

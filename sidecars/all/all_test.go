@@ -18,6 +18,7 @@ import (
 
 	"github.com/bottle-dev/bottle/plan"
 	_ "github.com/bottle-dev/bottle/sidecars/all"
+	"github.com/bottle-dev/bottle/sidecars/egress"
 	srt "github.com/bottle-dev/bottle/sidecars/runtime"
 	"github.com/bottle-dev/bottle/sidecars/supervise"
 )
@@ -32,7 +33,7 @@ func TestApprovedEgressReachesTheRunningProxy(t *testing.T) {
 	if err := os.Chmod(state, 0o700); err != nil {
 		t.Fatal(err)
 	}
-	egressSpec, _ := json.Marshal(srt.EgressSpec{Listen: srt.Listen{Network: "tcp", Address: "127.0.0.1:0"},
+	egressSpec, _ := json.Marshal(egress.Spec{Listen: srt.Listen{Network: "tcp", Address: "127.0.0.1:0"},
 		Rules: []plan.Rule{{Host: "api.example.com", Ports: []int{443}, From: "//t.star:1:1"}}})
 	superviseSpec, _ := json.Marshal(map[string]any{"listen": srt.Listen{Network: "unix", Address: filepath.Join(state, "supervise.sock")}, "timeout": "30s"})
 	cfg := &srt.Config{Version: srt.ConfigVersion, Slug: "t", StateDir: state,

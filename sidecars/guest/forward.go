@@ -17,6 +17,7 @@
 package guest
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -165,4 +166,33 @@ func validateForwards(forwards []Forward) error {
 		seen[f.Listen] = true
 	}
 	return nil
+}
+
+// WaitSockets waits until every forward's socket accepts a connection
+// (CheckSocket), polling every 10 ms, for at most timeout; then it returns
+// the first socket's error that is still failing. The docker backend
+// starts the sidecars and the sandbox at once, so the sockets may appear
+// only after bottle guest starts.
+func WaitSockets(ctx context.Context, forwards []Forward, timeout time.Duration) error {
+	deadline := time.Now().Add(timeout)
+	for {
+		var err error
+		for _, f := range forwards {
+			if err = CheckSocket(f.Socket); err != nil {
+				err = fmt.Errorf("forward %s: %w", f, err)
+				break
+			}
+		}
+		if err == nil || !time.Now().Before(deadline) {
+			if err != nil {
+				err = fmt.Errorf("after waiting %s: %w", timeout, err)
+			}
+			return err
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(10 * time.Millisecond):
+		}
+	}
 }

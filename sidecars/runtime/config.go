@@ -4,9 +4,8 @@
 // `bottle sidecars --config FILE` calls Run: it reads the rendered sidecar
 // configuration (Config, a JSON file), starts every sidecar it names, writes
 // a ready file once all of them listen, reloads them on SIGHUP and stops
-// them on SIGTERM or SIGINT. Sidecars plug in through Register, keyed by the
-// name of their section in the configuration; the built-in egress proxy is
-// registered here, others register from their own packages' init.
+// them on SIGTERM or SIGINT. Each section is served by the sidecar unit
+// registered under its name (sidecars.Register, from the unit's package).
 //
 // Launch, on the host, starts that command in its own process group with
 // its output in the state directory, holds the state directory's lock while
@@ -14,12 +13,13 @@
 package runtime
 
 import (
-	"bytes"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
+
+	"github.com/bottle-dev/bottle/plan"
+	"github.com/bottle-dev/bottle/sidecars"
 )
 
 // ConfigVersion is the version of the configuration file format.
@@ -50,18 +50,12 @@ type Config struct {
 	StateDir string `json:"state_dir"`
 	// Sidecars holds one section per sidecar to run, keyed by its
 	// registered name ("egress", "git-gate", "supervise"); each section's
-	// form belongs to its sidecar (EgressSpec for "egress").
+	// form belongs to its sidecar's unit (sidecars.Unit.Section).
 	Sidecars map[string]json.RawMessage `json:"sidecars"`
 }
 
-// Listen is an address a sidecar listens on.
-type Listen struct {
-	// Network is "tcp" or "unix".
-	Network string `json:"network"`
-	// Address is "host:port" for tcp (port 0 picks a free port; the ready
-	// file has the bound one) or an absolute socket path for unix.
-	Address string `json:"address"`
-}
+// Listen is an address a sidecar listens on (sidecars.Listen).
+type Listen = sidecars.Listen
 
 // LoadConfig reads and checks a configuration file. Unknown fields are
 // errors, so that a misspelt key never silently loosens a policy.
@@ -97,17 +91,7 @@ func WriteConfig(path string, c *Config) error {
 
 // decodeStrict decodes one JSON value into v, refusing unknown fields and
 // trailing data.
-func decodeStrict(b []byte, v any) error {
-	dec := json.NewDecoder(bytes.NewReader(b))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(v); err != nil {
-		return err
-	}
-	if dec.More() {
-		return errors.New("trailing data after the JSON value")
-	}
-	return nil
-}
+func decodeStrict(b []byte, v any) error { return sidecars.Decode(b, v) }
 
 // writeFileAtomic writes data to a temporary file beside path with mode
 // 0600 and renames it over path, so readers see the old or the new
@@ -152,4 +136,27 @@ func checkStateDir(dir string) error {
 		return fmt.Errorf("state directory %s has mode %04o; it must be 0700 (chmod 700 %s)", dir, fi.Mode().Perm(), dir)
 	}
 	return nil
+}
+
+// Render builds the sidecar configuration of a configured plan (see
+// sidecars.Configure): each sidecar's section comes from its unit and
+// listens on the plan's socket path with the given socket mode (0 for
+// 0600). stateDir is the state directory as the sidecar process sees it.
+func Render(p *plan.Plan, stateDir string, socketMode uint32) (*Config, error) {
+	c := &Config{Version: ConfigVersion, Slug: p.Slug, StateDir: stateDir, Sidecars: map[string]json.RawMessage{}}
+	for _, sc := range p.Sidecars {
+		u, err := sidecars.Get(sc.Name)
+		if err != nil {
+			return nil, err
+		}
+		if sc.Listen.Network != "unix" || sc.Listen.Address == "" {
+			return nil, fmt.Errorf("the %s sidecar has no socket; the plan was not configured for a backend", sc.Name)
+		}
+		raw, err := u.Section(p, sc, Listen{Network: "unix", Address: sc.Listen.Address, Mode: socketMode})
+		if err != nil {
+			return nil, fmt.Errorf("render the %s sidecar's configuration: %w", sc.Name, err)
+		}
+		c.Sidecars[sc.Name] = raw
+	}
+	return c, nil
 }

@@ -12,90 +12,31 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
-	"sync"
 	"syscall"
-	"time"
+
+	"github.com/bottle-dev/bottle/sidecars"
 )
 
 // StopGrace is how long a sidecar may take to stop gracefully once asked.
-const StopGrace = 5 * time.Second
+const StopGrace = sidecars.StopGrace
 
-// Service is one running sidecar.
-type Service interface {
-	// Listeners returns the addresses the sidecar listens on, as bound.
-	Listeners() []Listen
-	// Serve runs the sidecar until ctx is done, then stops it within
-	// StopGrace and returns nil; it returns an error when the sidecar
-	// fails. Serve releases everything the service holds before it
-	// returns; Run calls it exactly once for every service a Factory made,
-	// with a context already done when startup failed elsewhere.
-	Serve(ctx context.Context) error
-}
-
-// Reloader is a Service that can apply a new configuration section while
-// it runs. Run calls Reload on SIGHUP with the service's section re-read
-// from the configuration file; on an error the service keeps its old
-// configuration.
-type Reloader interface {
-	Reload(spec json.RawMessage) error
-}
-
-// Factory makes a sidecar from its configuration section. It binds every
-// listener before it returns, so that readiness follows from all factories
-// having returned; ctx is done when the process is asked to stop.
-type Factory func(ctx context.Context, spec json.RawMessage, env *Env) (Service, error)
-
-// Env is what a Factory gets besides its section.
-type Env struct {
-	// Slug and StateDir are the configuration's.
-	Slug     string
-	StateDir string
-	// Stderr receives diagnostics; Run's stderr.
-	Stderr io.Writer
-
-	mu       sync.Mutex
-	services map[string]Service
-}
-
-// Service returns the running sidecar registered under name, or nil. Use it
-// after startup, for example to add an egress rule from another sidecar:
-//
-//	if ra, ok := env.Service("egress").(runtime.RuleAdder); ok { err = ra.AddRule(rule) }
-func (e *Env) Service(name string) Service {
-	e.mu.Lock()
-	defer e.mu.Unlock()
-	return e.services[name]
-}
-
-var (
-	registryMu sync.Mutex
-	registry   = map[string]Factory{}
+// The sidecar server types are the registry's (package sidecars).
+type (
+	Service  = sidecars.Service
+	Reloader = sidecars.Reloader
+	Factory  = sidecars.Factory
+	Env      = sidecars.Env
 )
 
-// Register makes a sidecar available under name, the key of its section in
-// Config.Sidecars. It is meant for package init functions and panics when
-// name is registered twice.
-func Register(name string, f Factory) {
-	registryMu.Lock()
-	defer registryMu.Unlock()
-	if _, dup := registry[name]; dup {
-		panic(fmt.Sprintf("sidecar %q registered twice", name))
-	}
-	registry[name] = f
-}
-
 func factory(name string) (Factory, bool) {
-	registryMu.Lock()
-	defer registryMu.Unlock()
-	f, ok := registry[name]
-	return f, ok
+	u, ok := sidecars.Lookup(name)
+	if !ok {
+		return nil, false
+	}
+	return u.New, true
 }
 
-func registered() []string {
-	registryMu.Lock()
-	defer registryMu.Unlock()
-	return slices.Sorted(maps.Keys(registry))
-}
+func registered() []string { return sidecars.Names() }
 
 // Ready is the content of the ready file: the sidecar process and where
 // each sidecar listens.
@@ -150,7 +91,7 @@ func Run(ctx context.Context, configPath string, stdout, stderr io.Writer) error
 
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	env := &Env{Slug: cfg.Slug, StateDir: cfg.StateDir, Stderr: stderr, services: map[string]Service{}}
+	env := &Env{Slug: cfg.Slug, StateDir: cfg.StateDir, Stderr: stderr}
 	results := make(chan result, len(names))
 	running := 0
 	serve := func(name string, svc Service) {
@@ -180,9 +121,7 @@ func Run(ctx context.Context, configPath string, stdout, stderr io.Writer) error
 			}
 			return errors.Join(fmt.Errorf("start sidecar %q: %w", name, err), drain())
 		}
-		env.mu.Lock()
-		env.services[name] = svc
-		env.mu.Unlock()
+		env.SetService(name, svc)
 		started = append(started, name)
 		ready.Listeners[name] = svc.Listeners()
 	}

@@ -22,6 +22,8 @@ import (
 	"time"
 
 	"github.com/bottle-dev/bottle/plan"
+	"github.com/bottle-dev/bottle/sidecars"
+	"github.com/bottle-dev/bottle/sidecars/egress"
 )
 
 // childEnv makes the test binary act as `bottle sidecars --config FILE`.
@@ -29,7 +31,7 @@ const childEnv = "BOTTLE_RUNTIME_TEST_CHILD"
 
 func TestMain(m *testing.M) {
 	if os.Getenv(childEnv) == "1" {
-		resolver = loopbackResolver{}
+		egress.UseResolver(loopbackResolver{})
 		args := os.Args[1:]
 		if len(args) != 3 || args[0] != "sidecars" || args[1] != "--config" {
 			fmt.Fprintf(os.Stderr, "unexpected arguments %q\n", args)
@@ -46,19 +48,23 @@ func TestMain(m *testing.M) {
 
 func init() {
 	// test-crash fails once the file its section names exists.
-	Register("test-crash", func(_ context.Context, raw json.RawMessage, _ *Env) (Service, error) {
-		var path string
-		if err := json.Unmarshal(raw, &path); err != nil {
-			return nil, err
-		}
-		return crashService(path), nil
-	})
+	sidecars.Register(&sidecars.Unit{Name: "test-crash", Port: 9001, Section: noSection,
+		New: func(_ context.Context, raw json.RawMessage, _ *Env) (Service, error) {
+			var path string
+			if err := json.Unmarshal(raw, &path); err != nil {
+				return nil, err
+			}
+			return crashService(path), nil
+		}})
 	// test-hang never finishes starting.
-	Register("test-hang", func(ctx context.Context, _ json.RawMessage, _ *Env) (Service, error) {
-		<-ctx.Done()
-		return nil, ctx.Err()
-	})
+	sidecars.Register(&sidecars.Unit{Name: "test-hang", Port: 9002, Section: noSection,
+		New: func(ctx context.Context, _ json.RawMessage, _ *Env) (Service, error) {
+			<-ctx.Done()
+			return nil, ctx.Err()
+		}})
 }
+
+func noSection(*plan.Plan, plan.Sidecar, Listen) (json.RawMessage, error) { return nil, nil }
 
 type crashService string
 
@@ -170,7 +176,7 @@ func TestLaunchServesReloadsAndStops(t *testing.T) {
 	state, cfgPath := bottleDir(t, nil)
 	sock := filepath.Join(state, "egress.sock")
 	egressSpec := func(rules ...plan.Rule) map[string]any {
-		return map[string]any{plan.SidecarEgress: EgressSpec{
+		return map[string]any{plan.SidecarEgress: egress.Spec{
 			Listen:      Listen{Network: "unix", Address: sock},
 			Rules:       rules,
 			IdleTimeout: "1h",
@@ -258,7 +264,7 @@ func TestSidecarDeathEndsProcessNonZero(t *testing.T) {
 	trigger := filepath.Join(t.TempDir(), "crash-now")
 	writeTestConfig(t, state, cfgPath, map[string]any{
 		"test-crash":       trigger,
-		plan.SidecarEgress: EgressSpec{Listen: Listen{Network: "tcp", Address: "127.0.0.1:0"}},
+		plan.SidecarEgress: egress.Spec{Listen: Listen{Network: "tcp", Address: "127.0.0.1:0"}},
 	})
 	h, err := launch(t, state, cfgPath, 10*time.Second)
 	if err != nil {
@@ -337,7 +343,7 @@ func TestLaunchFailures(t *testing.T) {
 
 func TestRunStopsOnSIGTERM(t *testing.T) {
 	state, cfgPath := bottleDir(t, map[string]any{
-		plan.SidecarEgress: EgressSpec{Listen: Listen{Network: "tcp", Address: "127.0.0.1:0"}},
+		plan.SidecarEgress: egress.Spec{Listen: Listen{Network: "tcp", Address: "127.0.0.1:0"}},
 	})
 	h, err := launch(t, state, cfgPath, 10*time.Second)
 	if err != nil {

@@ -1,11 +1,10 @@
-package runtime
+package egress
 
 import (
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io/fs"
 	"net"
 	"os"
 	"path/filepath"
@@ -14,13 +13,21 @@ import (
 	"time"
 
 	"github.com/bottle-dev/bottle/plan"
-	"github.com/bottle-dev/bottle/sidecars/egress"
+	"github.com/bottle-dev/bottle/sidecars"
 )
 
-// EgressSpec is the "egress" section of Config: the built-in egress proxy.
-type EgressSpec struct {
+// Port is the built-in egress proxy's loopback port in the sandbox.
+const Port = 3128
+
+// LogFile is the default egress decision log (JSON lines) in the state
+// directory.
+const LogFile = "egress.jsonl"
+
+// Spec is the "egress" section of the sidecar configuration: the built-in
+// egress proxy.
+type Spec struct {
 	// Listen is where the proxy listens.
-	Listen Listen `json:"listen"`
+	Listen sidecars.Listen `json:"listen"`
 	// Rules is the allow-list, canonical as in the plan.
 	Rules []plan.Rule `json:"rules"`
 	// ConnectTimeout and IdleTimeout are Go durations ("10s", "1h");
@@ -28,7 +35,7 @@ type EgressSpec struct {
 	ConnectTimeout string `json:"connect_timeout,omitempty"`
 	IdleTimeout    string `json:"idle_timeout,omitempty"`
 	// Log is the path of the decision log (JSON lines, mode 0600); empty
-	// means EgressLogFile in the state directory.
+	// means LogFile in the state directory.
 	Log string `json:"log,omitempty"`
 }
 
@@ -39,31 +46,58 @@ type RuleAdder interface {
 	AddRule(plan.Rule) error
 }
 
-func init() {
-	Register(plan.SidecarEgress, newEgress)
+// Unit is the built-in egress sidecar: the forward proxy that is the
+// sandbox's only way out unless a profile picks pipelock. The agent reaches
+// it through HTTP(S)_PROXY.
+var Unit = &sidecars.Unit{
+	Name:   plan.SidecarEgress,
+	Egress: true,
+	Port:   Port,
+	Env: func(_ *plan.Plan, _ plan.Sidecar, url string) []string {
+		return sidecars.ProxyEnv(url)
+	},
+	Section: func(p *plan.Plan, sc plan.Sidecar, listen sidecars.Listen) (json.RawMessage, error) {
+		s := Spec{Listen: listen, Rules: p.Egress.Rules}
+		if sc.Egress != nil {
+			s.ConnectTimeout, s.IdleTimeout = sc.Egress.ConnectTimeout, sc.Egress.IdleTimeout
+		}
+		return json.Marshal(s)
+	},
+	New: newService,
 }
 
-// resolver resolves the egress proxy's destinations; tests replace it.
-var resolver egress.Resolver = net.DefaultResolver
+func init() { sidecars.Register(Unit) }
 
-// egressService runs an egress.Proxy on one listener.
-type egressService struct {
-	proxy   *egress.Proxy
+// resolver resolves the egress proxy's destinations; tests replace it
+// with UseResolver.
+var resolver Resolver = net.DefaultResolver
+
+// UseResolver makes the egress sidecars started from now on resolve with r
+// and returns a function that restores the previous resolver. For tests.
+func UseResolver(r Resolver) (restore func()) {
+	old := resolver
+	resolver = r
+	return func() { resolver = old }
+}
+
+// service runs a Proxy on one listener.
+type service struct {
+	proxy   *Proxy
 	ln      net.Listener
-	listen  Listen
+	listen  sidecars.Listen
 	logFile *os.File
 
 	mu    sync.Mutex
 	added []plan.Rule // rules added at run time, kept across reloads
 }
 
-func parseEgressSpec(raw json.RawMessage) (*EgressSpec, error) {
-	var s EgressSpec
-	if err := decodeStrict(raw, &s); err != nil {
+func parseSpec(raw json.RawMessage) (*Spec, error) {
+	var s Spec
+	if err := sidecars.Decode(raw, &s); err != nil {
 		return nil, fmt.Errorf("egress section: %w", err)
 	}
 	for _, r := range s.Rules {
-		if err := egress.ValidateRule(r); err != nil {
+		if err := ValidateRule(r); err != nil {
 			return nil, fmt.Errorf("egress section: %w", err)
 		}
 	}
@@ -81,8 +115,8 @@ func parseDuration(name, s string) (time.Duration, error) {
 	return d, nil
 }
 
-func newEgress(_ context.Context, raw json.RawMessage, env *Env) (Service, error) {
-	spec, err := parseEgressSpec(raw)
+func newService(_ context.Context, raw json.RawMessage, env *sidecars.Env) (sidecars.Service, error) {
+	spec, err := parseSpec(raw)
 	if err != nil {
 		return nil, err
 	}
@@ -96,13 +130,13 @@ func newEgress(_ context.Context, raw json.RawMessage, env *Env) (Service, error
 	}
 	logPath := spec.Log
 	if logPath == "" {
-		logPath = filepath.Join(env.StateDir, EgressLogFile)
+		logPath = filepath.Join(env.StateDir, LogFile)
 	}
-	logFile, err := egress.OpenLogFile(logPath)
+	logFile, err := OpenLogFile(logPath)
 	if err != nil {
 		return nil, err
 	}
-	proxy, err := egress.New(egress.Options{
+	proxy, err := New(Options{
 		Rules:          spec.Rules,
 		Resolver:       resolver,
 		ConnectTimeout: connect,
@@ -113,22 +147,22 @@ func newEgress(_ context.Context, raw json.RawMessage, env *Env) (Service, error
 		logFile.Close()
 		return nil, err
 	}
-	ln, err := Bind(spec.Listen)
+	ln, err := sidecars.Bind(spec.Listen)
 	if err != nil {
 		logFile.Close()
 		return nil, fmt.Errorf("egress: %w", err)
 	}
-	return &egressService{
+	return &service{
 		proxy:   proxy,
 		ln:      ln,
-		listen:  Listen{Network: ln.Addr().Network(), Address: ln.Addr().String()},
+		listen:  sidecars.Listen{Network: ln.Addr().Network(), Address: ln.Addr().String()},
 		logFile: logFile,
 	}, nil
 }
 
-func (s *egressService) Listeners() []Listen { return []Listen{s.listen} }
+func (s *service) Listeners() []sidecars.Listen { return []sidecars.Listen{s.listen} }
 
-func (s *egressService) Serve(ctx context.Context) error {
+func (s *service) Serve(ctx context.Context) error {
 	defer s.logFile.Close()
 	served := make(chan error, 1)
 	go func() { served <- s.proxy.Serve(s.ln) }()
@@ -141,7 +175,7 @@ func (s *egressService) Serve(ctx context.Context) error {
 		return err
 	case <-ctx.Done():
 	}
-	sctx, cancel := context.WithTimeout(context.Background(), StopGrace)
+	sctx, cancel := context.WithTimeout(context.Background(), sidecars.StopGrace)
 	defer cancel()
 	// Tunnels still open after the grace are cut; that is the stop's
 	// purpose, not a failure.
@@ -151,8 +185,8 @@ func (s *egressService) Serve(ctx context.Context) error {
 
 // Reload replaces the rules from the configuration with spec's, keeping
 // the rules added at run time. Listener, timeouts and log need a restart.
-func (s *egressService) Reload(raw json.RawMessage) error {
-	spec, err := parseEgressSpec(raw)
+func (s *service) Reload(raw json.RawMessage) error {
+	spec, err := parseSpec(raw)
 	if err != nil {
 		return err
 	}
@@ -162,10 +196,10 @@ func (s *egressService) Reload(raw json.RawMessage) error {
 }
 
 // Rules returns the proxy's current allow-list.
-func (s *egressService) Rules() []plan.Rule { return s.proxy.Rules() }
+func (s *service) Rules() []plan.Rule { return s.proxy.Rules() }
 
 // AddRule adds r to the running proxy and keeps it across reloads.
-func (s *egressService) AddRule(r plan.Rule) error {
+func (s *service) AddRule(r plan.Rule) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if err := s.proxy.AddRule(r); err != nil {
@@ -173,38 +207,4 @@ func (s *egressService) AddRule(r plan.Rule) error {
 	}
 	s.added = append(s.added, r)
 	return nil
-}
-
-// Bind opens a listener for a sidecar: a TCP address, or a unix socket
-// (mode 0600) replacing one a dead process left behind.
-func Bind(l Listen) (net.Listener, error) {
-	switch l.Network {
-	case "tcp":
-		ln, err := net.Listen("tcp", l.Address)
-		if err != nil {
-			return nil, fmt.Errorf("listen: %w", err)
-		}
-		return ln, nil
-	case "unix":
-		if !filepath.IsAbs(l.Address) {
-			return nil, fmt.Errorf("listen: unix socket path %q is not absolute", l.Address)
-		}
-		if fi, err := os.Lstat(l.Address); err == nil && fi.Mode().Type() == fs.ModeSocket {
-			if c, err := net.Dial("unix", l.Address); err == nil {
-				c.Close()
-				return nil, fmt.Errorf("listen: %s is in use by another process", l.Address)
-			}
-			os.Remove(l.Address)
-		}
-		ln, err := net.Listen("unix", l.Address)
-		if err != nil {
-			return nil, fmt.Errorf("listen: %w", err)
-		}
-		if err := os.Chmod(l.Address, 0o600); err != nil {
-			ln.Close()
-			return nil, fmt.Errorf("listen: %w", err)
-		}
-		return ln, nil
-	}
-	return nil, fmt.Errorf("listen: network %q is neither \"tcp\" nor \"unix\"", l.Network)
 }

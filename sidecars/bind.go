@@ -1,0 +1,69 @@
+package sidecars
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io/fs"
+	"net"
+	"os"
+	"path/filepath"
+	"time"
+)
+
+// StopGrace is how long a sidecar may take to stop gracefully once asked.
+const StopGrace = 5 * time.Second
+
+// Bind opens a sidecar's listener: a TCP address, or a unix socket with
+// mode l.Mode (0600 when 0) replacing one a dead process left behind. A
+// live socket at the path is an error.
+func Bind(l Listen) (net.Listener, error) {
+	switch l.Network {
+	case "tcp":
+		ln, err := net.Listen("tcp", l.Address)
+		if err != nil {
+			return nil, fmt.Errorf("listen: %w", err)
+		}
+		return ln, nil
+	case "unix":
+		if !filepath.IsAbs(l.Address) {
+			return nil, fmt.Errorf("listen: unix socket path %q is not absolute", l.Address)
+		}
+		if fi, err := os.Lstat(l.Address); err == nil && fi.Mode().Type() == fs.ModeSocket {
+			if c, err := net.Dial("unix", l.Address); err == nil {
+				c.Close()
+				return nil, fmt.Errorf("listen: %s is in use by another process", l.Address)
+			}
+			os.Remove(l.Address)
+		}
+		ln, err := net.Listen("unix", l.Address)
+		if err != nil {
+			return nil, fmt.Errorf("listen: %w", err)
+		}
+		mode := os.FileMode(l.Mode) & os.ModePerm
+		if mode == 0 {
+			mode = 0o600
+		}
+		if err := os.Chmod(l.Address, mode); err != nil {
+			ln.Close()
+			return nil, fmt.Errorf("listen: %w", err)
+		}
+		return ln, nil
+	}
+	return nil, fmt.Errorf("listen: network %q is neither \"tcp\" nor \"unix\"", l.Network)
+}
+
+// Decode decodes one JSON value into v, refusing unknown fields and
+// trailing data, so that a misspelt key never silently loosens a policy.
+func Decode(b []byte, v any) error {
+	dec := json.NewDecoder(bytes.NewReader(b))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
+		return err
+	}
+	if dec.More() {
+		return errors.New("trailing data after the JSON value")
+	}
+	return nil
+}

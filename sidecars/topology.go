@@ -1,0 +1,142 @@
+package sidecars
+
+import (
+	"fmt"
+	"net/netip"
+	"path"
+	"slices"
+	"strings"
+
+	"github.com/bottle-dev/bottle/plan"
+)
+
+// SandboxSocketDir is where every backend shows the sidecars' sockets to the
+// sandbox: the docker backend mounts its per-bottle socket volume there
+// read-only, the smolmachines backend puts smolvm's --mount-socket targets
+// there.
+const SandboxSocketDir = "/run/bottle"
+
+// SocketName is the file name of a sidecar's unix socket.
+func SocketName(sidecar string) string { return sidecar + ".sock" }
+
+// Configure sets every sidecar's listener in the plan: a unix socket named
+// SocketName in socketDir, the directory as the process that runs the
+// sidecars sees it (the state directory on the host, or the socket
+// volume's mount point in the docker bundle), and the unit's loopback URL,
+// which is the same in every backend. It is the plan phase in which the
+// backend decides where sidecars listen; it changes no file.
+func Configure(p *plan.Plan, socketDir string) error {
+	for i := range p.Sidecars {
+		sc := &p.Sidecars[i]
+		u, err := Get(sc.Name)
+		if err != nil {
+			return err
+		}
+		sc.Listen = plan.Listener{Network: "unix", Address: path.Join(socketDir, SocketName(sc.Name)), URL: u.URL()}
+	}
+	return nil
+}
+
+// Validate runs every unit's whole-plan check.
+func Validate(p *plan.Plan) error {
+	for _, sc := range p.Sidecars {
+		u, err := Get(sc.Name)
+		if err != nil {
+			return err
+		}
+		if u.Validate != nil {
+			if err := u.Validate(p, sc); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// Forward is one sidecar as the sandbox sees it: bottle guest listens on
+// Listen and relays each connection to Socket.
+type Forward struct {
+	Sidecar string
+	Listen  netip.AddrPort
+	Socket  string
+}
+
+// String is the forward as `bottle guest --forward` takes it.
+func (f Forward) String() string { return f.Listen.String() + "=" + f.Socket }
+
+// Forwards lists the plan's sidecars as bottle guest's forwards, in the
+// plan's (name) order, with their sockets in the sandbox's socketDir.
+func Forwards(p *plan.Plan, socketDir string) ([]Forward, error) {
+	out := make([]Forward, 0, len(p.Sidecars))
+	for _, sc := range p.Sidecars {
+		u, err := Get(sc.Name)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, Forward{
+			Sidecar: sc.Name,
+			Listen:  netip.AddrPortFrom(netip.AddrFrom4([4]byte{127, 0, 0, 1}), uint16(u.Port)),
+			Socket:  path.Join(socketDir, SocketName(sc.Name)),
+		})
+	}
+	return out, nil
+}
+
+// GuestArgs is bottle guest's command line after the binary: the forwards,
+// then the command.
+func GuestArgs(fws []Forward, cmd []string) []string {
+	args := []string{"guest"}
+	for _, f := range fws {
+		args = append(args, "--forward", f.String())
+	}
+	return append(append(args, "--"), cmd...)
+}
+
+// Agent returns the command the sandbox runs and its environment, built
+// from the plan alone and the same for every backend: command, when set,
+// is a one-off command run as given; otherwise it is the agent's command,
+// which each sidecar may extend (Unit.Command). env holds what each
+// sidecar gives the agent (Unit.Env) followed by the profile's env(), which
+// wins over a sidecar's variable of the same name; secrets are not in it.
+func Agent(p *plan.Plan, command []string) (cmd, env []string, err error) {
+	oneOff := len(command) > 0
+	if oneOff {
+		cmd = slices.Clone(command)
+	} else {
+		cmd = slices.Clone(p.Agent.Command)
+	}
+	for _, sc := range p.Sidecars {
+		u, err := Get(sc.Name)
+		if err != nil {
+			return nil, nil, err
+		}
+		if u.Env != nil {
+			env = append(env, u.Env(p, sc, sc.Listen.URL)...)
+		}
+		if u.Command != nil && !oneOff {
+			var extra []string
+			cmd, extra, err = u.Command(p, sc, sc.Listen.URL, cmd)
+			if err != nil {
+				return nil, nil, fmt.Errorf("the %s sidecar: %w", sc.Name, err)
+			}
+			env = append(env, extra...)
+		}
+	}
+	for _, e := range p.Agent.Env {
+		env = slices.DeleteFunc(env, func(kv string) bool { return strings.HasPrefix(kv, e.Name+"=") })
+		env = append(env, e.Name+"="+e.Value)
+	}
+	return cmd, env, nil
+}
+
+// ProxyEnv is the environment that routes the agent through an egress
+// sidecar at url: HTTP(S)_PROXY in both cases, and NO_PROXY naming the
+// loopback address, where the sibling sidecars are reached directly.
+func ProxyEnv(url string) []string {
+	const np = "127.0.0.1"
+	return []string{
+		"HTTPS_PROXY=" + url, "https_proxy=" + url,
+		"HTTP_PROXY=" + url, "http_proxy=" + url,
+		"NO_PROXY=" + np, "no_proxy=" + np,
+	}
+}
