@@ -5,7 +5,6 @@ import (
 	"os"
 	"path/filepath"
 	"testing"
-
 )
 
 func TestClaimLocksAndRefusesATakenSlug(t *testing.T) {
@@ -59,4 +58,3 @@ func TestScanSeesAbandonedDirectories(t *testing.T) {
 		t.Errorf("a missing home lists bottles")
 	}
 }
-

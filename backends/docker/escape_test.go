@@ -43,7 +43,7 @@ func hostIP(t *testing.T) string {
 		t.Fatal(err)
 	}
 	for _, a := range addrs {
-		if ipn, ok := a.(*net.IPNet); ok && ipn.IP.To4() != nil && !ipn.IP.IsLoopback() && !strings.HasPrefix(ipn.IP.String(), "10.213.") {
+		if ipn, ok := a.(*net.IPNet); ok && ipn.IP.To4() != nil && !ipn.IP.IsLoopback() && !ipn.IP.IsLinkLocalUnicast() {
 			return ipn.IP.String()
 		}
 	}
@@ -51,10 +51,30 @@ func hostIP(t *testing.T) string {
 	return ""
 }
 
+// linkLocal gives this host's loopback device a link-local IPv4 address
+// for the test's duration, so that a probe of the link-local range (where
+// cloud metadata lives) has a real listener that cannot be off the
+// machine. It needs root; elsewhere it returns "".
+func linkLocal(t *testing.T) string {
+	t.Helper()
+	if os.Geteuid() != 0 {
+		return ""
+	}
+	const addr = "169.254.77.77"
+	exec.Command("ip", "addr", "del", addr+"/32", "dev", "lo").Run()
+	if out, err := exec.Command("ip", "addr", "add", addr+"/32", "dev", "lo").CombinedOutput(); err != nil {
+		t.Logf("cannot add %s to lo: %v: %s", addr, err, out)
+		return ""
+	}
+	t.Cleanup(func() { exec.Command("ip", "addr", "del", addr+"/32", "dev", "lo").Run() })
+	return addr
+}
+
 // TestEscapeMatrix runs each way out of DESIGN.md §2.1 in its own bottle;
 // every one must be stopped. Outside addresses are from the documentation
-// ranges (RFC 5737, RFC 3849): the agent has no route to any address off
-// the machine, and a broken bottle never sends a packet to a real service.
+// ranges (RFC 5737, RFC 3849) and every other target is a listener this
+// test made on this machine, so a broken bottle never sends a packet to a
+// real service.
 func TestEscapeMatrix(t *testing.T) {
 	e := newEnv(t)
 	profile := e.profile("escape.star", escapeProfile)
@@ -71,7 +91,7 @@ func TestEscapeMatrix(t *testing.T) {
 	hostPort := net.JoinHostPort(hostIP(t), itoa(port))
 	gateway := net.JoinHostPort(dockerOut(t, "network", "inspect", "bridge", "--format", "{{(index .IPAM.Config 0).Gateway}}"), itoa(port))
 
-	for _, tc := range []struct {
+	cases := []struct {
 		name string
 		args []string
 	}{
@@ -79,15 +99,33 @@ func TestEscapeMatrix(t *testing.T) {
 		{"tcp public ipv4 port 80", []string{"tcp", "198.51.100.10:80"}},
 		{"udp dns to an outside resolver", []string{"udp-dns", "198.51.100.53:53", "example.com"}},
 		{"tcp dns to an outside resolver", []string{"tcp", "198.51.100.53:53"}},
-		{"cloud metadata", []string{"tcp", "169.254.169.254:80"}},
 		{"ipv6 public", []string{"tcp", "[2001:db8::1111]:443"}},
 		{"ipv6 host loopback", []string{"tcp", "[::1]:" + itoa(port)}},
+		{"host loopback", []string{"tcp", "127.0.0.1:" + itoa(port)}},
 		{"host by its LAN address", []string{"tcp", hostPort}},
 		{"host through docker0", []string{"tcp", gateway}},
 		{"host.docker.internal", []string{"resolve", "host.docker.internal"}},
 		{"outside name", []string{"resolve", "example.com"}},
 		{"embedded resolver outside name", []string{"udp-dns", "127.0.0.11:53", "example.com"}},
-	} {
+		{"the proxy's name from the old design", []string{"resolve", "proxy.internal"}},
+	}
+	if ll := linkLocal(t); ll != "" {
+		// The link-local range, where cloud metadata answers, probed at a
+		// listener of this test's own.
+		lln, err := net.Listen("tcp", ll+":0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer lln.Close()
+		go http.Serve(lln, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { w.Write([]byte("link-local")) }))
+		cases = append(cases, struct {
+			name string
+			args []string
+		}{"link-local (metadata range)", []string{"tcp", lln.Addr().String()}})
+	} else if os.Getenv("BOTTLE_CI") != "" {
+		t.Error("the link-local probe needs root and the ip command, which CI has")
+	}
+	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			if reached, out := probe(t, e, profile, tc.args...); reached {
 				t.Errorf("ESCAPE: probe %v got through:\n%s", tc.args, out)
@@ -95,16 +133,22 @@ func TestEscapeMatrix(t *testing.T) {
 		})
 	}
 
-	// The internal network's own gateway address, which only exists
-	// while the bottle runs: probe it from inside with the subnet's first
-	// address and its DNS port.
-	t.Run("internal gateway", func(t *testing.T) {
+	// The agent has no network device but loopback, and no route.
+	t.Run("only loopback", func(t *testing.T) {
 		out, stderr, code := e.run("start", "--yes", profile, "--", "sh", "-c",
-			`gw=$(ip route 2>/dev/null | awk '/src/ {print $1}' | sed 's#0/28#1#'); `+
-				`[ -n "$gw" ] || gw=$(hostname -i | awk -F. '{print $1"."$2"."$3"."($4-($4%16)+1)}'); `+
-				`echo gateway $gw; /bin/probe tcp $gw:`+itoa(port)+` && exit 10; /bin/probe udp-dns $gw:53 example.com && exit 11; exit 0`)
+			`ls /sys/class/net; echo ---; ip -o link 2>&1; echo ---; ip route 2>&1; ip -6 route 2>&1; true`)
 		if code != 0 {
-			t.Errorf("ESCAPE through the internal network's gateway (exit %d):\n%s%s", code, out, stderr)
+			t.Fatalf("bottle exited %d:\n%s%s", code, out, stderr)
+		}
+		parts := strings.Split(out, "---")
+		if len(parts) != 3 || strings.TrimSpace(parts[0]) != "lo" {
+			t.Errorf("the agent has network devices besides lo:\n%s", out)
+		}
+		if len(parts) == 3 && strings.Count(strings.TrimSpace(parts[1]), "\n") != 0 {
+			t.Errorf("ip link lists more than lo:\n%s", parts[1])
+		}
+		if len(parts) == 3 && (strings.Contains(parts[2], "default") || strings.Contains(parts[2], "via")) {
+			t.Errorf("the agent has a route out:\n%s", parts[2])
 		}
 	})
 }
@@ -112,28 +156,25 @@ func TestEscapeMatrix(t *testing.T) {
 func itoa(i int) string { return strconv.Itoa(i) }
 
 // TestAllowedAndDenied: through the egress sidecar the allowed host
-// answers and another is refused with the documented 403 body.
+// answers and another is refused with the documented 403 body. The
+// upstream is a container of the test's own, on a network of the test's
+// own that the bundle joins through BOTTLE_BUNDLE_NETWORK, under names only
+// Docker's resolver there knows.
 func TestAllowedAndDenied(t *testing.T) {
 	e := newEnv(t)
 	profile := e.profile("escape.star", escapeProfile)
 	slug := e.slugOf(profile)
 
-	// Upstream servers the bundle can reach on the bottle's egress
-	// network, under names only Docker's resolver there knows.
+	netName := "bottle-test-upstream-" + slug
+	exec.Command("docker", "network", "rm", netName).Run()
+	dockerOut(t, "network", "create", netName)
+	defer exec.Command("docker", "network", "rm", netName).Run()
 	server := "bottle-test-upstream-" + slug
-	dockerOut(t, "run", "-d", "--name", server, fixture.image,
+	exec.Command("docker", "rm", "-f", server).Run()
+	dockerOut(t, "run", "-d", "--name", server, "--network", netName, "--network-alias", "allowed.test", "--network-alias", "denied.test", fixture.image,
 		"sh", "-c", "mkdir -p /www && echo upstream-ok > /www/index.html && httpd -f -p 8080 -h /www")
 	defer exec.Command("docker", "rm", "-f", server).Run()
-	go func() {
-		net := "bottle-" + slug + "-egress"
-		deadline := time.Now().Add(60 * time.Second)
-		for time.Now().Before(deadline) {
-			if exec.Command("docker", "network", "connect", "--alias", "allowed.test", "--alias", "denied.test", net, server).Run() == nil {
-				return
-			}
-			time.Sleep(50 * time.Millisecond)
-		}
-	}()
+	e.extra = append(e.extra, "BOTTLE_BUNDLE_NETWORK="+netName)
 
 	out, stderr, code := e.run("start", "--yes", profile, "--", "sh", "-c",
 		`for i in $(seq 1 100); do /bin/probe http http://allowed.test:8080/ && break; sleep 0.2; done; echo ---; /bin/probe http http://denied.test:8080/; echo ---; /bin/probe http http://allowed.test:8081/; true`)
@@ -157,9 +198,10 @@ func TestAllowedAndDenied(t *testing.T) {
 	}
 }
 
-// TestAnotherBottlesBundle: one bottle's agent cannot reach another
-// bottle's sidecars, by either of the other bundle's addresses.
-func TestAnotherBottlesBundle(t *testing.T) {
+// TestAnotherBottlesSidecars: one bottle's agent cannot reach another
+// bottle's sidecars: it sees only its own sockets, cannot mount or find the
+// other's volume, and the other's bundle listens on no TCP port.
+func TestAnotherBottlesSidecars(t *testing.T) {
 	e := newEnv(t)
 	a := e.profile("a.star", escapeProfile)
 	b := e.profile("b.star", escapeProfile)
@@ -174,22 +216,44 @@ func TestAnotherBottlesBundle(t *testing.T) {
 		_, err := os.Stat(filepath.Join(e.dir, "state", "bottle", slugA, "sidecars.ready"))
 		return err == nil
 	})
-	addrs := strings.Fields(dockerOut(t, "inspect", "--format", "{{range .NetworkSettings.Networks}}{{.IPAddress}} {{end}}", bundle))
-	if len(addrs) != 2 {
-		t.Fatalf("bottle A's bundle has addresses %v, want two", addrs)
-	}
-	var targets []string
-	for _, addr := range addrs {
-		for _, port := range []string{"3128", "8080", "8765"} {
-			targets = append(targets, net.JoinHostPort(addr, port))
+	// Nothing in bottle A's bundle listens on TCP: its sockets are all it
+	// has. Its network namespace's tables, read from the host.
+	pid := strings.TrimSpace(dockerOut(t, "inspect", "--format", "{{.State.Pid}}", bundle))
+	for _, table := range []string{"tcp", "tcp6"} {
+		b, err := os.ReadFile("/proc/" + pid + "/net/" + table)
+		if err != nil {
+			t.Fatalf("read the bundle's %s table: %v", table, err)
+		}
+		for _, line := range strings.Split(string(b), "\n")[1:] {
+			if f := strings.Fields(line); len(f) > 3 && f[3] == "0A" {
+				t.Errorf("bottle A's bundle listens on TCP: %s", line)
+			}
 		}
 	}
+	addrs := strings.Fields(dockerOut(t, "inspect", "--format", "{{range .NetworkSettings.Networks}}{{.IPAddress}} {{end}}", bundle))
+	if len(addrs) != 1 {
+		t.Fatalf("bottle A's bundle has addresses %v, want one", addrs)
+	}
+	var targets []string
+	for _, port := range []string{"3128", "8080", "8765", "8888"} {
+		targets = append(targets, net.JoinHostPort(addrs[0], port))
+	}
+	volA := "bottle-" + slugA + "-sockets"
 	out, stderr, code := e.run("start", "--yes", b, "--", "sh", "-c",
-		`for t in `+strings.Join(targets, " ")+`; do /bin/probe tcp $t && echo "ESCAPE $t"; done; true`)
+		`for t in `+strings.Join(targets, " ")+`; do /bin/probe tcp $t && echo "ESCAPE $t"; done; `+
+			`echo ---; ls -a /run/bottle; echo ---; find / -xdev -name '*.sock' 2>/dev/null; `+
+			`find / -name '`+volA+`*' 2>/dev/null; true`)
 	if code != 0 {
 		t.Fatalf("bottle B exited %d:\n%s%s", code, out, stderr)
 	}
-	if strings.Contains(out, "ESCAPE") || strings.Count(out, "blocked:") != len(targets) {
+	parts := strings.Split(out, "---")
+	if strings.Contains(out, "ESCAPE") || strings.Count(parts[0], "blocked:") != len(targets) {
 		t.Errorf("bottle B reached bottle A's bundle:\n%s", out)
+	}
+	if len(parts) != 3 || strings.Join(strings.Fields(parts[1]), " ") != ". .. egress.sock" {
+		t.Errorf("bottle B sees sockets besides its own egress socket:\n%s", out)
+	}
+	if len(parts) == 3 && strings.Contains(parts[2], slugA) {
+		t.Errorf("bottle B finds bottle A's sockets:\n%s", parts[2])
 	}
 }

@@ -164,12 +164,13 @@ func (e *env) cleanup() {
 	e.run("cleanup")
 }
 
-// resources lists docker containers and networks labelled with slug.
+// resources lists docker containers, volumes and networks labelled with slug.
 func resources(t *testing.T, slug string) []string {
 	t.Helper()
 	var out []string
 	for _, args := range [][]string{
 		{"ps", "-a", "--filter", "label=dev.bottle.slug=" + slug, "--format", "{{.Names}}"},
+		{"volume", "ls", "--filter", "label=dev.bottle.slug=" + slug, "--format", "{{.Name}}"},
 		{"network", "ls", "--filter", "label=dev.bottle.slug=" + slug, "--format", "{{.Name}}"},
 	} {
 		b, err := exec.Command("docker", args...).Output()

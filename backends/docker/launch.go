@@ -241,10 +241,15 @@ func hasSidecar(p *plan.Plan, name string) bool {
 	return false
 }
 
-// startBundle starts the bundle container on the daemon's default network,
-// its only way out: it listens on no TCP port, so nothing on that network
-// can reach its sidecars, and a network of its own would only add the
-// cost of making and removing one.
+// BundleNetworkEnv names the docker network the bundle joins instead of
+// the daemon's default one, for hosts whose way out is a network of their
+// own (a corporate proxy, an internal registry).
+const BundleNetworkEnv = "BOTTLE_BUNDLE_NETWORK"
+
+// startBundle starts the bundle container on the daemon's default network
+// (or $BOTTLE_BUNDLE_NETWORK), its only way out. It listens on no TCP
+// port, so nothing on that network can reach its sidecars, and a network
+// of its own would only add the cost of making and removing one.
 func (d *Backend) startBundle(ctx context.Context, cli string, b *backends.Bottle, n names, tag string) error {
 	p := b.Plan
 	args := []string{"run", "--detach", "--name", n.bundle}
@@ -255,6 +260,9 @@ func (d *Backend) startBundle(ctx context.Context, cli string, b *backends.Bottl
 		"--read-only", "--cap-drop", "ALL", "--security-opt", "no-new-privileges",
 		"--mount", "type=bind,src="+b.State.Dir+",dst="+bundleStateDir,
 		"--mount", "type=volume,src="+n.volume+",dst="+sidecars.SandboxSocketDir)
+	if net := os.Getenv(BundleNetworkEnv); net != "" {
+		args = append(args, "--network", net)
+	}
 	// The git gate's credentials: key files mounted read-only at their
 	// host paths, tokens passed by name with their values in the docker
 	// CLI's environment, and a passwd entry for the host user, whom ssh

@@ -49,8 +49,8 @@ func TestKillAndCleanup(t *testing.T) {
 		// reached reports whether the launch got to this point.
 		reached func(t *testing.T, slug string) bool
 	}{
-		{"networks created", func(t *testing.T, slug string) bool {
-			return strings.Contains(strings.Join(resources(t, slug), " "), "-egress")
+		{"socket volume created", func(t *testing.T, slug string) bool {
+			return strings.Contains(strings.Join(resources(t, slug), " "), "-sockets")
 		}},
 		{"bundle created", func(t *testing.T, slug string) bool {
 			return strings.Contains(strings.Join(resources(t, slug), " "), "-sidecars")
@@ -102,7 +102,7 @@ func TestKillAndCleanup(t *testing.T) {
 }
 
 // TestConcurrentStarts: two bottles of one profile started at once get
-// distinct slugs and subnets, both run, and both clean up.
+// distinct slugs and socket volumes, both run, and both clean up.
 func TestConcurrentStarts(t *testing.T) {
 	e := newEnv(t)
 	e.extra = append(e.extra, "BOTTLE_TEST_CANARY=x")
@@ -114,8 +114,9 @@ func TestConcurrentStarts(t *testing.T) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			// Each reports its slug and its internal subnet.
-			outs[i], _, codes[i] = e.run("start", "--yes", profile, "--", "sh", "-c", "hostname -i; sleep 2")
+			// Each reports its container's name (its slug) and the
+			// sockets it sees, which must be its own.
+			outs[i], _, codes[i] = e.run("start", "--yes", profile, "--", "sh", "-c", "hostname; ls /run/bottle; sleep 2")
 		}()
 	}
 	wg.Wait()
@@ -126,7 +127,7 @@ func TestConcurrentStarts(t *testing.T) {
 	}
 	a, b := strings.TrimSpace(outs[0]), strings.TrimSpace(outs[1])
 	if a == "" || a == b {
-		t.Errorf("the two bottles' agents share an address: %q and %q", a, b)
+		t.Errorf("the two bottles' agents are one: %q and %q", a, b)
 	}
 	if left, _, _ := e.run("ls", "--format=json"); strings.Contains(left, "slug") {
 		t.Errorf("bottles left after both exited: %s", left)
