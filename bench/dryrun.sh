@@ -1,12 +1,14 @@
 #!/usr/bin/env bash
 # Whole-process timing and peak memory of `bottle start --dry-run
-# --format=json` on the shipped profile, run from an empty directory.
-# Targets on a 2-core machine: median under 10 ms, peak RSS under 30 MiB.
+# --format=json` on the shipped profile, run from an empty directory, and
+# the start-up cost of `bottle version` and of the dry run side by side
+# with a static hello world (bench/hello) in one run. Target: both within
+# 2 times the hello world's time.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
-(cd "$root" && go build -o "$tmp/bottle" ./cmd/bottle)
+(cd "$root" && CGO_ENABLED=0 go build -o "$tmp/bottle" ./cmd/bottle && CGO_ENABLED=0 go build -o "$tmp/hello" ./bench/hello)
 mkdir "$tmp/work"
 cd "$tmp/work"
 export XDG_STATE_HOME="$tmp/state"
@@ -25,6 +27,20 @@ else
   end=$(date +%s%N)
   echo "dry-run wall time: mean $(( (end - start) / 100000 ))e-2 ms"
 fi
+# Start-up cost, paired: hello, version, dry run, in turn, 200 times.
+for _ in $(seq 200); do
+  a=$(date +%s%N); "$tmp/hello" >/dev/null
+  b=$(date +%s%N); "$tmp/bottle" version >/dev/null
+  c=$(date +%s%N); "$tmp/bottle" start --dry-run --format=json >/dev/null
+  d=$(date +%s%N)
+  echo "$((b - a)) $((c - b)) $((d - c))"
+done > "$tmp/startup"
+python3 - "$tmp/startup" <<'PY'
+import statistics, sys
+rows = [tuple(map(int, l.split())) for l in open(sys.argv[1])]
+h, v, d = (statistics.median(r[i] for r in rows) / 1e6 for i in range(3))
+print(f"start-up: hello {h:.2f} ms, bottle version {v:.2f} ms ({v/h:.1f}x), dry run {d:.2f} ms ({d/h:.1f}x)")
+PY
 peak=0
 for _ in $(seq 20); do
   kb=$(/usr/bin/time -f %M "$tmp/bottle" start --dry-run --format=json 2>&1 >/dev/null | tail -1)
