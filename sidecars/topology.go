@@ -110,12 +110,14 @@ func Agent(p *plan.Plan, command []string) (cmd, env []string, err error) {
 		if err != nil {
 			return nil, nil, err
 		}
+		// The unit's URL, not the plan's: it is where Forwards has bottle
+		// guest listen, so the two cannot disagree.
 		if u.Env != nil {
-			env = append(env, u.Env(p, sc, sc.Listen.URL)...)
+			env = append(env, u.Env(p, sc, u.URL())...)
 		}
 		if u.Command != nil && !oneOff {
 			var extra []string
-			cmd, extra, err = u.Command(p, sc, sc.Listen.URL, cmd)
+			cmd, extra, err = u.Command(p, sc, u.URL(), cmd)
 			if err != nil {
 				return nil, nil, fmt.Errorf("the %s sidecar: %w", sc.Name, err)
 			}

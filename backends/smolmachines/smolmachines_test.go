@@ -197,7 +197,8 @@ func TestBuildSpecSmolfile(t *testing.T) {
 	}
 }
 
-// TestBuildSpecNoSiblings: with the proxy alone, nothing bypasses it.
+// TestBuildSpecNoSiblings: with the proxy alone, only the sandbox's own
+// loopback bypasses it.
 func TestBuildSpecNoSiblings(t *testing.T) {
 	b := testBottle()
 	b.Plan.Sidecars = b.Plan.Sidecars[:1]
@@ -205,8 +206,8 @@ func TestBuildSpecNoSiblings(t *testing.T) {
 	if err != nil {
 		t.Fatalf("buildSpec: %v", err)
 	}
-	if !bytes.Contains(s.smolfile, []byte("'NO_PROXY='")) {
-		t.Errorf("NO_PROXY is not empty:\n%s", s.smolfile)
+	if !bytes.Contains(s.smolfile, []byte("'NO_PROXY=127.0.0.1'")) {
+		t.Errorf("NO_PROXY is not the loopback address alone:\n%s", s.smolfile)
 	}
 }
 
@@ -216,8 +217,6 @@ func TestBuildSpecRefuses(t *testing.T) {
 		want string
 	}{
 		"tcp listener":      {func(p *plan.Plan) { p.Sidecars[0].Listen.Network = "tcp" }, "not on a unix socket"},
-		"public relay":      {func(p *plan.Plan) { p.Sidecars[0].Listen.URL = "http://10.0.0.1:3128" }, "does not name a loopback IP"},
-		"host name relay":   {func(p *plan.Plan) { p.Sidecars[0].Listen.URL = "http://proxy.internal:3128" }, "does not name a loopback IP"},
 		"colon socket path": {func(p *plan.Plan) { p.Sidecars[0].Listen.Address = "/tmp/a:b/egress.sock" }, "holds ':'"},
 		"secret in env":     {func(p *plan.Plan) { p.Agent.Env = append(p.Agent.Env, plan.EnvVar{Name: "NPM_TOKEN", Value: "x"}) }, "secret"},
 	} {
