@@ -1,6 +1,7 @@
 package docker
 
 import (
+	"encoding/json"
 	"errors"
 	"fmt"
 	"maps"
@@ -56,7 +57,7 @@ func (d *daemon) newContainer(w *world, opts options, pos []string) (*container,
 		name = "fake_" + id[:8]
 	}
 	c := &container{ID: id, Name: name, Image: ref, Cmd: pos[1:], Labels: parseLabels(opts["label"]), Env: opts["env"],
-		Networks: map[string]string{}, Status: "created", Created: time.Now().UTC()}
+		Networks: map[string]string{}, ReadOnly: opts.has("read-only"), Status: "created", Created: time.Now().UTC()}
 	if e, ok := opts["entrypoint"]; ok && e[len(e)-1] != "" {
 		c.Entrypoint = []string{e[len(e)-1]}
 	}
@@ -68,19 +69,30 @@ func (d *daemon) newContainer(w *world, opts options, pos []string) (*container,
 		c.Mounts = append(c.Mounts, m)
 	}
 	for _, spec := range opts["volume"] {
+		// SRC:DST[:OPTS], a bind mount when SRC is a path and a named
+		// volume otherwise, or DST alone, an anonymous volume.
 		parts := strings.Split(spec, ":")
-		if len(parts) >= 2 && filepath.IsAbs(parts[0]) {
+		switch {
+		case len(parts) == 1:
+			c.Mounts = append(c.Mounts, mount{Type: "volume", Target: parts[0]})
+		case filepath.IsAbs(parts[0]):
 			c.Mounts = append(c.Mounts, mount{Type: "bind", Source: parts[0], Target: parts[1], ReadOnly: slices.Contains(parts[2:], "ro")})
+		default:
+			c.Mounts = append(c.Mounts, mount{Type: "volume", Source: parts[0], Target: parts[1], ReadOnly: slices.Contains(parts[2:], "ro")})
 		}
 	}
 	nets := append(slices.Clone(opts["network"]), opts["net"]...)
 	if len(nets) == 0 {
 		nets = []string{"bridge"}
 	}
+	aliases := append(slices.Clone(opts["network-alias"]), opts["net-alias"]...)
 	for i, nn := range nets {
 		n := w.network(nn)
 		if n == nil {
 			return nil, daemonf("network %s not found", nn)
+		}
+		if len(nets) > 1 && n.Name == "none" {
+			return nil, daemonf("container cannot be connected to multiple networks with one of the networks in private (none) mode")
 		}
 		addr := w.freeAddress(n)
 		if ip := opts.last("ip"); i == 0 && ip != "" {
@@ -90,10 +102,26 @@ func (d *daemon) newContainer(w *world, opts options, pos []string) (*container,
 			addr = ip
 		}
 		c.Networks[n.Name] = addr
-		if i == 0 {
-			if aliases := append(slices.Clone(opts["network-alias"]), opts["net-alias"]...); len(aliases) > 0 {
-				c.Aliases = map[string][]string{n.Name: aliases}
+		if i == 0 && len(aliases) > 0 {
+			if n.Builtin {
+				return nil, daemonf("network-scoped alias is supported only for containers in user defined networks")
 			}
+			c.Aliases = map[string][]string{n.Name: aliases}
+		}
+	}
+	// The daemon creates the named volumes a container mounts and are
+	// missing, and an anonymous one for each volume mount without a source.
+	for i, m := range c.Mounts {
+		if m.Type != "volume" {
+			continue
+		}
+		labels := map[string]string{}
+		if m.Source == "" {
+			c.Mounts[i].Source = w.newID("volume", "")
+			labels[anonymousLabel] = ""
+		}
+		if _, err := w.newVolume(c.Mounts[i].Source, "", nil, labels); err != nil {
+			return nil, err
 		}
 	}
 	w.Containers = append(w.Containers, c)
@@ -157,9 +185,9 @@ func (d *daemon) containerExit() (int, error) {
 	return n, nil
 }
 
-// run creates and starts a container. Attached, its command "runs" at
-// once and exits with containerExit, which is run's exit status; with
-// --detach it keeps running.
+// run creates and starts a container. Attached, its command "runs" (see
+// attach) and run exits with its status; with --detach run prints the
+// container's ID and it keeps running.
 func (d *daemon) run(args []string) int {
 	opts, pos, err := parseOptions(args, containerSpec)
 	if err != nil {
@@ -171,9 +199,11 @@ func (d *daemon) run(args []string) int {
 		return exitFake
 	}
 	var werr error
+	var id string
 	rc := d.world(func(w *world) error {
 		c, err := d.newContainer(w, opts, pos)
 		if err == nil {
+			id = c.ID
 			err = d.startContainer(w, c)
 		}
 		if err != nil {
@@ -182,15 +212,8 @@ func (d *daemon) run(args []string) int {
 		}
 		if opts.has("detach") {
 			fmt.Fprintln(d.stdout, c.ID)
-			return nil
 		}
-		if c.Status == "running" {
-			c.Status, c.ExitCode = "exited", code
-		}
-		if opts.has("rm") {
-			w.removeContainer(c)
-		}
-		return &exitErr{c.ExitCode}
+		return nil
 	})
 	if werr != nil {
 		// run reports the daemon's errors with its own prefix and status.
@@ -202,12 +225,15 @@ func (d *daemon) run(args []string) int {
 		fmt.Fprintf(d.stderr, "docker: %s.\n", strings.TrimSuffix(werr.Error(), "."))
 		return 125
 	}
-	return rc
+	if rc != exitOK || opts.has("detach") {
+		return rc
+	}
+	return d.attach(id, code, opts.has("rm"))
 }
 
 // start starts containers and prints their names; with --attach it
-// starts one, whose command "runs" at once and exits with containerExit,
-// which is start's exit status.
+// starts one, whose command "runs" (see attach), and exits with its
+// status.
 func (d *daemon) start(args []string) int {
 	opts, names, err := parseOptions(args, optSpec{bools: []string{"attach", "interactive"}, short: map[string]string{"a": "attach", "i": "interactive"}, interspersed: true})
 	if err != nil || len(names) == 0 {
@@ -223,7 +249,8 @@ func (d *daemon) start(args []string) int {
 		fmt.Fprintf(d.stderr, "fake docker: %v\n", err)
 		return exitFake
 	}
-	return d.world(func(w *world) error {
+	var id string
+	rc := d.world(func(w *world) error {
 		var failed []string
 		for _, name := range names {
 			c := w.container(name)
@@ -243,10 +270,8 @@ func (d *daemon) start(args []string) int {
 				continue
 			}
 			if attach {
-				if c.Status == "running" {
-					c.Status, c.ExitCode = "exited", code
-				}
-				return &exitErr{c.ExitCode}
+				id = c.ID
+				return nil
 			}
 			fmt.Fprintln(d.stdout, name)
 		}
@@ -255,6 +280,47 @@ func (d *daemon) start(args []string) int {
 			return &exitErr{exitError}
 		}
 		return nil
+	})
+	if rc != exitOK || !attach {
+		return rc
+	}
+	return d.attach(id, code, false)
+}
+
+// attach follows a started container's command to its end and returns
+// its exit status. The command exits at once with code; bottle guest (see
+// guestOf) first waits for its sidecar sockets, as the real one does,
+// and fails with status 125 if they do not come.
+func (d *daemon) attach(id string, code int, autoRemove bool) int {
+	var g *guest
+	rc := d.world(func(w *world) error {
+		if c := w.container(id); c != nil && c.Status == "running" {
+			g = guestOf(c)
+		}
+		return nil
+	})
+	if rc != exitOK {
+		return rc
+	}
+	if g != nil {
+		var err error
+		if code, err = d.runGuest(id, g, code); err != nil {
+			return exitFake
+		}
+	}
+	return d.world(func(w *world) error {
+		c := w.container(id)
+		if c == nil {
+			// Removed while it ran: killed.
+			return &exitErr{137}
+		}
+		if c.Status == "running" {
+			c.Status, c.ExitCode = "exited", code
+		}
+		if autoRemove {
+			w.removeContainer(c)
+		}
+		return &exitErr{c.ExitCode}
 	})
 }
 
@@ -286,10 +352,13 @@ func (d *daemon) startContainer(w *world, c *container) error {
 	default:
 		return &fakeErr{fmt.Errorf("FAKE_DOCKER_NO_READY=%q: want 1, hang or exit", mode)}
 	}
-	rel := strings.TrimPrefix(config, bundleStateDir+"/")
-	if _, err := os.Stat(filepath.Join(src, rel)); err != nil {
+	sockets, err := listenSockets(filepath.Join(src, strings.TrimPrefix(config, bundleStateDir+"/")), config)
+	if err == nil {
+		err = w.listen(c, sockets)
+	}
+	if err != nil {
 		c.Status, c.ExitCode = "exited", 1
-		c.Logs += fmt.Sprintf("bottle: sidecars: read config: open %s: no such file or directory\n", config)
+		c.Logs += "bottle: sidecars: " + err.Error() + "\n"
 		return nil
 	}
 	tmp := filepath.Join(src, ".sidecars.ready.fake")
@@ -301,6 +370,78 @@ func (d *daemon) startContainer(w *world, c *container) error {
 	}
 	c.Logs += "ready\n"
 	return nil
+}
+
+// listenSockets reads a bundle's configuration (at path on the host, at
+// inside in the bundle) and returns the unix socket each sidecar listens
+// on: the address of each section's "listen".
+func listenSockets(path, inside string) (map[string]string, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("read config: open %s: no such file or directory", inside)
+	}
+	var cfg struct {
+		Sidecars map[string]struct {
+			Listen struct{ Network, Address string } `json:"listen"`
+		} `json:"sidecars"`
+	}
+	if err := json.Unmarshal(b, &cfg); err != nil {
+		return nil, fmt.Errorf("sidecar config %s: %v", inside, err)
+	}
+	out := map[string]string{}
+	for name, sc := range cfg.Sidecars {
+		if sc.Listen.Network == "unix" && sc.Listen.Address != "" {
+			out[name] = sc.Listen.Address
+		}
+	}
+	return out, nil
+}
+
+// listen makes c's sockets, by sidecar name, as the bundle's sidecars
+// do: one in a volume mount is recorded in the volume, where bottle guest
+// finds it; one in a bind mount is not followed; one in a read-only mount,
+// or outside every mount of a read-only container, cannot be made.
+func (w *world) listen(c *container, sockets map[string]string) error {
+	made := map[*volume]map[string]string{}
+	for _, name := range slices.Sorted(maps.Keys(sockets)) {
+		sock := sockets[name]
+		m, rel := mountOf(c, sock)
+		if m == nil && c.ReadOnly || m != nil && m.ReadOnly {
+			return fmt.Errorf("%s: listen unix %s: bind: read-only file system", name, sock)
+		}
+		if m == nil || m.Type != "volume" {
+			continue
+		}
+		v := w.volume(m.Source)
+		if v == nil {
+			return fmt.Errorf("%s: listen unix %s: bind: no such file or directory", name, sock)
+		}
+		if made[v] == nil {
+			made[v] = map[string]string{}
+		}
+		made[v][rel] = c.ID
+	}
+	for v, socks := range made {
+		if v.Sockets == nil {
+			v.Sockets = map[string]string{}
+		}
+		maps.Copy(v.Sockets, socks)
+	}
+	return nil
+}
+
+// mountOf returns the mount of c in which p lies, the innermost one, and
+// p's path relative to the mount's target.
+func mountOf(c *container, p string) (*mount, string) {
+	var best *mount
+	rel := ""
+	for i, m := range c.Mounts {
+		r, ok := strings.CutPrefix(p, strings.TrimSuffix(m.Target, "/")+"/")
+		if ok && (best == nil || len(m.Target) > len(best.Target)) {
+			best, rel = &c.Mounts[i], r
+		}
+	}
+	return best, rel
 }
 
 // isBundle reports whether c runs bottle's sidecar bundle: its command is
@@ -318,6 +459,9 @@ func isBundle(c *container) (src, config string, ok bool) {
 	return "", "", false
 }
 
+// rm removes containers. With --force a running one goes too and a
+// missing one is no error: docker (since 20.10) says so on stderr and
+// exits 0, whatever else it removed.
 func (d *daemon) rm(args []string) int {
 	opts, names, err := parseOptions(args, optSpec{bools: []string{"force", "link", "volumes"}, short: map[string]string{"f": "force", "l": "link", "v": "volumes"}, interspersed: true})
 	if err != nil || len(names) == 0 {
@@ -330,8 +474,6 @@ func (d *daemon) rm(args []string) int {
 			c := w.container(name)
 			switch {
 			case c == nil && force:
-				// Since Docker 23 rm --force of what does not exist says
-				// so and succeeds.
 				fmt.Fprintf(d.stderr, "Error response from daemon: No such container: %s\n", name)
 			case c == nil:
 				errs = append(errs, daemonf("No such container: %s", name))
@@ -339,6 +481,9 @@ func (d *daemon) rm(args []string) int {
 				errs = append(errs, daemonf("cannot remove container \"/%s\": container is running: stop the container before removing or force remove", c.Name))
 			default:
 				w.removeContainer(c)
+				if opts.has("volumes") {
+					w.removeAnonymousVolumes(c)
+				}
 				fmt.Fprintln(d.stdout, name)
 			}
 		}
@@ -413,12 +558,16 @@ func (c *container) row(noTrunc bool) map[string]string {
 	since := humanDuration(time.Since(c.Created))
 	status := map[string]string{"created": "Created", "running": "Up " + since, "exited": fmt.Sprintf("Exited (%d) %s ago", c.ExitCode, since)}[c.Status]
 	var srcs []string
+	volumes := 0
 	for _, m := range c.Mounts {
 		srcs = append(srcs, m.Source)
+		if m.Type == "volume" {
+			volumes++
+		}
 	}
 	return map[string]string{
 		"Command": strconv.Quote(cmd), "CreatedAt": listTime(c.Created), "ID": trunc(c.ID, noTrunc), "Image": c.Image,
-		"Labels": labelString(c.Labels), "LocalVolumes": "0", "Mounts": strings.Join(srcs, ","), "Names": c.Name,
+		"Labels": labelString(c.Labels), "LocalVolumes": strconv.Itoa(volumes), "Mounts": strings.Join(srcs, ","), "Names": c.Name,
 		"Networks": strings.Join(slices.Sorted(maps.Keys(c.Networks)), ","), "Ports": "", "RunningFor": since + " ago",
 		"Size": "0B", "State": c.Status, "Status": status,
 	}
@@ -438,6 +587,11 @@ func (w *world) inspectContainer(c *container) map[string]any {
 	}
 	var mounts []map[string]any
 	for _, m := range c.Mounts {
+		if m.Type == "volume" {
+			mounts = append(mounts, map[string]any{"Type": m.Type, "Name": m.Source, "Source": mountpoint(m.Source), "Destination": m.Target,
+				"Driver": "local", "Mode": "z", "RW": !m.ReadOnly, "Propagation": ""})
+			continue
+		}
 		mounts = append(mounts, map[string]any{"Type": m.Type, "Source": m.Source, "Destination": m.Target, "Mode": "", "RW": !m.ReadOnly, "Propagation": "rprivate"})
 	}
 	nets := map[string]any{}
@@ -460,6 +614,16 @@ func (w *world) inspectContainer(c *container) map[string]any {
 			"StartedAt": c.Started.Format(time.RFC3339Nano)},
 		"Mounts":          mounts,
 		"Config":          map[string]any{"Image": c.Image, "Cmd": c.Cmd, "Entrypoint": c.Entrypoint, "Env": c.Env, "Labels": c.Labels},
+		"HostConfig":      map[string]any{"NetworkMode": networkMode(c), "ReadonlyRootfs": c.ReadOnly},
 		"NetworkSettings": map[string]any{"Networks": nets},
 	}
+}
+
+// networkMode is the network a container was created on: none if it
+// has no network, else the first of them by name.
+func networkMode(c *container) string {
+	if _, ok := c.Networks["none"]; ok || len(c.Networks) == 0 {
+		return "none"
+	}
+	return slices.Sorted(maps.Keys(c.Networks))[0]
 }

@@ -40,6 +40,8 @@ func (d *daemon) stateful(path, rest []string) (int, bool) {
 		return d.inspect(rest, "network"), true
 	case "image inspect":
 		return d.inspect(rest, "image"), true
+	case "volume inspect":
+		return d.inspect(rest, "volume"), true
 	case "logs":
 		return d.logs(rest), true
 	case "network create":
@@ -48,10 +50,12 @@ func (d *daemon) stateful(path, rest []string) (int, bool) {
 		return d.networkRm(rest), true
 	case "network ls":
 		return d.networkLs(rest), true
-	case "network connect":
-		return d.networkConnect(rest), true
-	case "network disconnect":
-		return d.networkDisconnect(rest), true
+	case "volume create":
+		return d.volumeCreate(rest), true
+	case "volume rm":
+		return d.volumeRm(rest), true
+	case "volume ls":
+		return d.volumeLs(rest), true
 	case "image ls":
 		return d.imageLs(rest), true
 	case "build":
@@ -197,6 +201,8 @@ func (d *daemon) inspect(args []string, kind string) int {
 				obj = w.inspectNetwork(n)
 			} else if im := w.image(ref); im != nil && (kind == "" || kind == "image") {
 				obj = inspectImage(im)
+			} else if v := w.volume(ref); v != nil && (kind == "" || kind == "volume") {
+				obj = inspectVolume(v)
 			}
 			if obj == nil {
 				missing = append(missing, ref)
@@ -214,6 +220,8 @@ func (d *daemon) inspect(args []string, kind string) int {
 			switch kind {
 			case "network":
 				fmt.Fprintf(d.stderr, "Error response from daemon: network %s not found\n", ref)
+			case "volume":
+				fmt.Fprintf(d.stderr, "Error response from daemon: get %s: no such volume\n", ref)
 			case "":
 				fmt.Fprintf(d.stderr, "Error: No such object: %s\n", ref)
 			default:

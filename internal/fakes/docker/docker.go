@@ -4,34 +4,35 @@
 //
 // It follows the docker CLI's command grammar (docs.docker.com, "docker"
 // reference: global options before the command, management commands such
-// as `docker network create`, Go-template --format with a json function)
+// as `docker volume create`, Go-template --format with a json function)
 // and answers like Docker Engine 27.5 on the host's architecture. It logs
 // each command line; it never talks to a daemon and runs no container.
 //
 // Environment (KEY is the command path in upper case with '-' and spaces
-// as '_': RUN, VERSION, NETWORK_CREATE, CONTAINER_INSPECT, ...):
+// as '_': RUN, VERSION, VOLUME_CREATE, CONTAINER_INSPECT, ...):
 //
 //	FAKE_DOCKER_LOG        file to which every invocation's argv is
-//	                       appended (fakes.LogLine form, "docker network
-//	                       create --internal bottle-x-int").
+//	                       appended (fakes.LogLine form, "docker volume
+//	                       rm --force bottle-x-sockets").
 //	FAKE_DOCKER_STATE      directory in which the stand-in keeps the
-//	                       emulated daemon's containers, networks and
-//	                       images (see below); created if missing. Unset,
-//	                       every command but version prints nothing.
+//	                       emulated daemon's containers, volumes, networks
+//	                       and images (see below); created if missing.
+//	                       Unset, every command but version prints nothing.
 //	FAKE_DOCKER_OUT_<KEY>  text printed on stdout (a newline is added if
 //	                       missing) instead of the command's own answer,
 //	                       with no change to the state. A management
 //	                       command's own key is tried first, then the
-//	                       top-level one (FAKE_DOCKER_OUT_NETWORK_CREATE,
-//	                       then FAKE_DOCKER_OUT_NETWORK).
+//	                       top-level one (FAKE_DOCKER_OUT_VOLUME_LS, then
+//	                       FAKE_DOCKER_OUT_VOLUME).
 //	FAKE_DOCKER_FAIL       comma-separated command paths that fail, with
 //	                       no change to the state, such as "run" or
-//	                       "network create"; a path also matches its
-//	                       subcommands ("network" fails every network
+//	                       "volume create"; a path also matches its
+//	                       subcommands ("volume" fails every volume
 //	                       command). Words after a full command path are
 //	                       globs (path.Match) that must each match one of
-//	                       the command's arguments: "network create
-//	                       *-egress", "rm *-agent".
+//	                       the command's arguments: "run *-sidecars",
+//	                       "rm *-agent" (which fails `rm --force
+//	                       bottle-x-agent bottle-x-sidecars` as a whole).
 //	FAKE_DOCKER_EXIT_<KEY> exit status of a failing command (default 1).
 //	FAKE_DOCKER_ERR_<KEY>  stderr of a failing command (default "Error
 //	                       response from daemon: ..." naming the command).
@@ -43,9 +44,9 @@
 //	                       --detach, docker start --attach), which is that
 //	                       docker command's own.
 //	FAKE_DOCKER_NO_READY   the sidecar bundle does not become ready: "1" or
-//	                       "hang" keeps it running without a ready file,
-//	                       "exit" makes it exit with status 1 at start,
-//	                       leaving an error in its logs.
+//	                       "hang" keeps it running without a ready file or
+//	                       sockets, "exit" makes it exit with status 1 at
+//	                       start, leaving an error in its logs.
 //
 // Without canned output, `docker version` answers a plausible Docker 27.5
 // client and server on linux/GOARCH: as JSON for --format '{{json .}}',
@@ -55,31 +56,53 @@
 //
 // With FAKE_DOCKER_STATE, the stand-in emulates a daemon's objects in a
 // JSON file there, changed under a lock so concurrent commands see each
-// other: create, run, start, rm, ps, inspect, logs, build, image ls
-// (images), network create, rm, ls, inspect, connect and disconnect, with
-// their container aliases ("container rm"). Answers have the real CLI's
-// shapes: IDs on create, names on rm and start, list JSON with the keys of
-// `docker ps` and `docker network ls` --format '{{json .}}' (Names or
-// Name, Labels as "k=v,k=v" sorted), inspect JSON with the API's field
-// names, and the daemon's error wording and exit statuses (run: "docker:
-// ..." and 125; rm --force of a missing container succeeds). The daemon's
-// rules that catch a caller's mistakes hold: unique names, bind mount
-// sources that exist, networks that exist, subnets that do not overlap
-// ("Pool overlaps"), no removal of a network with a running container
-// attached ("has active endpoints"), images of the unresolvable
-// bottle.local registry only when built (others are "pulled"), a build
-// context with a Dockerfile. The daemon starts with the networks bridge
+// other: create, run (attached or --detach), start, rm, ps, inspect, logs,
+// build, image ls (images), volume create, rm, ls and inspect, network
+// create, rm, ls and inspect, with their container aliases ("container
+// rm"). Answers have the real CLI's shapes: IDs on create and run
+// --detach, names on rm, volume create and start, list JSON with the keys
+// of `docker ps`, `docker volume ls` and `docker network ls` --format
+// '{{json .}}' (Names or Name, Labels as "k=v,k=v" sorted), inspect JSON
+// with the API's field names, and the daemon's error wording and exit
+// statuses (run: "docker: ..." and 125). The daemon's rules that catch a
+// caller's mistakes hold: unique container names; bind mount sources that
+// exist; networks that exist, subnets that do not overlap ("Pool
+// overlaps"), no network beside none ("private (none) mode"), addresses
+// and aliases only on networks of one's own; the local volume driver's
+// names and options (type, device, o; size needs quotas, which this
+// daemon lacks); no removal of a network with a running container
+// attached ("has active endpoints") or of a volume that any container
+// mounts, even with --force ("volume is in use"); images of the
+// unresolvable bottle.local registry only when built (others are
+// "pulled"); a build context with a Dockerfile. As with Docker since
+// 20.10, rm --force of a missing container says so on stderr and is no
+// error, whatever else the command removes; volume rm --force of a missing
+// volume prints its name; volume create of an existing volume returns it
+// unchanged; a volume mount creates its named volume, or an anonymous one,
+// which rm --volumes removes. The daemon starts with the networks bridge
 // (172.17.0.0/16), host and none. Other commands print nothing and exit 0.
 //
 // No container runs: one run or started attached "exits" at once with
 // FAKE_DOCKER_CONTAINER_EXIT; one started detached stays running until
-// removed.
-// A container whose command is `sidecars --config /state/<file>`, with a
-// bind mount at /state, emulates bottle's own sidecar bundle image: when
-// started, and the configuration exists under the mount's source, it
-// writes the ready file sidecars.ready containing Ready into the source
-// directory, as the bundle's `bottle sidecars` does once its sidecars
-// listen (FAKE_DOCKER_NO_READY changes that).
+// removed. Two of bottle's own programs are emulated:
+//
+//   - A container whose command is `sidecars --config /state/<file>`, with
+//     a bind mount at /state, is bottle's sidecar bundle. When started,
+//     and the configuration exists under the mount's source, it "listens"
+//     on the unix socket of each sidecar section's listen address: one in a
+//     volume mount is recorded in the volume; one in a read-only mount, or
+//     outside every mount of a --read-only container, makes the bundle exit
+//     1 ("read-only file system"). It then writes the ready file
+//     sidecars.ready containing Ready into the source directory, as the
+//     bundle's `bottle sidecars` does once its sidecars listen
+//     (FAKE_DOCKER_NO_READY changes that).
+//   - A container whose entrypoint is a file named bottle and whose
+//     command starts with guest is bottle guest (the agent container).
+//     Attached, before its command "runs", it waits up to its --wait for
+//     each --forward's socket to be listened on, in a volume it mounts, by
+//     a container that still runs; otherwise, or on SIGINT or SIGTERM
+//     (which docker start --attach passes on), it prints bottle guest's
+//     error and exits 125.
 package docker
 
 import (

@@ -156,64 +156,6 @@ func (w *world) attached(n *network) []*container {
 	return out
 }
 
-func (d *daemon) networkConnect(args []string) int {
-	opts, pos, err := parseOptions(args, optSpec{interspersed: true})
-	if err != nil || len(pos) != 2 {
-		return d.usage("network connect", errors.Join(err, errors.New("\"docker network connect\" requires exactly 2 arguments")))
-	}
-	return d.world(func(w *world) error {
-		n := w.network(pos[0])
-		if n == nil {
-			return daemonf("network %s not found", pos[0])
-		}
-		c := w.container(pos[1])
-		if c == nil {
-			return daemonf("No such container: %s", pos[1])
-		}
-		if _, ok := c.Networks[n.Name]; ok {
-			return daemonf("endpoint with name %s already exists in network %s", c.Name, n.Name)
-		}
-		addr := w.freeAddress(n)
-		if ip := opts.last("ip"); ip != "" {
-			if err := w.checkAddress(n, ip); err != nil {
-				return err
-			}
-			addr = ip
-		}
-		c.Networks[n.Name] = addr
-		if aliases := opts["alias"]; len(aliases) > 0 {
-			if c.Aliases == nil {
-				c.Aliases = map[string][]string{}
-			}
-			c.Aliases[n.Name] = aliases
-		}
-		return nil
-	})
-}
-
-func (d *daemon) networkDisconnect(args []string) int {
-	_, pos, err := parseOptions(args, optSpec{bools: []string{"force"}, short: map[string]string{"f": "force"}, interspersed: true})
-	if err != nil || len(pos) != 2 {
-		return d.usage("network disconnect", errors.Join(err, errors.New("\"docker network disconnect\" requires exactly 2 arguments")))
-	}
-	return d.world(func(w *world) error {
-		n := w.network(pos[0])
-		if n == nil {
-			return daemonf("network %s not found", pos[0])
-		}
-		c := w.container(pos[1])
-		if c == nil {
-			return daemonf("No such container: %s", pos[1])
-		}
-		if _, ok := c.Networks[n.Name]; !ok {
-			return daemonf("container %s is not connected to network %s", c.ID, n.Name)
-		}
-		delete(c.Networks, n.Name)
-		delete(c.Aliases, n.Name)
-		return nil
-	})
-}
-
 // inspectNetwork is the API's network JSON; Containers holds the active
 // endpoints, keyed by container ID.
 func (w *world) inspectNetwork(n *network) map[string]any {

@@ -20,13 +20,15 @@ import (
 
 // world is what the emulated daemon knows, kept as one JSON file in the
 // state directory and changed under an exclusive lock, so that concurrent
-// invocations (bottle creates its two networks at once) see each other as
-// they would through a daemon.
+// invocations (bottle creates its volume while it looks for its images,
+// and starts its two containers at once) see each other as they would
+// through a daemon.
 type world struct {
 	// Seq makes IDs unique when a name is reused.
 	Seq        int          `json:"seq"`
 	Containers []*container `json:"containers"`
 	Networks   []*network   `json:"networks"`
+	Volumes    []*volume    `json:"volumes,omitempty"`
 	Images     []*image     `json:"images"`
 }
 
@@ -39,6 +41,8 @@ type container struct {
 	Labels     map[string]string `json:"labels"`
 	Env        []string          `json:"env,omitempty"`
 	Mounts     []mount           `json:"mounts"`
+	// ReadOnly is --read-only: nothing but the mounts can be written.
+	ReadOnly bool `json:"read_only,omitempty"`
 	// Networks maps each attached network's name to the container's
 	// address on it.
 	Networks map[string]string   `json:"networks"`
@@ -52,6 +56,8 @@ type container struct {
 	Created time.Time `json:"created"`
 }
 
+// mount is a --mount or --volume; a volume mount's Source is the
+// volume's name.
 type mount struct {
 	Type     string `json:"type"`
 	Source   string `json:"source"`
@@ -69,6 +75,19 @@ type network struct {
 	Labels   map[string]string `json:"labels"`
 	Builtin  bool              `json:"builtin,omitempty"`
 	Created  time.Time         `json:"created"`
+}
+
+type volume struct {
+	Name    string            `json:"name"`
+	Driver  string            `json:"driver"`
+	Options map[string]string `json:"options,omitempty"`
+	Labels  map[string]string `json:"labels,omitempty"`
+	Created time.Time         `json:"created"`
+	// Sockets are the unix sockets listening in the volume: each one's
+	// path inside the volume, mapped to the ID of the container that
+	// listens on it (a sidecar bundle; see startContainer). A socket
+	// accepts connections while that container runs.
+	Sockets map[string]string `json:"sockets,omitempty"`
 }
 
 type image struct {
@@ -193,6 +212,28 @@ func (w *world) network(ref string) *network {
 	return nil
 }
 
+// volume finds a volume by its name; volumes have no other ID.
+func (w *world) volume(name string) *volume {
+	for _, v := range w.Volumes {
+		if v.Name == name {
+			return v
+		}
+	}
+	return nil
+}
+
+// volumeUsers are the IDs of the containers, running or not, that mount
+// the volume: docker refuses to remove a volume while any does.
+func (w *world) volumeUsers(name string) []string {
+	var ids []string
+	for _, c := range w.Containers {
+		if slices.ContainsFunc(c.Mounts, func(m mount) bool { return m.Type == "volume" && m.Source == name }) {
+			ids = append(ids, c.ID)
+		}
+	}
+	return ids
+}
+
 func (w *world) image(ref string) *image {
 	norm := normalizeRef(ref)
 	for _, im := range w.Images {
@@ -204,6 +245,8 @@ func (w *world) image(ref string) *image {
 	return nil
 }
 
+// removeContainer forgets c. The sockets it made stay in their volumes,
+// with nothing accepting connections on them.
 func (w *world) removeContainer(c *container) {
 	w.Containers = slices.DeleteFunc(w.Containers, func(x *container) bool { return x == c })
 }
@@ -250,7 +293,10 @@ func (w *world) checkAddress(n *network, ip string) error {
 	if err != nil {
 		return daemonf("invalid IPv4 address: %s", ip)
 	}
-	if len(n.Subnets) == 0 || n.Builtin {
+	if n.Builtin {
+		return daemonf("user specified IP address is supported on user defined networks only")
+	}
+	if len(n.Subnets) == 0 {
 		return daemonf("user specified IP address is supported only when connecting to networks with user configured subnets")
 	}
 	in := false
