@@ -28,6 +28,10 @@ const sidecarConfigFile = "sidecars.json"
 // mounted read-only and run as its entrypoint (bottle guest).
 const guestBinary = "/.bottle/bottle"
 
+// guestWaitSlack is how much longer bottle guest waits for the sockets than
+// bottle waits for the bundle's readiness.
+const guestWaitSlack = 10 * time.Second
+
 // Configure puts every sidecar's socket in the per-bottle socket volume,
 // which the bundle and the agent both mount at sidecars.SandboxSocketDir.
 func (d *Backend) Configure(p *plan.Plan) error {
@@ -52,13 +56,6 @@ func (d *Backend) Preflight(ctx context.Context, b *backends.Bottle) error {
 	for _, m := range b.Plan.Mounts {
 		if _, err := os.Stat(m.HostPath); err != nil {
 			errs = append(errs, fmt.Errorf("mount source %s does not exist (mount() at %s); create it or change the profile", m.HostPath, m.From))
-		}
-	}
-	if b.Plan.Egress.Sidecar == plan.SidecarPipelock {
-		if err := backends.PreflightPipelock(ctx, b.Plan, d.runner()); err != nil {
-			errs = append(errs, err)
-		} else {
-			errs = append(errs, backends.ErrPipelockUnavailable)
 		}
 	}
 	return errors.Join(errs...)
@@ -195,10 +192,11 @@ func (d *Backend) removeVolume(ctx context.Context, name string) error {
 }
 
 // removeContainers removes containers, running or not, in one command.
+// docker (20.10 and later) skips a missing one with a message and exit 0;
+// any failure is retried one container at a time, so that each is
+// reported on its own and a missing one is no error.
 func (d *Backend) removeContainers(ctx context.Context, names ...string) error {
-	if _, err := d.out(ctx, append([]string{"rm", "--force"}, names...)...); err != nil && !notFound(err) {
-		// One missing container fails the command after the others went:
-		// retry one by one so that each is reported on its own.
+	if _, err := d.out(ctx, append([]string{"rm", "--force"}, names...)...); err != nil {
 		var errs []error
 		for _, n := range names {
 			errs = append(errs, d.removeContainer(ctx, n))
@@ -407,8 +405,9 @@ func (d *Backend) createAgent(ctx context.Context, cli string, b *backends.Bottl
 	args = append(args, "--entrypoint", guestBinary, p.Backend.Image)
 	guest := sidecars.GuestArgs(fws, cmd)
 	// bottle guest waits for the sockets, which the bundle makes while the
-	// agent container starts.
-	guest = append([]string{guest[0], "--wait", backends.ReadyTimeout().String()}, guest[1:]...)
+	// agent container starts: longer than bottle's own wait, so that a
+	// bundle that never gets ready is reported by bottle, with its logs.
+	guest = append([]string{guest[0], "--wait", (backends.ReadyTimeout() + guestWaitSlack).String()}, guest[1:]...)
 	args = append(args, guest...)
 	if _, err := d.runner().Output(ctx, backends.Cmd{Path: cli, Args: args, Env: secretEnv}); err != nil {
 		return fmt.Errorf("create the agent container: %w", err)

@@ -204,10 +204,6 @@ func checkPlan(p *plan.Plan) []error {
 		}
 	}
 	for _, sc := range p.Sidecars {
-		if sc.Name == plan.SidecarPipelock {
-			errs = append(errs, errors.New("the pipelock sidecar is not yet supported by the smolmachines backend; use the built-in egress sidecar"))
-			continue
-		}
 		if sc.Listen.Network != "unix" {
 			errs = append(errs, fmt.Errorf("the %s sidecar listens on %s %s, but a microVM reaches sidecars through unix sockets only", sc.Name, sc.Listen.Network, sc.Listen.Address))
 			continue

@@ -15,7 +15,7 @@ import (
 	"time"
 
 	"github.com/bottle-dev/bottle/plan"
-	"github.com/bottle-dev/bottle/render"
+	unit "github.com/bottle-dev/bottle/sidecars/pipelock"
 )
 
 func runFake(t *testing.T, env map[string]string, args ...string) (int, string, string) {
@@ -46,7 +46,7 @@ func TestVersion(t *testing.T) {
 // TestRenderedConfigsPass checks every golden config of the renderer and
 // a freshly rendered one.
 func TestRenderedConfigsPass(t *testing.T) {
-	goldens, err := filepath.Glob(filepath.Join("..", "..", "..", "render", "testdata", "pipelock_*.yaml"))
+	goldens, err := filepath.Glob(filepath.Join("..", "..", "..", "sidecars", "pipelock", "testdata", "pipelock_*.yaml"))
 	if err != nil || len(goldens) == 0 {
 		t.Fatalf("no rendered goldens found (%v)", err)
 	}
@@ -55,7 +55,7 @@ func TestRenderedConfigsPass(t *testing.T) {
 		Egress:   plan.Egress{Sidecar: plan.SidecarPipelock, Rules: []plan.Rule{{Host: "api.anthropic.com", Ports: []int{443}}}},
 		Sidecars: []plan.Sidecar{{Name: plan.SidecarPipelock, Pipelock: &cfg}},
 	}
-	fresh, err := render.Pipelock(p, "0.0.0.0:8888")
+	fresh, err := unit.Render(p, "0.0.0.0:8888")
 	if err != nil {
 		t.Fatal(err)
 	}
