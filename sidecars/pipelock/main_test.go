@@ -2,9 +2,11 @@ package pipelock
 
 import (
 	"bytes"
+	"context"
 	"fmt"
 	"go/parser"
 	"go/token"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -20,7 +22,20 @@ import (
 // built by TestMain.
 var fakeBin string
 
+// parentEnv makes the test binary act as a bottle that starts pipelock and
+// then waits to be killed; see TestPdeathsig.
+const parentEnv = "BOTTLE_PIPELOCK_TEST_PARENT"
+
 func TestMain(m *testing.M) {
+	if cfg := os.Getenv(parentEnv); cfg != "" {
+		p, err := Start(context.Background(), os.Getenv(Env), cfg, io.Discard)
+		if err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			os.Exit(1)
+		}
+		fmt.Println(p.cmd.Process.Pid)
+		select {}
+	}
 	dir, err := os.MkdirTemp("", "pipelock-fake-")
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
