@@ -47,7 +47,10 @@ type Process struct {
 // (internal/proxy/proxy.go:1811-1844, 1880-1882@v2.3.0). Start polls
 // GET http://ADDR/health until it answers 200 with "status":"healthy"
 // (internal/proxy/proxy.go:3276-3305@v2.3.0; pipelock's own healthcheck
-// command also takes 200 as healthy: internal/cli/runtime/healthcheck.go:34-46).
+// command also takes 200 as healthy: internal/cli/runtime/healthcheck.go:29-47).
+// pipelock watches configPath and reloads it when it changes or on SIGHUP
+// (internal/cli/runtime/server.go:615-633@v2.3.0), so the file should stay
+// in place, unchanged, until Stop.
 //
 // pipelock's stdout (JSON log lines) and stderr (its banner and errors) go
 // to logTo, which may be nil. The child runs in its own process group,
