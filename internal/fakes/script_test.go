@@ -1,9 +1,16 @@
 package fakes_test
 
 import (
+	"bufio"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/url"
 	"os"
 	"path/filepath"
 	"testing"
+	"time"
 
 	"github.com/rogpeppe/go-internal/testscript"
 
@@ -27,6 +34,11 @@ func TestScripts(t *testing.T) {
 		Dir:                 filepath.Join("testdata", "script"),
 		RequireExplicitExec: true,
 		RequireUniqueNames:  true,
+		Cmds: map[string]func(*testscript.TestScript, bool, []string){
+			"freeport":   cmdFreeport,
+			"waithealth": cmdWaithealth,
+			"proxyreq":   cmdProxyreq,
+		},
 		Setup: func(env *testscript.Env) error {
 			env.Setenv("FAKE_SMOLVM_STATE", filepath.Join(env.WorkDir, "smolvm-state"))
 			env.Setenv("FAKE_SMOLVM_LOG", filepath.Join(env.WorkDir, "argv.log"))
@@ -35,4 +47,71 @@ func TestScripts(t *testing.T) {
 			return nil
 		},
 	})
+}
+
+// cmdFreeport sets the environment variable named by its argument to a
+// loopback "127.0.0.1:port" address whose port was free a moment ago.
+func cmdFreeport(ts *testscript.TestScript, neg bool, args []string) {
+	if neg || len(args) != 1 {
+		ts.Fatalf("usage: freeport NAME")
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	ts.Check(err)
+	ts.Setenv(args[0], ln.Addr().String())
+	ts.Check(ln.Close())
+}
+
+// cmdWaithealth polls http://ADDR/health until it answers 200, for up to
+// ten seconds; "! waithealth" waits for it to stop answering.
+func cmdWaithealth(ts *testscript.TestScript, neg bool, args []string) {
+	if len(args) != 1 {
+		ts.Fatalf("usage: waithealth ADDR")
+	}
+	client := &http.Client{Timeout: time.Second}
+	var last string
+	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
+		resp, err := client.Get("http://" + args[0] + "/health")
+		if err == nil {
+			resp.Body.Close()
+			last = resp.Status
+		} else {
+			last = err.Error()
+		}
+		if (err == nil && resp.StatusCode == http.StatusOK) != neg {
+			return
+		}
+	}
+	ts.Fatalf("waithealth %s: last answer %s", args[0], last)
+}
+
+// cmdProxyreq sends one forward-proxy request to the proxy at ADDR, as an
+// HTTPS_PROXY client does: "CONNECT host:port" or "GET absolute-URL", and
+// writes the status line, the X-Pipelock-Hint header (if any), an empty
+// line and the body to the script's stdout.
+func cmdProxyreq(ts *testscript.TestScript, neg bool, args []string) {
+	if neg || len(args) != 3 {
+		ts.Fatalf("usage: proxyreq ADDR METHOD TARGET")
+	}
+	host := args[2]
+	if args[1] != http.MethodConnect {
+		u, err := url.Parse(args[2])
+		ts.Check(err)
+		host = u.Host
+	}
+	conn, err := net.DialTimeout("tcp", args[0], 5*time.Second)
+	ts.Check(err)
+	defer conn.Close()
+	ts.Check(conn.SetDeadline(time.Now().Add(10 * time.Second)))
+	_, err = fmt.Fprintf(conn, "%s %s HTTP/1.1\r\nHost: %s\r\n\r\n", args[1], args[2], host)
+	ts.Check(err)
+	resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
+	ts.Check(err)
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	ts.Check(err)
+	fmt.Fprintf(ts.Stdout(), "%s\n", resp.Status)
+	if h := resp.Header.Get("X-Pipelock-Hint"); h != "" {
+		fmt.Fprintf(ts.Stdout(), "X-Pipelock-Hint: %s\n", h)
+	}
+	fmt.Fprintf(ts.Stdout(), "\n%s", body)
 }

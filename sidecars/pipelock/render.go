@@ -74,7 +74,7 @@ type fileLogging struct {
 // egress sidecar for pipelock Version, with fetch_proxy.listen set to
 // listen ("host:port" with an IP or empty host, the TCP address pipelock's
 // one listener serves /health and the forward proxy on:
-// internal/proxy/proxy.go:1911-1999@v2.3.0). Start passes its own loopback
+// internal/proxy/proxy.go:1911-1990@v2.3.0). Start passes its own loopback
 // address with --listen, which overrides this key
 // (internal/cli/runtime/server.go:339-341@v2.3.0), so a file rendered for
 // Start may name any valid address.
