@@ -16,6 +16,8 @@ package docker
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -84,9 +86,16 @@ type names struct {
 	slug, volume, bundle, agent string
 }
 
+// namesFor names a launch's resources. The socket volume's name ends in a
+// random suffix: docker's volume create reuses an existing volume without
+// a word, so a name that another bottle could hold (one of the same slug,
+// under another state home) would let this launch mount and then remove
+// that bottle's sockets.
 func namesFor(slug string) names {
 	p := "bottle-" + slug
-	return names{slug: slug, volume: p + "-sockets", bundle: p + "-sidecars", agent: p + "-agent"}
+	var r [4]byte
+	rand.Read(r[:])
+	return names{slug: slug, volume: p + "-sockets-" + hex.EncodeToString(r[:]), bundle: p + "-sidecars", agent: p + "-agent"}
 }
 
 func labels(p *plan.Plan, role string) []string {

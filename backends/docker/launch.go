@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -126,14 +127,28 @@ func (d *Backend) Launch(ctx context.Context, b *backends.Bottle, stdio backends
 	if err := errors.Join(ctx.Err(), imgErr, agentErr, volErr); err != nil {
 		return -1, err
 	}
-	td.Add(layerContainers, func(ctx context.Context) error { return d.removeContainers(ctx, n.agent, n.bundle) })
+	// Teardown removes only the containers this launch created: a name
+	// already in use is another bottle's.
+	var created ownedNames
+	td.Add(layerContainers, func(ctx context.Context) error {
+		if names := created.list(); len(names) > 0 {
+			return d.removeContainers(ctx, names...)
+		}
+		return nil
+	})
 
 	// Start the bundle while the agent container is created and started:
 	// bottle guest waits for the sockets, which the bundle makes. A bundle
 	// that fails to start, or stops before it is ready, ends the launch.
 	bundleErr := make(chan error, 1)
-	go func() { bundleErr <- d.startBundle(ctx, cli, b, n, bundleTag) }()
-	if err := d.createAgent(ctx, cli, b, n, bin, stdio); err != nil {
+	go func() {
+		err := d.startBundle(ctx, cli, b, n, bundleTag)
+		created.addUnlessConflict(n.bundle, err)
+		bundleErr <- err
+	}()
+	err = d.createAgent(ctx, cli, b, n, bin, stdio)
+	created.addUnlessConflict(n.agent, err)
+	if err != nil {
 		return -1, errors.Join(err, <-bundleErr)
 	}
 	runCtx, stop := context.WithCancelCause(ctx)
@@ -189,6 +204,32 @@ func (d *Backend) removeVolume(ctx context.Context, name string) error {
 		return fmt.Errorf("remove volume %s: %w", name, err)
 	}
 	return nil
+}
+
+// ownedNames are the containers a launch created, for its teardown.
+type ownedNames struct {
+	mu    sync.Mutex
+	names []string
+}
+
+// addUnlessConflict records name unless err says that the name was
+// already taken, by a container that is not this launch's. A create or
+// run that failed for another reason may have left its container behind,
+// so it is recorded too.
+func (o *ownedNames) addUnlessConflict(name string, err error) {
+	if err != nil && strings.Contains(err.Error(), "is already in use") {
+		return
+	}
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	o.names = append(o.names, name)
+}
+
+// list returns the recorded names, sorted.
+func (o *ownedNames) list() []string {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	return slices.Sorted(slices.Values(o.names))
 }
 
 // removeContainers removes containers, running or not, in one command.

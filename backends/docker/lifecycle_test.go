@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"syscall"
@@ -228,5 +229,38 @@ func TestLsLogsStop(t *testing.T) {
 	}
 	if out, _, _ := e.run("ls", "--format=json"); strings.TrimSpace(out) != "[]" {
 		t.Errorf("bottle ls after stop: %s", out)
+	}
+}
+
+// TestSameSlugOtherStateHome: a second bottle of the same profile and
+// workspace under another state home gets the same slug; its launch fails
+// on the names in use, and its teardown must remove nothing of the first
+// bottle, which runs on to its own end.
+func TestSameSlugOtherStateHome(t *testing.T) {
+	e := newEnv(t)
+	e.extra = append(e.extra, "BOTTLE_TEST_CANARY=x")
+	profile := e.profile("same.star", sleepProfile)
+	slug := e.slugOf(profile)
+	a := e.command("start", "--yes", profile, "--", "sh", "-c", "sleep 6; echo a-done")
+	var aOut strings.Builder
+	a.Stdout = &aOut
+	if err := a.Start(); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "bottle A's agent", 60*time.Second, func() bool {
+		out, _ := exec.Command("docker", "ps", "--filter", "name=bottle-"+slug+"-agent", "--filter", "status=running", "--format", "{{.Names}}").Output()
+		return len(bytes.TrimSpace(out)) > 0
+	})
+
+	other := &env{t: t, dir: e.dir, extra: append(slices.Clone(e.extra), "XDG_STATE_HOME="+filepath.Join(e.dir, "other-state"))}
+	_, stderr, code := other.run("start", "--yes", profile, "--", "true")
+	if code == 0 {
+		t.Errorf("bottle B started with bottle A's names in use:\n%s", stderr)
+	}
+	if err := a.Wait(); err != nil || !strings.Contains(aOut.String(), "a-done") {
+		t.Errorf("bottle B's teardown hurt bottle A (%v):\n%s\nB said:\n%s", err, aOut.String(), stderr)
+	}
+	if left := resources(t, slug); len(left) > 0 {
+		t.Errorf("left behind: %v", left)
 	}
 }
