@@ -34,3 +34,27 @@ func CheckStaticLinux(exe, arch, where, envVar string) error {
 	}
 	return nil
 }
+
+// CheckStaticProgram checks that exe, a third-party program (program names
+// it: "pipelock"), is a static linux/arch ELF executable that an empty
+// image can run. envVar names the variable that points at another build.
+func CheckStaticProgram(exe, arch, program, where, envVar string) error {
+	want, ok := elfMachines[arch]
+	if !ok {
+		return fmt.Errorf("%s runs on %s; bottle supports amd64 and arm64", where, arch)
+	}
+	f, err := elf.Open(exe)
+	if err != nil {
+		return fmt.Errorf("%s runs a static linux/%s build of %s, and %s is not one (%v); set %s to one", where, arch, program, exe, err, envVar)
+	}
+	defer f.Close()
+	if f.Machine != want {
+		return fmt.Errorf("%s is built for %s, but %s runs %s; set %s to a static linux/%s build of %s", exe, f.Machine, where, arch, envVar, arch, program)
+	}
+	for _, p := range f.Progs {
+		if p.Type == elf.PT_INTERP {
+			return fmt.Errorf("%s is dynamically linked, and %s cannot load its C library; set %s to a static linux/%s build of %s (its release builds are static)", exe, where, envVar, arch, program)
+		}
+	}
+	return nil
+}

@@ -11,6 +11,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 
 	"github.com/bottle-dev/bottle/backends"
@@ -62,7 +63,10 @@ func sidecarBinary(exe, arch string) (string, error) {
 // bundleInputs gathers the build context of the sidecar bundle and the tag
 // that names it.
 type bundleInputs struct {
-	binary     string
+	binary string
+	// pipelock is the host's pipelock binary, copied in when the plan's
+	// egress sidecar is pipelock; empty otherwise.
+	pipelock   string
 	dockerfile []byte
 	// base is the git bundle's base image; empty for the scratch bundle.
 	base string
@@ -72,14 +76,19 @@ type bundleInputs struct {
 
 // newBundleInputs picks the bundle for the plan's sidecars: FROM scratch
 // when every sidecar is built in and pure Go, a Debian base with git when
-// the plan has a git gate.
-func newBundleInputs(binary string, withGit bool) (*bundleInputs, error) {
-	in := &bundleInputs{binary: binary, dockerfile: bundleDockerfile}
+// the plan has a git gate. A pipelock binary, when given, is copied in
+// beside bottle's as /pipelock and named by BOTTLE_PIPELOCK; the tag then
+// covers its bytes too.
+func newBundleInputs(binary string, withGit bool, pipelock string) (*bundleInputs, error) {
+	in := &bundleInputs{binary: binary, pipelock: pipelock, dockerfile: bundleDockerfile}
 	if withGit {
 		in.dockerfile, in.base = bundleGitDockerfile, DefaultBundleBase
 		if b := os.Getenv("BOTTLE_BUNDLE_BASE"); b != "" {
 			in.base = b
 		}
+	}
+	if pipelock != "" {
+		in.dockerfile = append(slices.Clone(in.dockerfile), []byte("COPY pipelock /pipelock\nENV BOTTLE_PIPELOCK=/pipelock\n")...)
 	}
 	for _, p := range caBundles {
 		if b, err := os.ReadFile(p); err == nil {
@@ -101,6 +110,17 @@ func newBundleInputs(binary string, withGit bool) (*bundleInputs, error) {
 	h.Write([]byte{0})
 	if _, err := io.Copy(h, f); err != nil {
 		return nil, fmt.Errorf("read the sidecar binary: %w", err)
+	}
+	if pipelock != "" {
+		pf, err := os.Open(pipelock)
+		if err != nil {
+			return nil, fmt.Errorf("read pipelock: %w", err)
+		}
+		defer pf.Close()
+		h.Write([]byte{0})
+		if _, err := io.Copy(h, pf); err != nil {
+			return nil, fmt.Errorf("read pipelock: %w", err)
+		}
 	}
 	in.tag = bundleRepo + ":" + hex.EncodeToString(h.Sum(nil))[:20]
 	return in, nil
@@ -135,6 +155,11 @@ func (d *Backend) ensureBundle(ctx context.Context, in *bundleInputs, progress i
 	}
 	if err := copyFile(in.binary, filepath.Join(dir, "bottle"), 0o755); err != nil {
 		return err
+	}
+	if in.pipelock != "" {
+		if err := copyFile(in.pipelock, filepath.Join(dir, "pipelock"), 0o755); err != nil {
+			return err
+		}
 	}
 	fmt.Fprintf(progress, "bottle: building the sidecar bundle image %s\n", in.tag)
 	var args []string

@@ -25,6 +25,8 @@ var (
 	fixture   struct {
 		bottle string // a static bottle binary
 		image  string // the agent test image: busybox and the probe
+		// pipelock is a static build of the pipelock stand-in.
+		pipelock string
 	}
 )
 
@@ -56,7 +58,9 @@ func setup() error {
 		return err
 	}
 	fixture.bottle = filepath.Join(dir, "bottle")
-	for _, b := range [][2]string{{fixture.bottle, "./cmd/bottle"}, {filepath.Join(dir, "img", "probe"), "./backends/docker/testdata/probe"}} {
+	fixture.pipelock = filepath.Join(dir, "pipelock")
+	for _, b := range [][2]string{{fixture.bottle, "./cmd/bottle"}, {filepath.Join(dir, "img", "probe"), "./backends/docker/testdata/probe"},
+		{fixture.pipelock, "./internal/fakes/pipelock/cmd/pipelock"}} {
 		cmd := exec.Command("go", "build", "-o", b[0], b[1])
 		cmd.Dir = root
 		cmd.Env = append(os.Environ(), "CGO_ENABLED=0")

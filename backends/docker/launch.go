@@ -16,6 +16,7 @@ import (
 	"github.com/bottle-dev/bottle/backends"
 	"github.com/bottle-dev/bottle/plan"
 	"github.com/bottle-dev/bottle/sidecars"
+	"github.com/bottle-dev/bottle/sidecars/pipelock"
 	srt "github.com/bottle-dev/bottle/sidecars/runtime"
 )
 
@@ -54,12 +55,31 @@ func (d *Backend) Preflight(ctx context.Context, b *backends.Bottle) error {
 	if _, err := sidecarBinary(b.Executable, arch); err != nil {
 		errs = append(errs, err)
 	}
+	if b.Plan.Egress.Sidecar == plan.SidecarPipelock {
+		if _, err := pipelockBinary(arch); err != nil {
+			errs = append(errs, err)
+		}
+	}
 	for _, m := range b.Plan.Mounts {
 		if _, err := os.Stat(m.HostPath); err != nil {
 			errs = append(errs, fmt.Errorf("mount source %s does not exist (mount() at %s); create it or change the profile", m.HostPath, m.From))
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// pipelockBinary is the host's pipelock, which the bundle image gets a
+// copy of: it must be a static linux build for the daemon's architecture
+// (on a macOS host, BOTTLE_PIPELOCK names one).
+func pipelockBinary(arch string) (string, error) {
+	bin, err := pipelock.Find()
+	if err != nil {
+		return "", err
+	}
+	if err := backends.CheckStaticProgram(bin, arch, "pipelock", "the sidecar bundle", pipelock.Env); err != nil {
+		return "", err
+	}
+	return bin, nil
 }
 
 // Teardown layers: the socket volume last, after both containers.
@@ -95,6 +115,12 @@ func (d *Backend) Launch(ctx context.Context, b *backends.Bottle, stdio backends
 	if err != nil {
 		return -1, err
 	}
+	var plk string
+	if p.Egress.Sidecar == plan.SidecarPipelock {
+		if plk, err = pipelockBinary(arch); err != nil {
+			return -1, err
+		}
+	}
 	cfg, err := srt.Render(p, bundleStateDir, 0o666)
 	if err != nil {
 		return -1, err
@@ -112,7 +138,7 @@ func (d *Backend) Launch(ctx context.Context, b *backends.Bottle, stdio backends
 	wg.Add(3)
 	go func() {
 		defer wg.Done()
-		in, err := newBundleInputs(bin, hasSidecar(p, plan.SidecarGitGate))
+		in, err := newBundleInputs(bin, hasSidecar(p, plan.SidecarGitGate), plk)
 		if err == nil {
 			err = d.ensureBundle(ctx, in, b.Progress)
 		}

@@ -36,7 +36,8 @@ func TestMain(m *testing.M) {
 }
 
 func TestScripts(t *testing.T) {
-	static := staticBinary(t)
+	static := staticBinary(t, "./testdata/static")
+	staticPipelock := staticBinary(t, "../../internal/fakes/pipelock/cmd/pipelock")
 	testscript.Run(t, testscript.Params{
 		Dir:                 "testdata/script",
 		RequireExplicitExec: true,
@@ -48,6 +49,13 @@ func TestScripts(t *testing.T) {
 				return err
 			}
 			env.Setenv("BOTTLE_SIDECAR_BINARY", bin)
+			plk, err := staticPipelock()
+			if err != nil {
+				return err
+			}
+			// A static build of the pipelock stand-in, for the docker
+			// backend, which copies pipelock into its bundle image.
+			env.Setenv("STATIC_PIPELOCK", plk)
 			env.Setenv("FAKE_DOCKER_STATE", filepath.Join(env.WorkDir, ".docker"))
 			env.Setenv("XDG_STATE_HOME", filepath.Join(env.WorkDir, ".state"))
 			env.Setenv("XDG_CONFIG_HOME", filepath.Join(env.WorkDir, ".config"))
@@ -82,13 +90,13 @@ func TestScripts(t *testing.T) {
 	})
 }
 
-// staticBinary returns a function that builds testdata/static with cgo
+// staticBinary returns a function that builds the package pkg with cgo
 // off the first time it is called and returns its path: a static linux
-// executable for the docker backend's sidecar binary check, which refuses
-// the dynamically linked test binary. It is built from Setup, not from
+// executable for the docker backend's binary checks, which refuse the
+// dynamically linked test binary. It is built from Setup, not from
 // TestMain, which runs again in every process the scripts start, into a
 // directory of t's that lives as long as the scripts do.
-func staticBinary(t *testing.T) func() (string, error) {
+func staticBinary(t *testing.T, pkg string) func() (string, error) {
 	var (
 		once sync.Once
 		path string
@@ -96,11 +104,11 @@ func staticBinary(t *testing.T) func() (string, error) {
 	)
 	return func() (string, error) {
 		once.Do(func() {
-			path = filepath.Join(t.TempDir(), "static")
-			cmd := exec.Command("go", "build", "-o", path, "./testdata/static")
+			path = filepath.Join(t.TempDir(), filepath.Base(pkg))
+			cmd := exec.Command("go", "build", "-o", path, pkg)
 			cmd.Env = append(os.Environ(), "CGO_ENABLED=0", "GOOS=linux")
 			if out, berr := cmd.CombinedOutput(); berr != nil {
-				err = fmt.Errorf("build the static sidecar binary: %v\n%s", berr, out)
+				err = fmt.Errorf("build %s statically: %v\n%s", pkg, berr, out)
 			}
 		})
 		return path, err

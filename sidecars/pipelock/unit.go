@@ -6,26 +6,42 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
-	"strings"
 
 	"github.com/bottle-dev/bottle/plan"
 	"github.com/bottle-dev/bottle/sidecars"
 )
 
-// Port is pipelock's loopback port in the sandbox.
+// Port is pipelock's loopback port in the sandbox, where bottle guest
+// relays its socket.
 const Port = 8888
 
-// preflightListen is the listen address the preflight renders the
-// configuration with for `pipelock check`.
-const preflightListen = "127.0.0.1:8888"
+// Files pipelock's server keeps in the state directory.
+const (
+	// ConfigFile is the rendered configuration pipelock runs with.
+	ConfigFile = "pipelock.yaml"
+	// LogFile receives pipelock's output: its JSON log lines and errors.
+	LogFile = "pipelock.log"
+)
 
-// ErrCannotRun says that this build cannot run pipelock yet: it renders and
-// checks pipelock's configuration, but does not start pipelock in a bottle.
-var ErrCannotRun = errors.New("this build of bottle checks pipelock profiles but cannot run pipelock yet; use the built-in egress sidecar, or check the profile with --dry-run")
+// renderListen is the fetch_proxy.listen the rendered file names; Start
+// overrides it with --listen, so any valid address will do.
+const renderListen = "127.0.0.1:8888"
 
-// Unit is pipelock as the bottle's egress sidecar.
+// Spec is the "pipelock" section of the sidecar configuration.
+type Spec struct {
+	// Listen is the unix socket the sandbox reaches; the server bridges
+	// it onto pipelock's loopback TCP port.
+	Listen sidecars.Listen `json:"listen"`
+	// Config is pipelock's rendered YAML configuration (Render).
+	Config string `json:"config"`
+}
+
+// Unit is pipelock as the bottle's egress sidecar. pipelock is taken from
+// the host that runs the sidecars (Find: $BOTTLE_PIPELOCK or PATH; the
+// docker backend copies the host's binary into the bundle image and names
+// it there), checked against Version, and run on a loopback TCP port; the
+// bottle's socket is bridged onto that port.
 var Unit = &sidecars.Unit{
 	Name:   plan.SidecarPipelock,
 	Egress: true,
@@ -36,50 +52,113 @@ var Unit = &sidecars.Unit{
 	},
 	Env: func(_ *plan.Plan, _ plan.Sidecar, url string) []string { return sidecars.ProxyEnv(url) },
 	Section: func(p *plan.Plan, _ plan.Sidecar, listen sidecars.Listen) (json.RawMessage, error) {
-		cfg, err := Render(p, preflightListen)
+		cfg, err := Render(p, renderListen)
 		if err != nil {
 			return nil, err
 		}
-		return json.Marshal(map[string]any{"listen": listen, "config": string(cfg)})
+		return json.Marshal(Spec{Listen: listen, Config: string(cfg)})
 	},
 	Preflight: preflight,
-	New: func(context.Context, json.RawMessage, *sidecars.Env) (sidecars.Service, error) {
-		return nil, ErrCannotRun
-	},
+	New:       newService,
 }
 
 func init() { sidecars.Register(Unit) }
 
-// preflight renders pipelock's configuration and, when a pipelock binary
-// is on PATH (or named by BOTTLE_PIPELOCK), runs `pipelock check --config`
-// on it and returns its complaints; then it reports that this build cannot
-// run pipelock. It writes only a temporary file, removed again.
-func preflight(ctx context.Context, p *plan.Plan, _ plan.Sidecar, h sidecars.Host) error {
-	cfg, err := Render(p, preflightListen)
+// preflight finds pipelock on the host, checks its version, and runs
+// `pipelock check` on the configuration rendered for this plan. It writes
+// only a temporary file, removed again.
+func preflight(ctx context.Context, p *plan.Plan, _ plan.Sidecar, _ sidecars.Host) error {
+	cfg, err := Render(p, renderListen)
 	if err != nil {
 		return err
 	}
-	name := h.Getenv("BOTTLE_PIPELOCK")
-	if name == "" {
-		name = "pipelock"
-	}
-	bin, err := exec.LookPath(name)
+	bin, err := Find()
 	if err != nil {
-		return ErrCannotRun
+		return err
+	}
+	if err := CheckVersion(ctx, bin); err != nil {
+		return err
 	}
 	dir, err := os.MkdirTemp("", "bottle-pipelock-")
 	if err != nil {
 		return err
 	}
 	defer os.RemoveAll(dir)
-	path := filepath.Join(dir, "pipelock.yaml")
+	path := filepath.Join(dir, ConfigFile)
 	if err := os.WriteFile(path, cfg, 0o600); err != nil {
 		return err
 	}
-	out, err := exec.CommandContext(ctx, bin, "check", "--config", path).CombinedOutput()
-	if err != nil {
-		msg := strings.ReplaceAll(strings.TrimSpace(string(out)), path, "the rendered pipelock.yaml")
-		return errors.Join(fmt.Errorf("pipelock %s rejects the configuration bottle rendered for this profile: %s", Version, msg), ErrCannotRun)
+	return CheckConfig(ctx, bin, path)
+}
+
+// service runs pipelock and bridges the sandbox's socket onto it.
+type service struct {
+	proc  *Process
+	ln    sidecars.Listen
+	serve func(ctx context.Context) error
+}
+
+func (s *service) Listeners() []sidecars.Listen { return []sidecars.Listen{s.ln} }
+
+func (s *service) Serve(ctx context.Context) error { return s.serve(ctx) }
+
+// newService checks the binary again where the sidecars run, writes the
+// configuration into the state directory, starts pipelock and binds the
+// socket. Serve bridges until ctx ends or pipelock exits on its own (an
+// error: the bottle has lost its egress).
+func newService(ctx context.Context, raw json.RawMessage, env *sidecars.Env) (sidecars.Service, error) {
+	var spec Spec
+	if err := sidecars.Decode(raw, &spec); err != nil {
+		return nil, fmt.Errorf("pipelock section: %w", err)
 	}
-	return ErrCannotRun
+	bin, err := Find()
+	if err != nil {
+		return nil, err
+	}
+	if err := CheckVersion(ctx, bin); err != nil {
+		return nil, err
+	}
+	cfgPath := filepath.Join(env.StateDir, ConfigFile)
+	if err := os.WriteFile(cfgPath, []byte(spec.Config), 0o600); err != nil {
+		return nil, fmt.Errorf("pipelock: %w", err)
+	}
+	logf, err := os.OpenFile(filepath.Join(env.StateDir, LogFile), os.O_APPEND|os.O_CREATE|os.O_WRONLY, 0o600)
+	if err != nil {
+		return nil, fmt.Errorf("pipelock: %w", err)
+	}
+	proc, err := Start(ctx, bin, cfgPath, logf)
+	if err != nil {
+		logf.Close()
+		return nil, err
+	}
+	ln, err := sidecars.Bind(spec.Listen)
+	if err != nil {
+		proc.Stop(sidecars.StopGrace)
+		logf.Close()
+		return nil, fmt.Errorf("pipelock: %w", err)
+	}
+	s := &service{proc: proc, ln: sidecars.Listen{Network: ln.Addr().Network(), Address: ln.Addr().String()}}
+	s.serve = func(ctx context.Context) error {
+		defer logf.Close()
+		bctx, stop := context.WithCancel(ctx)
+		bridged := make(chan error, 1)
+		go func() { bridged <- Bridge(bctx, ln, proc.Addr()) }()
+		var died error
+		select {
+		case <-ctx.Done():
+		case <-proc.Done():
+			died = errors.New("pipelock exited on its own; see " + LogFile + " in the state directory")
+		case err := <-bridged:
+			bridged <- err
+			died = fmt.Errorf("the bridge to pipelock stopped: %w", err)
+		}
+		stop()
+		berr := <-bridged
+		serr := proc.Stop(sidecars.StopGrace)
+		if died != nil {
+			return died
+		}
+		return errors.Join(berr, serr)
+	}
+	return s, nil
 }
