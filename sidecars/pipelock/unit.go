@@ -27,9 +27,11 @@ var ErrCannotRun = errors.New("this build of bottle checks pipelock profiles but
 
 // Unit is pipelock as the bottle's egress sidecar.
 var Unit = &sidecars.Unit{
-	Name:   plan.SidecarPipelock,
-	Egress: true,
-	Port:   Port,
+	Name:    plan.SidecarPipelock,
+	Egress:  true,
+	Port:    Port,
+	Options: options,
+	Build:   build,
 	Validate: func(p *plan.Plan, _ plan.Sidecar) error {
 		// Refuse what pipelock cannot enforce rather than widen silently.
 		return CheckRules(p)
