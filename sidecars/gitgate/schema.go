@@ -148,6 +148,8 @@ func finishRemote(o sidecars.Options, r *plan.GitRemote) error {
 		}
 	}
 	for _, l := range []*[]string{&r.Protected, &r.ProtectedTags} {
+		// The sidecar's defaults are shared by its remotes: sort a copy.
+		*l = slices.Clone(*l)
 		slices.Sort(*l)
 		*l = slices.Compact(*l)
 		if *l == nil {
