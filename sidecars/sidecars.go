@@ -2,12 +2,14 @@
 //
 // A sidecar is one Unit, declared by its own package (egress, gitgate,
 // supervise, pipelock) and registered from that package's init: its
-// loopback endpoint in the sandbox, its profile options, the section of the
-// rendered sidecar configuration it reads, the environment it gives the
-// agent, its host preflight and its server. The evaluator, the backends and
-// the sidecar runtime all consult this registry, through plan types only; a
-// sidecar package never imports a backend, and nothing here imports a
-// sidecar. Importing sidecars/all links every unit in.
+// loopback endpoint in the sandbox, its profile options and their schema,
+// the section of the rendered sidecar configuration it reads, the
+// environment it gives the agent, its host preflight and its server. The
+// evaluator, the backends and the sidecar runtime all consult this
+// registry, through plan types and Options (a profile's options in plain Go
+// types) only; a sidecar package never imports a backend or the evaluator,
+// and nothing here imports a sidecar. Importing sidecars/all links every
+// unit in.
 //
 // The topology is the same for every backend (see Forwards): each sidecar
 // listens on a unix socket; `bottle guest`, the sandbox's first process,
@@ -116,6 +118,18 @@ type Unit struct {
 	// inside the sandbox; Path is appended to form its URL ("/mcp").
 	Port int
 	Path string
+	// Options are the keyword options a profile may give the sidecar,
+	// sorted: sidecar("name", option = value, ...). The evaluator refuses
+	// any other.
+	Options []string
+	// Build is the sidecar's profile schema: it reads the options (only
+	// names from Options reach it), checks them and fills in defaults, and
+	// sets the sidecar's configuration in sc (sc.Name and sc.From are
+	// set). An error is a profile error; its message is about the options
+	// alone ("option timeout is int, want a string"), for the evaluator to
+	// prefix with where and which sidecar. Nil: the sidecar has no options
+	// and no configuration.
+	Build func(o Options, sc *plan.Sidecar) error
 	// Validate checks the whole plan for this sidecar (nil: nothing to
 	// check). The evaluator calls it after building the plan; an error is
 	// a profile error.

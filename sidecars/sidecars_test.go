@@ -167,3 +167,21 @@ func TestLayering(t *testing.T) {
 		}
 	}
 }
+
+// TestSchemas: every unit declares its profile options, sorted as the
+// evaluator lists them in messages, and a schema that fills in defaults.
+func TestSchemas(t *testing.T) {
+	for _, name := range sidecars.Names() {
+		u, _ := sidecars.Lookup(name)
+		if u.Build == nil || len(u.Options) == 0 || !slices.IsSorted(u.Options) {
+			t.Errorf("%s: options %q, build %v", name, u.Options, u.Build != nil)
+		}
+	}
+	sc, err := sidecars.Default(plan.SidecarEgress)
+	if err != nil || sc.Name != plan.SidecarEgress || sc.Egress == nil || *sc.Egress != (plan.EgressConfig{ConnectTimeout: "10s", IdleTimeout: "1h0m0s"}) {
+		t.Errorf("default egress sidecar: %+v, %v", sc, err)
+	}
+	if _, err := sidecars.Default(plan.SidecarGitGate); err == nil || !strings.Contains(err.Error(), "option remotes is required") {
+		t.Errorf("git-gate without remotes: %v", err)
+	}
+}

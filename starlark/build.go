@@ -71,7 +71,7 @@ func Build(st *builtins.State, src *Source, env Env) (*plan.Plan, error) {
 
 	egress := ""
 	for _, sc := range p.Sidecars {
-		if sc.Name == plan.SidecarEgress || sc.Name == plan.SidecarPipelock {
+		if u, ok := sidecars.Lookup(sc.Name); ok && u.Egress {
 			egress = sc.Name
 		}
 	}

@@ -130,3 +130,28 @@ func FuzzEval(f *testing.F) {
 		}
 	})
 }
+
+// TestGitGateSharedDefaults: the git gate's protected lists are every
+// remote's defaults; tidying them for one remote must not change them for
+// the next.
+func TestGitGateSharedDefaults(t *testing.T) {
+	src := mapSource(map[string]string{"bottle.star": `docker(image = "x")
+sidecar("git-gate", remotes = {"a": "/a", "b": "/b"}, protected = ["m", "d", "d"], protected_tags = ["v*", "v*"])
+`})
+	p, err := Load(context.Background(), src, Options{}, testEnv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, sc := range p.Sidecars {
+		if sc.GitGate == nil {
+			continue
+		}
+		for _, r := range sc.GitGate.Remotes {
+			if fmt.Sprint(r.Protected, r.ProtectedTags) != "[d m] [v*]" {
+				t.Errorf("remote %s: protected %q, protected_tags %q", r.Name, r.Protected, r.ProtectedTags)
+			}
+		}
+		return
+	}
+	t.Fatal("no git-gate sidecar in the plan")
+}

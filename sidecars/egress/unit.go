@@ -50,9 +50,11 @@ type RuleAdder interface {
 // sandbox's only way out unless a profile picks pipelock. The agent reaches
 // it through HTTP(S)_PROXY.
 var Unit = &sidecars.Unit{
-	Name:   plan.SidecarEgress,
-	Egress: true,
-	Port:   Port,
+	Name:    plan.SidecarEgress,
+	Egress:  true,
+	Port:    Port,
+	Options: options,
+	Build:   build,
 	Env: func(_ *plan.Plan, _ plan.Sidecar, url string) []string {
 		return sidecars.ProxyEnv(url)
 	},

@@ -32,6 +32,8 @@ type Spec struct {
 var Unit = &sidecars.Unit{
 	Name:      plan.SidecarGitGate,
 	Port:      Port,
+	Options:   options,
+	Build:     build,
 	Env:       agentEnv,
 	Section:   section,
 	Preflight: preflight,

@@ -43,9 +43,11 @@ type Spec struct {
 // it there), checked against Version, and run on a loopback TCP port; the
 // bottle's socket is bridged onto that port.
 var Unit = &sidecars.Unit{
-	Name:   plan.SidecarPipelock,
-	Egress: true,
-	Port:   Port,
+	Name:    plan.SidecarPipelock,
+	Egress:  true,
+	Port:    Port,
+	Options: options,
+	Build:   build,
 	Validate: func(p *plan.Plan, _ plan.Sidecar) error {
 		// Refuse what pipelock cannot enforce rather than widen silently.
 		return CheckRules(p)

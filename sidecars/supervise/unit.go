@@ -28,6 +28,8 @@ var Unit = &sidecars.Unit{
 	Name:    plan.SidecarSupervise,
 	Port:    Port,
 	Path:    Path,
+	Options: options,
+	Build:   build,
 	Command: agentCommand,
 	Section: func(_ *plan.Plan, sc plan.Sidecar, listen sidecars.Listen) (json.RawMessage, error) {
 		if sc.Supervise == nil {

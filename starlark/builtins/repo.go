@@ -107,6 +107,9 @@ func hasControl(s string) bool {
 	})
 }
 
+// scpLikeRE matches git's scp-like ssh URLs, user@host:path.
+var scpLikeRE = regexp.MustCompile(`^[A-Za-z0-9._-]+@[A-Za-z0-9.-]+:[^/].*$|^[A-Za-z0-9._-]+@[A-Za-z0-9.-]+:/.*$`)
+
 // checkRepoURL refuses URLs git would not fetch plainly: ones it could
 // take for an option, remote helpers (ext:: runs a command), credentials
 // in the URL, and schemes other than https, http, ssh and file. Plain

@@ -4,73 +4,81 @@ import (
 	"fmt"
 	"slices"
 	"strings"
-	"time"
 
 	"go.starlark.net/starlark"
 
 	"github.com/bottle-dev/bottle/plan"
+	"github.com/bottle-dev/bottle/sidecars"
 )
 
-// sidecarSchemas lists, per sidecar, the options a profile may set and the
-// function that checks them and fills in defaults.
-var sidecarSchemas = map[string]struct {
-	options []string
-	build   func(o *options, sc *plan.Sidecar) error
-}{
-	plan.SidecarEgress:    {[]string{"connect_timeout", "idle_timeout"}, buildEgress},
-	plan.SidecarPipelock:  {[]string{"body_scan_action", "explain_blocks", "idle_timeout_seconds", "max_tunnel_seconds", "request_body_scanning"}, buildPipelock},
-	plan.SidecarGitGate:   {[]string{"known_hosts", "max_push_size", "protected", "protected_tags", "remotes", "ssh_key", "token_env"}, buildGitGate},
-	plan.SidecarSupervise: {[]string{"timeout"}, buildSupervise},
-}
-
-// sidecar(name, **config)
+// sidecar(name, **options)
+//
+// Declares the sidecar registered under name (package sidecars), once per
+// bottle; a bottle has exactly one egress sidecar (Unit.Egress). The
+// options a sidecar takes, their defaults and their meaning are its unit's
+// (Unit.Options, Unit.Build): see the build function of each unit package,
+// such as sidecars/gitgate's.
 func sidecar(thread *starlark.Thread, b *starlark.Builtin, args starlark.Tuple, kwargs []starlark.Tuple) (starlark.Value, error) {
 	if len(args) != 1 {
 		return nil, fmt.Errorf("%s: takes the sidecar's name as its one positional argument, then options by keyword, as in sidecar(\"supervise\", timeout = \"10m\")", b.Name())
 	}
 	nameV, ok := args[0].(starlark.String)
 	if !ok {
-		return nil, fmt.Errorf("%s: name is %s, want a string, one of %s", b.Name(), args[0].Type(), strings.Join(plan.SidecarNames, ", "))
+		return nil, fmt.Errorf("%s: name is %s, want a string, one of %s", b.Name(), args[0].Type(), strings.Join(sidecars.Names(), ", "))
 	}
 	name := string(nameV)
-	schema, ok := sidecarSchemas[name]
+	unit, ok := sidecars.Lookup(name)
 	if !ok {
-		return nil, fmt.Errorf("%s: unknown sidecar %q; the known sidecars are %s", b.Name(), name, strings.Join(plan.SidecarNames, ", "))
+		return nil, fmt.Errorf("%s: unknown sidecar %q; the known sidecars are %s", b.Name(), name, strings.Join(sidecars.Names(), ", "))
 	}
 	s, err := stateOf(thread, b)
 	if err != nil {
 		return nil, err
 	}
-	isEgress := func(n string) bool { return n == plan.SidecarEgress || n == plan.SidecarPipelock }
 	for _, sc := range s.Sidecars {
 		if sc.Name == name {
 			return nil, fmt.Errorf("%s: %s is already declared at %s; declare each sidecar once", b.Name(), name, sc.From)
 		}
-		if isEgress(name) && isEgress(sc.Name) {
+		if other, ok := sidecars.Lookup(sc.Name); ok && unit.Egress && other.Egress {
 			return nil, fmt.Errorf("%s: a bottle has exactly one egress sidecar, and %s is already declared at %s", b.Name(), sc.Name, sc.From)
 		}
 	}
-	o := &options{sidecar: name, state: s, vals: map[string]starlark.Value{}}
+	o := &options{state: s, vals: map[string]starlark.Value{}}
 	for _, kv := range kwargs {
 		k := string(kv[0].(starlark.String))
-		if !slices.Contains(schema.options, k) {
-			return nil, fmt.Errorf("%s: %s has no option %q; its options are %s", b.Name(), name, k, strings.Join(schema.options, ", "))
+		if !slices.Contains(unit.Options, k) {
+			return nil, fmt.Errorf("%s: %s has no option %q; its options are %s", b.Name(), name, k, strings.Join(unit.Options, ", "))
 		}
-		o.vals[k] = kv[1]
+		o.set(kv[0], kv[1])
 	}
 	sc := plan.Sidecar{Name: name, From: callerPos(thread)}
-	if err := schema.build(o, &sc); err != nil {
-		return nil, fmt.Errorf("%s: %s: %v", b.Name(), name, err)
+	if unit.Build != nil {
+		if err := unit.Build(o, &sc); err != nil {
+			return nil, fmt.Errorf("%s: %s: %v", b.Name(), name, err)
+		}
 	}
 	s.Sidecars = append(s.Sidecars, sc)
 	return starlark.None, nil
 }
 
-// options reads one sidecar's keyword options with their defaults.
+// options is sidecars.Options over one sidecar's keyword options, or over
+// a dict given as one of them.
 type options struct {
-	sidecar string
-	state   *State
-	vals    map[string]starlark.Value
+	state *State
+	keys  []sidecars.Key
+	vals  map[string]starlark.Value // the string keys' values
+}
+
+var _ sidecars.Options = (*options)(nil)
+
+// set records one option or dict entry.
+func (o *options) set(k, v starlark.Value) {
+	key := sidecars.Key{Repr: k.String()}
+	if s, ok := k.(starlark.String); ok {
+		key.Name, key.IsString = string(s), true
+		o.vals[key.Name] = v
+	}
+	o.keys = append(o.keys, key)
 }
 
 func (o *options) get(name string) (starlark.Value, bool) {
@@ -81,7 +89,16 @@ func (o *options) get(name string) (starlark.Value, bool) {
 	return v, ok
 }
 
-func (o *options) str(name, def string) (string, error) {
+func (o *options) Has(name string) bool {
+	_, ok := o.get(name)
+	return ok
+}
+
+func (o *options) Keys() []sidecars.Key { return slices.Clone(o.keys) }
+
+func (o *options) HostPath(p string) string { return o.state.resolveHostPath(p) }
+
+func (o *options) String(name, def string) (string, error) {
 	v, ok := o.get(name)
 	if !ok {
 		return def, nil
@@ -93,7 +110,7 @@ func (o *options) str(name, def string) (string, error) {
 	return string(s), nil
 }
 
-func (o *options) boolean(name string, def bool) (bool, error) {
+func (o *options) Bool(name string, def bool) (bool, error) {
 	v, ok := o.get(name)
 	if !ok {
 		return def, nil
@@ -105,7 +122,7 @@ func (o *options) boolean(name string, def bool) (bool, error) {
 	return bool(b), nil
 }
 
-func (o *options) integer(name string, def, lo, hi int) (int, error) {
+func (o *options) Int(name string, def, lo, hi int) (int, error) {
 	v, ok := o.get(name)
 	if !ok {
 		return def, nil
@@ -121,19 +138,15 @@ func (o *options) integer(name string, def, lo, hi int) (int, error) {
 	return int(n), nil
 }
 
-func (o *options) duration(name, def string) (string, error) {
-	s, err := o.str(name, def)
+func (o *options) Duration(name, def string) (string, error) {
+	s, err := o.String(name, def)
 	if err != nil {
 		return "", err
 	}
-	d, err := time.ParseDuration(s)
-	if err != nil || d <= 0 {
-		return "", fmt.Errorf("option %s is %q, want a positive duration such as \"30s\", \"10m\" or \"1h\"", name, s)
-	}
-	return d.String(), nil
+	return sidecars.ParseDuration(name, s)
 }
 
-func (o *options) strings(name string, def []string) ([]string, error) {
+func (o *options) Strings(name string, def []string) ([]string, error) {
 	v, ok := o.get(name)
 	if !ok {
 		return def, nil
@@ -145,58 +158,43 @@ func (o *options) strings(name string, def []string) ([]string, error) {
 	return []string(l), nil
 }
 
+func (o *options) Dict(name, want string) ([]sidecars.OptionItem, error) {
+	v, ok := o.get(name)
+	if !ok {
+		return nil, nil
+	}
+	dict, ok := v.(*starlark.Dict)
+	if !ok || dict.Len() == 0 {
+		return nil, fmt.Errorf("option %s is %s, want %s", name, v.Type(), want)
+	}
+	var items []sidecars.OptionItem
+	for _, kv := range dict.Items() {
+		it := sidecars.OptionItem{Key: sidecars.Key{Repr: kv[0].String()}, Type: kv[1].Type()}
+		if s, ok := kv[0].(starlark.String); ok {
+			it.Key.Name, it.Key.IsString = string(s), true
+		}
+		switch v := kv[1].(type) {
+		case starlark.String:
+			it.Value = string(v)
+		case *starlark.Dict:
+			sub := &options{state: o.state, vals: map[string]starlark.Value{}}
+			for _, e := range v.Items() {
+				sub.set(e[0], e[1])
+			}
+			it.Value = sidecars.Options(sub)
+		}
+		items = append(items, it)
+	}
+	return items, nil
+}
+
 // DefaultEgressConfig is the built-in egress sidecar's configuration when
-// a profile sets none of its options, as when bottle adds it itself.
+// a profile sets none of its options, as when bottle adds it itself; nil
+// when the egress unit is not linked in.
 func DefaultEgressConfig() *plan.EgressConfig {
-	sc := plan.Sidecar{}
-	// Defaults cannot fail to parse.
-	_ = buildEgress(&options{vals: map[string]starlark.Value{}}, &sc)
-	return sc.Egress
-}
-
-func buildEgress(o *options, sc *plan.Sidecar) error {
-	var c plan.EgressConfig
-	var err error
-	if c.ConnectTimeout, err = o.duration("connect_timeout", "10s"); err != nil {
-		return err
-	}
-	if c.IdleTimeout, err = o.duration("idle_timeout", "1h"); err != nil {
-		return err
-	}
-	sc.Egress = &c
-	return nil
-}
-
-func buildPipelock(o *options, sc *plan.Sidecar) error {
-	var c plan.PipelockConfig
-	var err error
-	if c.ExplainBlocks, err = o.boolean("explain_blocks", true); err != nil {
-		return err
-	}
-	if c.RequestBodyScanning, err = o.boolean("request_body_scanning", false); err != nil {
-		return err
-	}
-	if c.BodyScanAction, err = o.str("body_scan_action", "block"); err != nil {
-		return err
-	}
-	if c.BodyScanAction != "block" && c.BodyScanAction != "warn" {
-		return fmt.Errorf("option body_scan_action is %q, want \"block\" or \"warn\"", c.BodyScanAction)
-	}
-	if c.IdleTimeoutSeconds, err = o.integer("idle_timeout_seconds", 3600, 1, 7*24*3600); err != nil {
-		return err
-	}
-	if c.MaxTunnelSeconds, err = o.integer("max_tunnel_seconds", 24*3600, 1, 7*24*3600); err != nil {
-		return err
-	}
-	sc.Pipelock = &c
-	return nil
-}
-
-func buildSupervise(o *options, sc *plan.Sidecar) error {
-	t, err := o.duration("timeout", "10m")
+	sc, err := sidecars.Default(plan.SidecarEgress)
 	if err != nil {
-		return err
+		return nil
 	}
-	sc.Supervise = &plan.SuperviseConfig{Timeout: t}
-	return nil
+	return sc.Egress
 }

@@ -1,0 +1,31 @@
+package egress
+
+import (
+	"github.com/bottle-dev/bottle/plan"
+	"github.com/bottle-dev/bottle/sidecars"
+)
+
+// options are the profile options of sidecar("egress", ...).
+var options = []string{"connect_timeout", "idle_timeout"}
+
+// build is the schema of
+//
+//	sidecar("egress", connect_timeout = "10s", idle_timeout = "1h")
+//
+// The built-in egress proxy, the default when a profile declares no egress
+// sidecar. connect_timeout bounds dialing an allowed destination;
+// idle_timeout closes a tunnel with no traffic in either direction for that
+// long (there is no cap on total duration). Both are positive durations
+// ("30s", "10m", "1h").
+func build(o sidecars.Options, sc *plan.Sidecar) error {
+	var c plan.EgressConfig
+	var err error
+	if c.ConnectTimeout, err = o.Duration("connect_timeout", "10s"); err != nil {
+		return err
+	}
+	if c.IdleTimeout, err = o.Duration("idle_timeout", "1h"); err != nil {
+		return err
+	}
+	sc.Egress = &c
+	return nil
+}
