@@ -142,3 +142,19 @@ func ProxyEnv(url string) []string {
 		"NO_PROXY=" + np, "no_proxy=" + np,
 	}
 }
+
+// CheckReserved refuses a plan that mounts anything at or under one of the
+// sandbox paths a backend keeps for itself (the socket directory, where
+// bottle's binary is), which a mount would shadow or join. It returns one
+// error naming the mount and the line that declared it.
+func CheckReserved(p *plan.Plan, reserved ...string) error {
+	for _, m := range p.Mounts {
+		t := path.Clean(m.Target)
+		for _, r := range reserved {
+			if t == r || strings.HasPrefix(t, r+"/") || strings.HasPrefix(r, t+"/") || t == "/" {
+				return fmt.Errorf("mount() at %s targets %s, which overlaps %s, where bottle puts its own files in the sandbox; mount it elsewhere", m.From, m.Target, r)
+			}
+		}
+	}
+	return nil
+}

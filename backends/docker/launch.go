@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"path"
 	"path/filepath"
 	"slices"
 	"strconv"
@@ -36,7 +37,11 @@ const guestWaitSlack = 10 * time.Second
 
 // Configure puts every sidecar's socket in the per-bottle socket volume,
 // which the bundle and the agent both mount at sidecars.SandboxSocketDir.
+// It refuses mounts over the socket directory or bottle's binary.
 func (d *Backend) Configure(p *plan.Plan) error {
+	if err := sidecars.CheckReserved(p, sidecars.SandboxSocketDir, path.Dir(guestBinary)); err != nil {
+		return err
+	}
 	return sidecars.Configure(p, sidecars.SandboxSocketDir)
 }
 

@@ -315,6 +315,10 @@ func (s *Backend) removeMachine(ctx context.Context, name string, stop bool, war
 // Configure puts every sidecar's socket in the bottle's state directory on
 // the host, from where smolvm's --mount-socket brings it into the guest at
 // sidecars.SandboxSocketDir.
+// It refuses mounts over the guest's socket directory or bottle's binary.
 func (s *Backend) Configure(p *plan.Plan) error {
+	if err := sidecars.CheckReserved(p, guestSocketDir, guestDir); err != nil {
+		return err
+	}
 	return sidecars.Configure(p, p.StateDir)
 }
