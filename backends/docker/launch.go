@@ -172,11 +172,16 @@ func (d *Backend) Launch(ctx context.Context, b *backends.Bottle, stdio backends
 	// bottle guest waits for the sockets, which the bundle makes. A bundle
 	// that fails to start, or stops before it is ready, ends the launch.
 	bundleErr := make(chan error, 1)
+	bundleDone := make(chan struct{})
 	go func() {
+		defer close(bundleDone)
 		err := d.startBundle(ctx, cli, b, n, bundleTag)
 		created.addUnlessConflict(n.bundle, err)
 		bundleErr <- err
 	}()
+	// However the launch ends, the teardown (deferred earlier, so run
+	// later) must know whether the bundle was created.
+	defer func() { <-bundleDone }()
 	err = d.createAgent(ctx, cli, b, n, bin, stdio)
 	created.addUnlessConflict(n.agent, err)
 	if err != nil {

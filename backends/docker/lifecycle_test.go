@@ -264,3 +264,26 @@ func TestSameSlugOtherStateHome(t *testing.T) {
 		t.Errorf("left behind: %v", left)
 	}
 }
+
+// TestFailedAgentStartLeavesNothing: when the agent container fails to
+// start at once (here a file mounted over a directory of the image) while
+// the bundle is still being started, the teardown still removes the
+// bundle and the socket volume.
+func TestFailedAgentStartLeavesNothing(t *testing.T) {
+	e := newEnv(t)
+	if err := os.WriteFile(filepath.Join(e.dir, "afile"), []byte("x\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	profile := e.profile("badmount.star", `
+docker(image = "AGENT_IMAGE")
+mount("afile", "/etc")
+`)
+	slug := e.slugOf(profile)
+	_, stderr, code := e.run("start", "--yes", profile, "--", "true")
+	if code == 0 {
+		t.Fatalf("the agent started with a file over /etc:\n%s", stderr)
+	}
+	if left := resources(t, slug); len(left) > 0 {
+		t.Errorf("a failed start left %v behind:\n%s", left, stderr)
+	}
+}

@@ -169,6 +169,9 @@ func finishRemote(o sidecars.Options, r *plan.GitRemote) error {
 		if !envNameRE.MatchString(r.TokenEnv) {
 			return fmt.Errorf("token_env %q is not an environment variable name", r.TokenEnv)
 		}
+		if reservedTokenEnv(r.TokenEnv) {
+			return fmt.Errorf("token_env %q names a variable that the sidecars' own programs read (bottle, git, ssh, the loader); keep the token in a variable of its own, such as GH_TOKEN", r.TokenEnv)
+		}
 		r.SSHKey, r.KnownHosts = "", ""
 	case "file":
 		// git does not apply url.*.insteadOf to a bare path, so the
@@ -216,4 +219,22 @@ func gitURLKind(raw string) (string, error) {
 		return "file", nil
 	}
 	return "", fmt.Errorf("url %q uses %q; the gate speaks ssh://, https:// and file:// (plain http would expose the token)", u.Redacted(), u.Scheme)
+}
+
+// reservedTokenEnv reports whether name is a variable that would change
+// how the sidecars run if the gate's token were passed under it: the
+// docker bundle gets the token as an environment variable of that name,
+// which wins over the image's own (an adversarial review set token_env to
+// BOTTLE_PIPELOCK and made the bundle look for pipelock on a host path).
+func reservedTokenEnv(name string) bool {
+	switch name {
+	case "PATH", "HOME", "USER", "SHELL", "TMPDIR", "TZ", "LANG", "IFS", "ENV", "BASH_ENV":
+		return true
+	}
+	for _, prefix := range []string{"BOTTLE_", "LD_", "GIT_", "SSH_", "GCONV_", "LC_", "DOCKER_", "XDG_"} {
+		if strings.HasPrefix(name, prefix) {
+			return true
+		}
+	}
+	return false
 }

@@ -14,6 +14,20 @@ import (
 // bridgeDialTimeout bounds connecting to pipelock for one relayed connection.
 const bridgeDialTimeout = 10 * time.Second
 
+// Bounds on what the sandbox can make the bridge hold (an adversarial
+// review held thousands of idle connections open through it).
+var (
+	// HalfCloseGrace is how long a relayed connection may stay open after
+	// one direction has ended: pipelock closing a connection (its own
+	// timeouts, a refusal) then frees the bridge's side within it.
+	HalfCloseGrace = 10 * time.Second
+	// MaxConns bounds the sockets the bridge holds at once, the sandbox's
+	// side and pipelock's counted alike (so about half as many relayed
+	// connections); a connection past it is closed as soon as it is
+	// accepted.
+	MaxConns = 1024
+)
+
 // Bridge accepts connections on ln (the unix socket the sandbox reaches)
 // and relays each to a new TCP connection to tcpAddr (pipelock's Addr),
 // copying both directions at once. Half-closes pass through: when one
@@ -58,6 +72,10 @@ func Bridge(ctx context.Context, ln net.Listener, tcpAddr string) error {
 			continue
 		}
 		backoff = 0
+		if b.count() >= MaxConns {
+			conn.Close()
+			continue
+		}
 		if !b.track(conn) {
 			conn.Close()
 			return nil
@@ -100,6 +118,13 @@ func (b *bridge) track(c net.Conn) bool {
 	return true
 }
 
+// count is the number of relayed connections open now.
+func (b *bridge) count() int {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return len(b.conns)
+}
+
 func (b *bridge) untrack(c net.Conn) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
@@ -133,23 +158,33 @@ func (b *bridge) relay(ctx context.Context, client net.Conn, tcpAddr string) {
 }
 
 // pipe copies a to b and b to a at the same time. When a direction reaches
-// EOF it shuts down the write half of its destination; when a direction
-// fails it closes both connections, which ends the other direction too.
-// Both are closed when pipe returns.
+// EOF it shuts down the write half of its destination, and the other
+// direction gets HalfCloseGrace to finish; when a direction fails it
+// closes both connections, which ends the other direction too. Both are
+// closed when pipe returns.
 func pipe(a, b net.Conn) {
 	abort := func() {
 		a.Close()
 		b.Close()
+	}
+	linger := func() {
+		t := time.Now().Add(HalfCloseGrace)
+		a.SetDeadline(t)
+		b.SetDeadline(t)
 	}
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
 		if finish(b, copyConn(b, a)) != nil {
 			abort()
+			return
 		}
+		linger()
 	}()
 	if finish(a, copyConn(a, b)) != nil {
 		abort()
+	} else {
+		linger()
 	}
 	<-done
 	abort()

@@ -208,3 +208,134 @@ func TestBridgeCancelClosesConnections(t *testing.T) {
 		t.Error("the relayed connection stayed open after cancel")
 	}
 }
+
+// startBridge runs Bridge on a fresh socket in front of upstream and
+// returns the socket's path.
+func startBridge(t *testing.T, upstream string) string {
+	t.Helper()
+	sock := filepath.Join(t.TempDir(), "b.sock")
+	ln, err := net.Listen("unix", sock)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- Bridge(ctx, ln, upstream) }()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("Bridge: %v", err)
+		}
+	})
+	return sock
+}
+
+// TestBridgeDropsAHalfClosedIdler: when pipelock ends its side of a
+// connection whose client never sends or closes (a slowloris, a client
+// that ignores the close), the bridge lets go of the connection after
+// HalfCloseGrace instead of holding its sockets for ever.
+func TestBridgeDropsAHalfClosedIdler(t *testing.T) {
+	defer func(g time.Duration) { HalfCloseGrace = g }(HalfCloseGrace)
+	HalfCloseGrace = 200 * time.Millisecond
+	tcp, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tcp.Close()
+	released := make(chan time.Duration, 1)
+	go func() {
+		c, err := tcp.Accept()
+		if err != nil {
+			return
+		}
+		defer c.Close()
+		// pipelock's side: it is done sending, and waits to see the
+		// connection go.
+		start := time.Now()
+		c.(*net.TCPConn).CloseWrite()
+		io.Copy(io.Discard, c)
+		released <- time.Since(start)
+	}()
+	sock := startBridge(t, tcp.Addr().String())
+	c, err := net.Dial("unix", sock)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close() // the client holds on, sending nothing
+	select {
+	case d := <-released:
+		if d < HalfCloseGrace/2 {
+			t.Errorf("the bridge let go after %v, before the grace of %v", d, HalfCloseGrace)
+		}
+	case <-time.After(20 * HalfCloseGrace):
+		t.Errorf("the bridge still holds the connection %v after pipelock's side ended", 20*HalfCloseGrace)
+	}
+}
+
+// TestBridgeCapsConnections: past MaxConns, connections are closed at
+// once, and the bridge keeps serving once others end.
+func TestBridgeCapsConnections(t *testing.T) {
+	defer func(n int) { MaxConns = n }(MaxConns)
+	MaxConns = 4
+	tcp, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tcp.Close()
+	go func() {
+		for {
+			c, err := tcp.Accept()
+			if err != nil {
+				return
+			}
+			go func() { io.Copy(c, c); c.Close() }() // echo until EOF
+		}
+	}()
+	sock := startBridge(t, tcp.Addr().String())
+	echo := func(c net.Conn) error {
+		c.SetDeadline(time.Now().Add(2 * time.Second))
+		if _, err := c.Write([]byte("x")); err != nil {
+			return err
+		}
+		_, err := io.ReadFull(c, make([]byte, 1))
+		return err
+	}
+	var held []net.Conn
+	for i := 0; i < 2; i++ { // two relayed connections: four sockets
+		c, err := net.Dial("unix", sock)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := echo(c); err != nil {
+			t.Fatalf("connection %d: %v", i, err)
+		}
+		held = append(held, c)
+	}
+	extra, err := net.Dial("unix", sock)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := echo(extra); err == nil {
+		t.Errorf("a connection past MaxConns was relayed")
+	}
+	extra.Close()
+	for _, c := range held {
+		c.Close()
+	}
+	// Once the held ones are gone, a new one is served again.
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		c, err := net.Dial("unix", sock)
+		if err == nil && echo(c) == nil {
+			c.Close()
+			break
+		}
+		if c != nil {
+			c.Close()
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the bridge did not serve again after the held connections ended")
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
