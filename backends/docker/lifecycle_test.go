@@ -287,3 +287,39 @@ mount("afile", "/etc")
 		t.Errorf("a failed start left %v behind:\n%s", left, stderr)
 	}
 }
+
+// TestSignalsTearDown: SIGTERM, and SIGHUP (the terminal closed), tear a
+// running bottle down: bottle exits 130 and nothing is left.
+func TestSignalsTearDown(t *testing.T) {
+	for _, sig := range []syscall.Signal{syscall.SIGTERM, syscall.SIGHUP} {
+		t.Run(sig.String(), func(t *testing.T) {
+			e := newEnv(t)
+			e.extra = append(e.extra, "BOTTLE_TEST_CANARY=x")
+			profile := e.profile("sig.star", sleepProfile)
+			slug := e.slugOf(profile)
+			cmd := e.command("start", "--yes", profile, "--", "sleep", "120")
+			if err := cmd.Start(); err != nil {
+				t.Fatal(err)
+			}
+			defer cmd.Process.Kill()
+			waitFor(t, "the agent", 60*time.Second, func() bool {
+				out, _ := exec.Command("docker", "ps", "--filter", "name=bottle-"+slug+"-agent", "--filter", "status=running", "--format", "{{.Names}}").Output()
+				return len(bytes.TrimSpace(out)) > 0
+			})
+			cmd.Process.Signal(sig)
+			done := make(chan error, 1)
+			go func() { done <- cmd.Wait() }()
+			select {
+			case <-done:
+			case <-time.After(60 * time.Second):
+				t.Fatalf("bottle did not end within 60 s of %v", sig)
+			}
+			if got := cmd.ProcessState.ExitCode(); got != 130 {
+				t.Errorf("bottle exited %d after %v, want 130", got, sig)
+			}
+			if left := resources(t, slug); len(left) > 0 {
+				t.Errorf("left behind after %v: %v", sig, left)
+			}
+		})
+	}
+}

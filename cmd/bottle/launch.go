@@ -74,11 +74,12 @@ func (c *StartCmd) launch(g *Globals, p *plan.Plan) error {
 	return nil
 }
 
-// forceOnSecondSignal makes the first SIGINT or SIGTERM tear the bottle
-// down and a second one exit at once, leaving the rest to bottle cleanup.
+// forceOnSecondSignal makes the first SIGINT, SIGTERM or SIGHUP (the
+// terminal closed) tear the bottle down and a second one exit at once,
+// leaving the rest to bottle cleanup.
 func forceOnSecondSignal(g *Globals, cancel context.CancelCauseFunc) func() {
 	ch := make(chan os.Signal, 2)
-	signal.Notify(ch, os.Interrupt, syscall.SIGTERM)
+	signal.Notify(ch, os.Interrupt, syscall.SIGTERM, syscall.SIGHUP)
 	done := make(chan struct{})
 	go func() {
 		n := 0
