@@ -425,6 +425,54 @@ func (d *Backend) started(ctx context.Context, name string) bool {
 	return at.Year() > 1 // docker's "never" is 0001-01-01T00:00:00Z
 }
 
+// agentHome is the agent's HOME: a tmpfs of its own, writable by the
+// agent's user, so that any image works whatever user it was built for.
+const agentHome = "/home/bottle"
+
+// agentLimits bound what the agent can do to the host: no privilege gain
+// through setuid files, no capabilities, and a pids limit that stops a
+// fork bomb at the container.
+var agentLimits = []string{
+	"--security-opt", "no-new-privileges",
+	"--cap-drop", "ALL",
+	"--pids-limit", "4096",
+}
+
+// agentIdentity is the agent's user: the invoking user's uid and gid, so
+// that what it writes in the workspace belongs to that user, with a
+// passwd and group entry of its own (mounted read-only over the image's,
+// so that tools that look the user up find a name and HOME) and a private
+// tmpfs HOME. A profile's docker(user = ...) replaces the uid and gid and
+// keeps the image's passwd; its HOME is then a tmpfs any user can write.
+func agentIdentity(b *backends.Bottle) ([]string, error) {
+	if u := b.Plan.Backend.User; u != "" {
+		return []string{"--user", u, "--tmpfs", agentHome + ":mode=1777"}, nil
+	}
+	uid, gid := strconv.Itoa(os.Getuid()), strconv.Itoa(os.Getgid())
+	passwd := "root:x:0:0:root:/root:/bin/sh\n"
+	group := "root:x:0:\n"
+	if uid != "0" {
+		passwd += "bottle:x:" + uid + ":" + gid + ":bottle agent:" + agentHome + ":/bin/sh\n"
+	}
+	if gid != "0" {
+		group += "bottle:x:" + gid + ":\n"
+	}
+	if err := b.State.WriteFile("agent-passwd", []byte(passwd)); err != nil {
+		return nil, err
+	}
+	if err := b.State.WriteFile("agent-group", []byte(group)); err != nil {
+		return nil, err
+	}
+	// The state directory is 0700; the files must be readable by the
+	// agent's user, which is the owner.
+	return []string{
+		"--user", uid + ":" + gid,
+		"--tmpfs", agentHome + ":uid=" + uid + ",gid=" + gid + ",mode=0700",
+		"--mount", "type=bind,src=" + filepath.Join(b.State.Dir, "agent-passwd") + ",dst=/etc/passwd,readonly",
+		"--mount", "type=bind,src=" + filepath.Join(b.State.Dir, "agent-group") + ",dst=/etc/group,readonly",
+	}, nil
+}
+
 // createAgent creates the agent container with no network: bottle's own
 // binary, mounted read-only, is its entrypoint (bottle guest), and the
 // socket volume is mounted read-only where bottle guest finds the sockets.
@@ -446,6 +494,7 @@ func (d *Backend) createAgent(ctx context.Context, cli string, b *backends.Bottl
 	if err != nil {
 		return err
 	}
+	args = append(args, "--env", "HOME="+agentHome)
 	for _, kv := range env {
 		args = append(args, "--env", kv)
 	}
@@ -467,9 +516,12 @@ func (d *Backend) createAgent(ctx context.Context, cli string, b *backends.Bottl
 		"--mount", "type=volume,src="+n.volume+",dst="+sidecars.SandboxSocketDir+",readonly",
 		"--mount", "type=bind,src="+bin+",dst="+guestBinary+",readonly")
 	args = append(args, "--workdir", p.Agent.Workdir)
-	if p.Backend.User != "" {
-		args = append(args, "--user", p.Backend.User)
+	ident, err := agentIdentity(b)
+	if err != nil {
+		return err
 	}
+	args = append(args, ident...)
+	args = append(args, agentLimits...)
 	if p.Backend.CPUs > 0 {
 		args = append(args, "--cpus", strconv.FormatFloat(p.Backend.CPUs, 'f', -1, 64))
 	}

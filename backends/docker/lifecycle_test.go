@@ -323,3 +323,51 @@ func TestSignalsTearDown(t *testing.T) {
 		})
 	}
 }
+
+// TestAgentIdentityAndLimits: the agent runs as the invoking user's uid
+// and gid, with a name, a writable HOME of its own, no new privileges, no
+// capabilities and a pids limit; what it writes in the workspace belongs
+// to the user on the host.
+func TestAgentIdentityAndLimits(t *testing.T) {
+	e := newEnv(t)
+	ws := filepath.Join(e.dir, "ws")
+	if err := os.Mkdir(ws, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	profile := e.profile("ident.star", `
+docker(image = "AGENT_IMAGE")
+mount("ws", "/workspace")
+`)
+	out, stderr, code := e.run("start", "--yes", profile, "--", "sh", "-c",
+		`echo "ids $(id -u) $(id -g) $(id -un)"; touch "$HOME/h" && echo home-writable; `+
+			`grep -E "^(NoNewPrivs|CapEff|CapPrm|CapBnd):" /proc/self/status; `+
+			`echo "pids $(cat /sys/fs/cgroup/pids.max 2>/dev/null || cat /sys/fs/cgroup/pids/pids.max)"; `+
+			`echo x > /workspace/made-by-agent`)
+	if code != 0 {
+		t.Fatalf("bottle exited %d:\n%s%s", code, out, stderr)
+	}
+	name := "bottle"
+	if os.Getuid() == 0 {
+		name = "root"
+	}
+	for _, want := range []string{
+		fmt.Sprintf("ids %d %d %s", os.Getuid(), os.Getgid(), name),
+		"home-writable",
+		"NoNewPrivs:\t1",
+		"CapEff:\t0000000000000000",
+		"CapPrm:\t0000000000000000",
+		"CapBnd:\t0000000000000000",
+		"pids 4096",
+	} {
+		if !strings.Contains(out, want) {
+			t.Errorf("the agent's identity or limits lack %q:\n%s", want, out)
+		}
+	}
+	fi, err := os.Stat(filepath.Join(ws, "made-by-agent"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st := fi.Sys().(*syscall.Stat_t); int(st.Uid) != os.Getuid() || int(st.Gid) != os.Getgid() {
+		t.Errorf("a file the agent wrote is owned by %d:%d, want %d:%d", st.Uid, st.Gid, os.Getuid(), os.Getgid())
+	}
+}
