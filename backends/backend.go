@@ -7,10 +7,15 @@ package backends
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"fmt"
 	"io"
+	"os"
+	"path/filepath"
 	"slices"
 	"sort"
+	"strconv"
 	"sync"
 
 	"github.com/bottle-dev/bottle/plan"
@@ -71,10 +76,15 @@ type Stdio struct {
 // Resource is something a backend created for a bottle.
 type Resource struct {
 	Backend string `json:"backend"`
-	// Kind is "container", "network", "machine" or "process".
+	// Kind is "container", "volume", "network", "machine" or "process".
 	Kind string `json:"kind"`
 	Name string `json:"name"`
 	Slug string `json:"slug"`
+	// Owner is the resource's LabelOwner (OwnerOf), empty for what
+	// versions before owner labels made.
+	Owner string `json:"owner,omitempty"`
+	// Running is true for a container or machine that runs now.
+	Running bool `json:"running,omitempty"`
 }
 
 func (r Resource) String() string {
@@ -82,11 +92,29 @@ func (r Resource) String() string {
 }
 
 // Labels every backend puts on what it creates, so that bottle cleanup can
-// find a killed bottle's remains by its slug.
+// find a killed bottle's remains by its slug, and only its owner's.
 const (
 	LabelSlug   = "dev.bottle.slug"
 	LabelDigest = "dev.bottle.digest"
+	LabelOwner  = "dev.bottle.owner"
 )
+
+// OwnerOf names whose bottles keep their state under stateRoot (the
+// directory holding the state directories, $XDG_STATE_HOME/bottle): the
+// invoking uid and the first 12 hex digits of the SHA-256 of stateRoot's
+// absolute path, "1000-3f2a9c0b1d4e". Two users, or one user with two
+// state homes, are two owners: neither's ls or cleanup touches the other's
+// bottles.
+func OwnerOf(stateRoot string) string {
+	if abs, err := filepath.Abs(stateRoot); err == nil {
+		stateRoot = abs
+	}
+	sum := sha256.Sum256([]byte(filepath.Clean(stateRoot)))
+	return strconv.Itoa(os.Getuid()) + "-" + hex.EncodeToString(sum[:])[:12]
+}
+
+// PlanOwner is the owner of a plan's bottle.
+func PlanOwner(p *plan.Plan) string { return OwnerOf(filepath.Dir(p.StateDir)) }
 
 var (
 	mu       sync.Mutex

@@ -29,7 +29,14 @@ func (r Removed) String() string {
 	return "state directory " + r.StateDir
 }
 
-// Resources lists every backend's labelled resources.
+// Mine reports whether a resource belongs to owner (backends.OwnerOf): it
+// carries owner's label, or, made before owner labels, it carries none and
+// does not run. A running sandbox of another owner is never its owner's.
+func Mine(r backends.Resource, owner string) bool {
+	return r.Owner == owner || (r.Owner == "" && !r.Running)
+}
+
+// Resources lists every backend's labelled resources, of every owner.
 func Resources(ctx context.Context) ([]backends.Resource, error) {
 	var all []backends.Resource
 	for _, name := range backends.Names() {
@@ -43,9 +50,11 @@ func Resources(ctx context.Context) ([]backends.Resource, error) {
 	return all, nil
 }
 
-// Cleanup removes every labelled resource and state directory under
-// stateHome whose bottle no longer runs, with the host sidecar processes a
-// killed bottle left running, and reports each through report as it goes.
+// Cleanup removes every labelled resource of stateHome's owner
+// (backends.OwnerOf) and every state directory under stateHome whose
+// bottle no longer runs, with the host sidecar processes a killed bottle
+// left running, and reports each through report as it goes. Another
+// owner's resources are never touched, running or not.
 // With dryRun it removes nothing and reports what it would remove. A
 // second run finds nothing.
 func Cleanup(ctx context.Context, stateHome string, dryRun bool, report func(Removed)) error {
@@ -63,12 +72,13 @@ func Cleanup(ctx context.Context, stateHome string, dryRun bool, report func(Rem
 	if err != nil {
 		return err
 	}
+	owner := backends.OwnerOf(stateHome)
 	var errs []error
 	for _, name := range backends.Names() {
 		b, _ := backends.Get(name)
 		var stale []backends.Resource
 		for _, r := range res {
-			if r.Backend == name && !running[r.Slug] {
+			if r.Backend == name && !running[r.Slug] && Mine(r, owner) {
 				stale = append(stale, r)
 			}
 		}

@@ -101,6 +101,7 @@ func namesFor(slug string) names {
 func labels(p *plan.Plan, role string) []string {
 	return []string{
 		"--label", LabelSlug + "=" + p.Slug,
+		"--label", backends.LabelOwner + "=" + backends.PlanOwner(p),
 		"--label", LabelDigest + "=" + p.Digest,
 		"--label", LabelRole + "=" + role,
 	}

@@ -371,3 +371,44 @@ mount("ws", "/workspace")
 		t.Errorf("a file the agent wrote is owned by %d:%d, want %d:%d", st.Uid, st.Gid, os.Getuid(), os.Getgid())
 	}
 }
+
+// TestCleanupOtherOwner: two owners (two state homes) on one daemon.
+// Another owner's ls does not list a running bottle and its cleanup does
+// not touch it; when the bottle's controller is killed, its own owner's ls
+// calls it orphaned and its own cleanup removes it.
+func TestCleanupOtherOwner(t *testing.T) {
+	e := newEnv(t)
+	e.extra = append(e.extra, "BOTTLE_TEST_CANARY=x")
+	profile := e.profile("owned.star", sleepProfile)
+	slug := e.slugOf(profile)
+	cmd := e.command("start", "--yes", profile, "--", "sleep", "120")
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer cmd.Process.Kill()
+	waitFor(t, "the agent", 60*time.Second, func() bool {
+		out, _ := exec.Command("docker", "ps", "--filter", "name=bottle-"+slug+"-agent", "--filter", "status=running", "--format", "{{.Names}}").Output()
+		return len(bytes.TrimSpace(out)) > 0
+	})
+
+	other := &env{t: t, dir: e.dir, extra: append(slices.Clone(e.extra), "XDG_STATE_HOME="+filepath.Join(e.dir, "other-state"))}
+	if out, _, code := other.run("ls", "--format=json"); code != 0 || strings.Contains(out, slug) {
+		t.Errorf("another owner's ls lists the bottle (exit %d):\n%s", code, out)
+	}
+	if out, errOut, code := other.run("cleanup"); code != 0 || strings.TrimSpace(out) != "" {
+		t.Errorf("another owner's cleanup acted (exit %d):\n%s%s", code, out, errOut)
+	}
+	if left := resources(t, slug); len(left) != 3 {
+		t.Fatalf("another owner's cleanup removed part of the bottle: %v", left)
+	}
+
+	cmd.Process.Signal(syscall.SIGKILL)
+	cmd.Wait()
+	if out, _, _ := e.run("ls", "--format=json"); !strings.Contains(out, `"state": "orphaned"`) {
+		t.Errorf("its own ls does not call the bottle orphaned:\n%s", out)
+	}
+	if _, errOut, code := e.run("cleanup"); code != 0 {
+		t.Fatalf("cleanup exited %d: %s", code, errOut)
+	}
+	waitFor(t, "nothing left", 10*time.Second, func() bool { return len(resources(t, slug)) == 0 })
+}

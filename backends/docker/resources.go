@@ -17,6 +17,8 @@ type listed struct {
 	Names  string `json:"Names"`
 	Name   string `json:"Name"`
 	Labels string `json:"Labels"`
+	// State is a container's: "running", "exited", ...
+	State string `json:"State"`
 }
 
 func (l listed) label(key string) string {
@@ -59,7 +61,8 @@ func (d *Backend) Resources(ctx context.Context) ([]backends.Resource, error) {
 			if name == "" {
 				name = l.Name
 			}
-			out = append(out, backends.Resource{Backend: plan.BackendDocker, Kind: q.kind, Name: name, Slug: l.label(LabelSlug)})
+			out = append(out, backends.Resource{Backend: plan.BackendDocker, Kind: q.kind, Name: name, Slug: l.label(LabelSlug),
+				Owner: l.label(backends.LabelOwner), Running: l.State == "running"})
 		}
 	}
 	return out, nil

@@ -114,7 +114,7 @@ func buildSpec(b *backends.Bottle, stageDir, guestMount, smolfilePath string, tt
 	for i, f := range fws {
 		s.create = append(s.create, "--mount-socket", hosts[i]+":"+f.Socket)
 	}
-	s.create = append(s.create, "--label", LabelSlug+"="+p.Slug, "--label", LabelDigest+"="+p.Digest)
+	s.create = append(s.create, "--label", LabelSlug+"="+p.Slug, "--label", backends.LabelOwner+"="+backends.PlanOwner(p), "--label", LabelDigest+"="+p.Digest)
 
 	s.exec = []string{"machine", "exec", "--name", s.name, "-i"}
 	if tty {

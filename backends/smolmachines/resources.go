@@ -44,7 +44,8 @@ func parseList(raw []byte) ([]backends.Resource, error) {
 		if !strings.HasPrefix(m.Name, machinePrefix) || slug == "" {
 			continue
 		}
-		out = append(out, backends.Resource{Backend: plan.BackendSmolmachines, Kind: "machine", Name: m.Name, Slug: slug})
+		out = append(out, backends.Resource{Backend: plan.BackendSmolmachines, Kind: "machine", Name: m.Name, Slug: slug,
+			Owner: m.Labels[backends.LabelOwner], Running: m.State == "running"})
 	}
 	return out, nil
 }

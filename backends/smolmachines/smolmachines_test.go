@@ -80,7 +80,7 @@ func TestBuildSpecArgv(t *testing.T) {
 		"--mount-socket", state + "/egress.sock:/run/bottle/egress.sock",
 		"--mount-socket", state + "/git-gate.sock:/run/bottle/git-gate.sock",
 		"--mount-socket", state + "/supervise.sock:/run/bottle/supervise.sock",
-		"--label", "dev.bottle.slug=app-1a2b3c", "--label", "dev.bottle.digest=sha256:0123",
+		"--label", "dev.bottle.slug=app-1a2b3c", "--label", "dev.bottle.owner=" + backends.OwnerOf(filepath.Dir(state)), "--label", "dev.bottle.digest=sha256:0123",
 	}
 	if !slices.Equal(s.create, wantCreate) {
 		t.Errorf("create:\n got %q\nwant %q", s.create, wantCreate)
@@ -374,7 +374,7 @@ func TestVersionLess(t *testing.T) {
 
 func TestParseList(t *testing.T) {
 	raw := []byte(`[
-	  {"name": "bottle-app-1a2b3c", "state": "running", "labels": {"dev.bottle.slug": "app-1a2b3c", "dev.bottle.digest": "sha256:0"}},
+	  {"name": "bottle-app-1a2b3c", "state": "running", "labels": {"dev.bottle.slug": "app-1a2b3c", "dev.bottle.owner": "1000-0123456789ab", "dev.bottle.digest": "sha256:0"}},
 	  {"name": "bottle-nolabel", "state": "stopped", "labels": {}},
 	  {"name": "mine", "state": "running", "labels": {"dev.bottle.slug": "mine"}},
 	  {"name": "bottle-old-000000", "state": "created", "labels": {"dev.bottle.slug": "old-000000"}}
@@ -384,7 +384,7 @@ func TestParseList(t *testing.T) {
 		t.Fatalf("parseList: %v", err)
 	}
 	want := []backends.Resource{
-		{Backend: plan.BackendSmolmachines, Kind: "machine", Name: "bottle-app-1a2b3c", Slug: "app-1a2b3c"},
+		{Backend: plan.BackendSmolmachines, Kind: "machine", Name: "bottle-app-1a2b3c", Slug: "app-1a2b3c", Owner: "1000-0123456789ab", Running: true},
 		{Backend: plan.BackendSmolmachines, Kind: "machine", Name: "bottle-old-000000", Slug: "old-000000"},
 	}
 	if !slices.Equal(got, want) {

@@ -18,6 +18,7 @@ import (
 
 	"github.com/rogpeppe/go-internal/testscript"
 
+	"github.com/bottle-dev/bottle/backends"
 	fakedocker "github.com/bottle-dev/bottle/internal/fakes/docker"
 	fakepipelock "github.com/bottle-dev/bottle/internal/fakes/pipelock"
 	fakesmolvm "github.com/bottle-dev/bottle/internal/fakes/smolvm"
@@ -79,6 +80,7 @@ func TestScripts(t *testing.T) {
 			"regsub":  cmdRegsub,
 			"pin":     cmdPin,
 			"githttp": cmdGitHTTP,
+			"owner":   cmdOwner,
 		},
 		Condition: func(cond string) (bool, error) {
 			switch cond {
@@ -218,4 +220,14 @@ func cmdGitHTTP(ts *testscript.TestScript, neg bool, args []string) {
 	go srv.Serve(ln)
 	ts.Defer(func() { srv.Close() })
 	ts.Setenv("GITHTTP", "http://"+ln.Addr().String())
+}
+
+// cmdOwner sets $OWNER to the owner label value (backends.OwnerOf) of the
+// script's state home, for scripts that make what a killed bottle of this
+// owner would leave behind.
+func cmdOwner(ts *testscript.TestScript, neg bool, args []string) {
+	if neg || len(args) != 0 {
+		ts.Fatalf("usage: owner")
+	}
+	ts.Setenv("OWNER", backends.OwnerOf(filepath.Join(ts.Getenv("XDG_STATE_HOME"), "bottle")))
 }

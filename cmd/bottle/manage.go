@@ -28,8 +28,9 @@ type lsRow struct {
 	Backend string `json:"backend"`
 	Profile string `json:"profile"`
 	Started string `json:"started"`
-	// State is "running", or "stopped" for what a killed run left behind
-	// (bottle cleanup removes it).
+	// State is "running"; "orphaned" when its controller (bottle start)
+	// died while its sandbox still runs; or "stopped" for what a killed
+	// run left behind. bottle cleanup removes orphaned and stopped ones.
 	State string `json:"state"`
 }
 
@@ -81,9 +82,18 @@ func listBottles(g *Globals) ([]lsRow, error) {
 	if err != nil {
 		return nil, err
 	}
+	owner := backends.OwnerOf(home)
 	for _, rs := range res {
-		if _, ok := bySlug[rs.Slug]; !ok {
-			bySlug[rs.Slug] = &lsRow{Slug: rs.Slug, Backend: rs.Backend, State: "stopped"}
+		if !engine.Mine(rs, owner) {
+			continue // another user's, or another state home's
+		}
+		r, ok := bySlug[rs.Slug]
+		if !ok {
+			r = &lsRow{Slug: rs.Slug, Backend: rs.Backend, State: "stopped"}
+			bySlug[rs.Slug] = r
+		}
+		if rs.Running && r.State != "running" {
+			r.State = "orphaned"
 		}
 	}
 	var rows []lsRow
