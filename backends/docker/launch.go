@@ -130,6 +130,8 @@ func (d *Backend) Launch(ctx context.Context, b *backends.Bottle, stdio backends
 	if err != nil {
 		return -1, err
 	}
+	// The dead man's switch: the sidecars stop when this process dies.
+	cfg.Controller = bundleStateDir + "/" + backends.LockFile
 	if err := srt.WriteConfig(filepath.Join(b.State.Dir, sidecarConfigFile), cfg); err != nil {
 		return -1, err
 	}

@@ -412,3 +412,48 @@ func TestCleanupOtherOwner(t *testing.T) {
 	}
 	waitFor(t, "nothing left", 10*time.Second, func() bool { return len(resources(t, slug)) == 0 })
 }
+
+// TestDeadMansSwitch: when bottle start dies by SIGKILL, the agent loses
+// its egress within 2 s: a probe inside that keeps trying the proxy sees
+// it fail. (The sandbox itself is then the owner's next cleanup's.)
+func TestDeadMansSwitch(t *testing.T) {
+	e := newEnv(t)
+	e.extra = append(e.extra, "BOTTLE_TEST_CANARY=x")
+	ws := filepath.Join(e.dir, "ws")
+	if err := os.Mkdir(ws, 0o777); err != nil {
+		t.Fatal(err)
+	}
+	profile := e.profile("dms.star", sleepProfile+"\nmount(\"ws\", \"/ws\")\n")
+	slug := e.slugOf(profile)
+	// Each answer from the proxy (a 403 for this host) stamps the time.
+	cmd := e.command("start", "--yes", profile, "--", "sh", "-c",
+		`while true; do /bin/probe http http://denied.test:9999/ | grep -q "status 403" && date +%s > /ws/ok-$(date +%s); sleep 0.1; done`)
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer cmd.Process.Kill()
+	waitFor(t, "the proxy answering", 60*time.Second, func() bool {
+		m, _ := filepath.Glob(filepath.Join(ws, "ok-*"))
+		return len(m) > 0
+	})
+	cmd.Process.Signal(syscall.SIGKILL)
+	cmd.Wait()
+	killed := time.Now().Unix()
+	time.Sleep(5 * time.Second)
+	m, _ := filepath.Glob(filepath.Join(ws, "ok-*"))
+	last := int64(0)
+	for _, f := range m {
+		var s int64
+		fmt.Sscan(strings.TrimPrefix(filepath.Base(f), "ok-"), &s)
+		last = max(last, s)
+	}
+	// Seconds are whole: an answer in the second after the kill's, plus
+	// one for rounding, is within the 2 s.
+	if last > killed+2 {
+		t.Errorf("the agent still reached the proxy %d s after bottle was killed", last-killed)
+	}
+	if _, errOut, code := e.run("cleanup"); code != 0 {
+		t.Fatalf("cleanup exited %d: %s", code, errOut)
+	}
+	waitFor(t, "nothing left", 10*time.Second, func() bool { return len(resources(t, slug)) == 0 })
+}

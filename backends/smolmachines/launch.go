@@ -168,6 +168,8 @@ func (s *Backend) Launch(ctx context.Context, b *backends.Bottle, stdio backends
 	if err != nil {
 		return -1, err
 	}
+	// The dead man's switch: the sidecars stop when this process dies.
+	cfg.Controller = filepath.Join(b.State.Dir, backends.LockFile)
 	cfgPath := filepath.Join(b.State.Dir, sidecarConfigFile)
 	if err := srt.WriteConfig(cfgPath, cfg); err != nil {
 		return -1, err

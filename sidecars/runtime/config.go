@@ -48,6 +48,12 @@ type Config struct {
 	// StateDir is the bottle's state directory, an absolute path of mode
 	// 0700; the ready file and default logs go there.
 	StateDir string `json:"state_dir"`
+	// Controller, when set, is a lock file (flock) that the controlling
+	// bottle start holds for as long as it lives: the state directory's
+	// bottle.lock, as this process sees it. When it can be locked, the
+	// controller is gone (killed, even by SIGKILL), and the sidecars stop
+	// within ControllerPoll, so that the sandbox loses every way out.
+	Controller string `json:"controller,omitempty"`
 	// Sidecars holds one section per sidecar to run, keyed by its
 	// registered name ("egress", "git-gate", "supervise"); each section's
 	// form belongs to its sidecar's unit (sidecars.Unit.Section).

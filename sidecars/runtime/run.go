@@ -13,12 +13,45 @@ import (
 	"slices"
 	"strings"
 	"syscall"
+	"time"
 
 	"github.com/bottle-dev/bottle/sidecars"
 )
 
 // StopGrace is how long a sidecar may take to stop gracefully once asked.
 const StopGrace = sidecars.StopGrace
+
+// ControllerPoll is how often Run checks that the controlling bottle
+// lives (Config.Controller).
+var ControllerPoll = 250 * time.Millisecond
+
+// watchController closes gone when the lock file at path can be locked:
+// its holder, the controlling bottle start, has died. It checks every
+// ControllerPoll until ctx ends.
+func watchController(ctx context.Context, path string, gone chan<- struct{}) {
+	f, err := os.Open(path)
+	if err != nil {
+		close(gone) // no lock file: no controller to wait for
+		return
+	}
+	defer f.Close()
+	tick := time.NewTicker(ControllerPoll)
+	defer tick.Stop()
+	for {
+		// A shared lock is refused while the controller holds its
+		// exclusive one; the kernel drops that lock when it dies.
+		if syscall.Flock(int(f.Fd()), syscall.LOCK_SH|syscall.LOCK_NB) == nil {
+			syscall.Flock(int(f.Fd()), syscall.LOCK_UN)
+			close(gone)
+			return
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+		}
+	}
+}
 
 // The sidecar server types are the registry's (package sidecars).
 type (
@@ -63,9 +96,9 @@ type result struct {
 	err  error
 }
 
-// Run runs the sidecars configured in configPath until ctx is done or the
-// process gets SIGTERM or SIGINT, then stops them gracefully and returns
-// nil. It returns an error when startup fails or any sidecar stops on its
+// Run runs the sidecars configured in configPath until ctx is done, the
+// process gets SIGTERM or SIGINT, or the controlling bottle dies
+// (Config.Controller), then stops them gracefully and returns nil. It returns an error when startup fails or any sidecar stops on its
 // own. Once every sidecar listens it writes the ready file (ReadyFile in the
 // state directory, mode 0600) and prints "ready" on stdout. On SIGHUP it
 // re-reads the file and reloads every sidecar that can (Reloader), printing
@@ -141,8 +174,16 @@ func Run(ctx context.Context, configPath string, stdout, stderr io.Writer) error
 	defer os.Remove(readyPath)
 	fmt.Fprintln(stdout, "ready")
 
+	controllerGone := make(chan struct{})
+	if cfg.Controller != "" {
+		go watchController(ctx, cfg.Controller, controllerGone)
+	}
 	for {
 		select {
+		case <-controllerGone:
+			fmt.Fprintln(stderr, "bottle sidecars: the controlling bottle is gone; stopping")
+			cancel()
+			return drain()
 		case sig := <-sigs:
 			if sig == syscall.SIGHUP {
 				if err := reload(configPath, env, started); err != nil {

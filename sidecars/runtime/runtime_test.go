@@ -379,3 +379,67 @@ func TestLoadConfigRejects(t *testing.T) {
 		}
 	}
 }
+
+// TestControllerGoneStopsSidecars: the dead man's switch. While another
+// open file description holds the controller's lock the sidecars run; once
+// it is released (the controller died), Run stops them and returns within
+// a few polls.
+func TestControllerGoneStopsSidecars(t *testing.T) {
+	state := t.TempDir()
+	os.Chmod(state, 0o700)
+	lockPath := filepath.Join(state, "bottle.lock")
+	lock, err := os.OpenFile(lockPath, os.O_CREATE|os.O_RDWR, 0o600)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer lock.Close()
+	if err := syscall.Flock(int(lock.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
+		t.Fatal(err)
+	}
+	spec, _ := json.Marshal(egress.Spec{Listen: Listen{Network: "unix", Address: filepath.Join(state, "egress.sock")}})
+	cfg := &Config{Version: ConfigVersion, Slug: "t", StateDir: state, Controller: lockPath,
+		Sidecars: map[string]json.RawMessage{plan.SidecarEgress: spec}}
+	cfgPath := filepath.Join(state, "sidecars.json")
+	if err := WriteConfig(cfgPath, cfg); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	var stderr strings.Builder
+	go func() { done <- Run(context.Background(), cfgPath, io.Discard, &stderr) }()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		if _, err := ReadReady(state); err == nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the sidecars did not get ready")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	select {
+	case err := <-done:
+		t.Fatalf("the sidecars stopped while the controller lived: %v", err)
+	case <-time.After(4 * ControllerPoll):
+	}
+	// The controller dies: its lock goes with it.
+	syscall.Flock(int(lock.Fd()), syscall.LOCK_UN)
+	died := time.Now()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Errorf("Run: %v", err)
+		}
+		if d := time.Since(died); d > 2*time.Second {
+			t.Errorf("the sidecars stopped %v after the controller died, want under 2 s", d)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("the sidecars still run 5 s after the controller died")
+	}
+	if c, err := net.Dial("unix", filepath.Join(state, "egress.sock")); err == nil {
+		c.Close()
+		t.Error("the egress socket still accepts connections")
+	}
+	if !strings.Contains(stderr.String(), "the controlling bottle is gone") {
+		t.Errorf("no word of why the sidecars stopped: %q", stderr.String())
+	}
+}
