@@ -9,7 +9,10 @@ import (
 )
 
 // policy is the canonical form the digest is computed over: everything that
-// decides what the sandbox can reach or touch, and nothing else. Lists are
+// decides what runs in the sandbox, what it can reach or touch and where its
+// data goes, and nothing else. That includes the agent's command, working
+// directory and every env() value (an ANTHROPIC_BASE_URL sends the API key
+// elsewhere), but never a secret's value, which the plan does not hold. Lists are
 // sorted and de-duplicated so that declaration order does not matter;
 // positions, the slug, the state directory and the profile's own path are
 // left out so that moving a rule to another file, or starting the same
@@ -27,6 +30,14 @@ type policy struct {
 	Mounts   []string        `json:"mounts"`
 	Secrets  []string        `json:"secrets"`
 	Sidecars []policySidecar `json:"sidecars"`
+	// Command and Workdir are the agent's; Env is its env(), NAME=VALUE,
+	// sorted.
+	Command []string `json:"command"`
+	Workdir string   `json:"workdir"`
+	Env     []string `json:"env"`
+	// CPUs and Memory are the sandbox's resources.
+	CPUs   float64 `json:"cpus"`
+	Memory int64   `json:"memory"`
 }
 
 type policySidecar struct {
@@ -46,6 +57,13 @@ func (p *Plan) ComputeDigest() string {
 		Runtime: p.Backend.Runtime,
 		User:    p.Backend.User,
 		Egress:  p.Egress.Sidecar,
+		Command: p.Agent.Command,
+		Workdir: p.Agent.Workdir,
+		CPUs:    p.Backend.CPUs,
+		Memory:  p.Backend.MemoryBytes,
+	}
+	for _, e := range p.Agent.Env {
+		pol.Env = append(pol.Env, e.Name+"="+e.Value)
 	}
 	for _, r := range p.Egress.Rules {
 		for _, port := range r.Ports {
@@ -71,7 +89,7 @@ func (p *Plan) ComputeDigest() string {
 			Name: s.Name, Egress: s.Egress, Pipelock: s.Pipelock, GitGate: s.GitGate, Supervise: s.Supervise,
 		})
 	}
-	for _, l := range []*[]string{&pol.Allow, &pol.Mounts, &pol.Secrets} {
+	for _, l := range []*[]string{&pol.Allow, &pol.Mounts, &pol.Secrets, &pol.Env} {
 		slices.Sort(*l)
 		*l = slices.Compact(*l)
 	}

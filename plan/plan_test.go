@@ -87,9 +87,6 @@ func TestDigestStableUnderReordering(t *testing.T) {
 	// Provenance, slug, state directory and profile path are not policy.
 	b.Egress.Rules[0].From = "//elsewhere.star:9:9"
 	b.Slug, b.StateDir, b.Profile.Path = "other-123456", "/state/other", "/other/bottle.star"
-	// Neither are resources or the agent's command.
-	b.Backend.CPUs, b.Backend.MemoryBytes = 8, 1<<30
-	b.Agent.Command = []string{"claude", "--verbose"}
 	if a.ComputeDigest() != b.ComputeDigest() {
 		t.Fatalf("digest changed under reordering or non-policy changes")
 	}
@@ -116,18 +113,26 @@ func TestDigestLeavesOutRepos(t *testing.T) {
 func TestDigestChangesWithPolicy(t *testing.T) {
 	base := validPlan().ComputeDigest()
 	for name, mutate := range map[string]func(p *Plan){
-		"allow host":      func(p *Plan) { p.Egress.Rules[0].Host = "api2.example.com" },
-		"allow port":      func(p *Plan) { p.Egress.Rules[0].Ports = []int{443, 8443} },
-		"allow private":   func(p *Plan) { p.Egress.Rules[0].AllowPrivate = true },
-		"extra rule":      func(p *Plan) { p.Egress.Rules = append(p.Egress.Rules, Rule{Host: "x.example.com", Ports: []int{443}}) },
-		"mount path":      func(p *Plan) { p.Mounts[0].HostPath = "/home/u" },
-		"mount target":    func(p *Plan) { p.Mounts[0].Target = "/src" },
-		"mount readonly":  func(p *Plan) { p.Mounts[0].ReadOnly = true },
-		"backend kind":    func(p *Plan) { p.Backend.Kind = BackendSmolmachines },
-		"image":           func(p *Plan) { p.Backend.Image = "node:23" },
-		"runtime":         func(p *Plan) { p.Backend.Runtime = "runsc" },
-		"user":            func(p *Plan) { p.Backend.User = "0" },
-		"secret source":   func(p *Plan) { p.Secrets[0].FromEnv = "OTHER" },
+		"allow host":     func(p *Plan) { p.Egress.Rules[0].Host = "api2.example.com" },
+		"allow port":     func(p *Plan) { p.Egress.Rules[0].Ports = []int{443, 8443} },
+		"allow private":  func(p *Plan) { p.Egress.Rules[0].AllowPrivate = true },
+		"extra rule":     func(p *Plan) { p.Egress.Rules = append(p.Egress.Rules, Rule{Host: "x.example.com", Ports: []int{443}}) },
+		"mount path":     func(p *Plan) { p.Mounts[0].HostPath = "/home/u" },
+		"mount target":   func(p *Plan) { p.Mounts[0].Target = "/src" },
+		"mount readonly": func(p *Plan) { p.Mounts[0].ReadOnly = true },
+		"backend kind":   func(p *Plan) { p.Backend.Kind = BackendSmolmachines },
+		"image":          func(p *Plan) { p.Backend.Image = "node:23" },
+		"runtime":        func(p *Plan) { p.Backend.Runtime = "runsc" },
+		"user":           func(p *Plan) { p.Backend.User = "0" },
+		"secret source":  func(p *Plan) { p.Secrets[0].FromEnv = "OTHER" },
+		// What runs, and where its data goes (issue: the digest missed them).
+		"agent command": func(p *Plan) { p.Agent.Command = []string{"claude", "--dangerously-skip-permissions"} },
+		"agent workdir": func(p *Plan) { p.Agent.Workdir = "/elsewhere" },
+		"env value": func(p *Plan) {
+			p.Agent.Env = append(p.Agent.Env, EnvVar{Name: "ANTHROPIC_BASE_URL", Value: "https://attacker.example"})
+		},
+		"cpus":            func(p *Plan) { p.Backend.CPUs = 8 },
+		"memory":          func(p *Plan) { p.Backend.MemoryBytes = 1 << 30 },
 		"egress sidecar":  func(p *Plan) { p.Egress.Sidecar = SidecarPipelock },
 		"sidecar config":  func(p *Plan) { p.Sidecars[1].Supervise = &SuperviseConfig{Timeout: "1m0s"} },
 		"sidecar removed": func(p *Plan) { p.Sidecars = p.Sidecars[:1] },
