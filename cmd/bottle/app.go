@@ -120,7 +120,7 @@ func Main(args []string, stdout, stderr io.Writer) (code int) {
 
 	kctx, err := parser.Parse(args)
 	if err != nil {
-		fmt.Fprintf(stderr, "bottle: %v\n", err)
+		fmt.Fprintf(stderr, "bottle: %s\n", visible(err.Error(), true))
 		fmt.Fprintf(stderr, "Run \"%s --help\" for usage.\n", commandPath(parser, args))
 		return exitUsage
 	}
@@ -157,13 +157,13 @@ func report(stderr io.Writer, err error) int {
 		if ee.err == errSilent {
 			return ee.code
 		}
-		fmt.Fprintf(stderr, "bottle: %v\n", ee.err)
+		fmt.Fprintf(stderr, "bottle: %s\n", visible(ee.err.Error(), true))
 		if ee.detail != "" {
-			fmt.Fprintln(stderr, ee.detail)
+			fmt.Fprintln(stderr, visible(ee.detail, true))
 		}
 		return ee.code
 	}
-	fmt.Fprintf(stderr, "bottle: %v\n", err)
+	fmt.Fprintf(stderr, "bottle: %s\n", visible(err.Error(), true))
 	return exitRuntime
 }
 

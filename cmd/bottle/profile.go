@@ -82,7 +82,7 @@ func evalPlan(g *Globals, src *bstar.Source) (*plan.Plan, error) {
 	if err != nil && len(src.Repos) > 0 {
 		return nil, err
 	}
-	p, _, err := engine.Plan(g.Ctx, src, bstar.Options{Stderr: g.Stderr, Home: home, RepoCache: cache}, bstar.Env{Workspace: wd, StateHome: sh})
+	p, _, err := engine.Plan(g.Ctx, src, bstar.Options{Stderr: visibleWriter{g.Stderr}, Home: home, RepoCache: cache}, bstar.Env{Workspace: wd, StateHome: sh})
 	if err != nil {
 		return nil, profileErr(err)
 	}

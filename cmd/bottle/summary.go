@@ -13,7 +13,14 @@ import (
 // writeSummary prints the plan as a summary a person reads in seconds.
 func writeSummary(w io.Writer, p *plan.Plan) error {
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-	row := func(cols ...string) { fmt.Fprintln(tw, strings.Join(cols, "\t")) }
+	// Every cell is escaped: a profile's strings must not drive the
+	// terminal (an ESC[8m in the agent's command hid the lines after it).
+	row := func(cols ...string) {
+		for i, c := range cols {
+			cols[i] = visible(c, false)
+		}
+		fmt.Fprintln(tw, strings.Join(cols, "\t"))
+	}
 
 	row("profile", p.Profile.Label, p.Profile.Path)
 	for _, r := range p.Repos {
