@@ -58,7 +58,9 @@ type Source struct {
 }
 
 // Open finds the root of the profile at file (the nearest directory at or
-// above it holding bottle.root, else the profile's own directory).
+// above it holding bottle.root, else the profile's own directory). A
+// symbolic link is followed first: the root, the loads and the relative
+// paths are those of the file it points to.
 func Open(file string) (*Source, error) {
 	abs, err := filepath.Abs(file)
 	if err != nil {
@@ -67,6 +69,11 @@ func Open(file string) (*Source, error) {
 	st, err := os.Stat(abs)
 	if err != nil {
 		return nil, fmt.Errorf("profile %q: %w", file, errors.Unwrap(err))
+	}
+	// A profile reached through a symbolic link is the file it points to:
+	// its root, its loads and its relative paths are the real file's.
+	if abs, err = filepath.EvalSymlinks(abs); err != nil {
+		return nil, fmt.Errorf("profile %q: %w", file, err)
 	}
 	if st.IsDir() {
 		return nil, fmt.Errorf("profile %q is a directory; give a .star file", file)
