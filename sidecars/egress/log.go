@@ -42,6 +42,36 @@ type Event struct {
 	BytesDown int64 `json:"bytes_down"`
 	// DurationMS is how long the request or tunnel lasted, in milliseconds.
 	DurationMS int64 `json:"duration_ms"`
+	// Suppressed, on a summary line only, counts the refusals not logged
+	// one by one since the last line because they came faster than
+	// DenialRate.
+	Suppressed int64 `json:"suppressed,omitempty"`
+}
+
+// Bounds on what the sandbox can make the log grow by (a review wrote
+// 100 MB in 1.6 s with 1 MB method tokens, and 22,000 refusals a second).
+const (
+	// MaxField is the most bytes of any one string field that is logged;
+	// a longer value is cut and marked.
+	MaxField = 256
+	// DenialRate and DenialBurst bound the refusals logged one by one: a
+	// token bucket of DenialBurst refilled at DenialRate a second. The
+	// rest are counted in a summary line. Allowed requests are always
+	// logged.
+	DenialRate  = 20
+	DenialBurst = 100
+	// MaxLogBytes is the size at which a log file opened by OpenLogFile
+	// is rotated: it is renamed with a ".1" suffix (replacing the previous
+	// one) and a new file begun, so the log keeps at most twice this.
+	MaxLogBytes = 16 << 20
+)
+
+// capField cuts s to MaxField bytes.
+func capField(s string) string {
+	if len(s) <= MaxField {
+		return s
+	}
+	return s[:MaxField] + fmt.Sprintf("...(%d bytes cut)", len(s)-MaxField)
 }
 
 // Log appends events as JSON lines to a writer. Each line is written with a
@@ -51,38 +81,132 @@ type Log struct {
 	mu  sync.Mutex
 	w   io.Writer
 	err error
+
+	// The refusal rate limit: tokens left, when last refilled, and how
+	// many refusals went unlogged since the last line.
+	tokens     float64
+	refilled   time.Time
+	suppressed int64
 }
 
 // NewLog returns a log that writes to w.
 func NewLog(w io.Writer) *Log {
-	return &Log{w: w}
+	return &Log{w: w, tokens: DenialBurst}
+}
+
+// RotatingFile is an append-only log file that rotates at MaxLogBytes.
+type RotatingFile struct {
+	mu   sync.Mutex
+	path string
+	f    *os.File
+	size int64
 }
 
 // OpenLogFile opens path for appending, creating it with mode 0600, for use
 // as the writer of a Log. The caller closes it.
-func OpenLogFile(path string) (*os.File, error) {
+func OpenLogFile(path string) (*RotatingFile, error) {
 	f, err := os.OpenFile(path, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o600)
 	if err != nil {
 		return nil, fmt.Errorf("open egress log: %w", err)
 	}
-	return f, nil
+	st, err := f.Stat()
+	if err != nil {
+		f.Close()
+		return nil, fmt.Errorf("open egress log: %w", err)
+	}
+	return &RotatingFile{path: path, f: f, size: st.Size()}, nil
 }
 
-// Write appends e as one line. The first write error is kept (see Err);
-// logging never stops the proxy.
+// Write appends p, first rotating the file when p would take it past
+// MaxLogBytes.
+func (lf *RotatingFile) Write(p []byte) (int, error) {
+	lf.mu.Lock()
+	defer lf.mu.Unlock()
+	if lf.size > 0 && lf.size+int64(len(p)) > MaxLogBytes {
+		if err := lf.rotate(); err != nil {
+			return 0, err
+		}
+	}
+	n, err := lf.f.Write(p)
+	lf.size += int64(n)
+	return n, err
+}
+
+func (lf *RotatingFile) rotate() error {
+	if err := os.Rename(lf.path, lf.path+".1"); err != nil {
+		return fmt.Errorf("rotate egress log: %w", err)
+	}
+	f, err := os.OpenFile(lf.path, os.O_WRONLY|os.O_APPEND|os.O_CREATE|os.O_TRUNC, 0o600)
+	if err != nil {
+		return fmt.Errorf("rotate egress log: %w", err)
+	}
+	lf.f.Close()
+	lf.f, lf.size = f, 0
+	return nil
+}
+
+// Close closes the file.
+func (lf *RotatingFile) Close() error {
+	lf.mu.Lock()
+	defer lf.mu.Unlock()
+	return lf.f.Close()
+}
+
+// Write appends e as one line, each string field cut to MaxField. A refusal
+// beyond the DenialRate is counted instead of written; the count goes out
+// as a summary line before the next line that is written. The first write
+// error is kept (see Err); logging never stops the proxy.
 func (l *Log) Write(e Event) {
 	if l == nil || l.w == nil {
 		return
 	}
+	for _, f := range []*string{&e.Method, &e.Host, &e.Reason, &e.Rule, &e.RuleFrom, &e.Addr, &e.Error} {
+		*f = capField(*f)
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	now := time.Now()
+	if !e.Allowed {
+		if !l.refilled.IsZero() {
+			l.tokens = min(DenialBurst, l.tokens+now.Sub(l.refilled).Seconds()*DenialRate)
+		}
+		l.refilled = now
+		if l.tokens < 1 {
+			l.suppressed++
+			return
+		}
+		l.tokens--
+	}
+	if l.suppressed > 0 {
+		l.writeLine(Event{Time: now.UTC(), Reason: "refusals over the rate limit, not logged one by one", Suppressed: l.suppressed})
+		l.suppressed = 0
+	}
+	l.writeLine(e)
+}
+
+// writeLine writes one event; l.mu is held.
+func (l *Log) writeLine(e Event) {
 	b, err := json.Marshal(e)
 	if err != nil {
 		return
 	}
 	b = append(b, '\n')
-	l.mu.Lock()
-	defer l.mu.Unlock()
 	if _, err := l.w.Write(b); err != nil && l.err == nil {
 		l.err = fmt.Errorf("write egress log: %w", err)
+	}
+}
+
+// Flush writes the summary line of refusals not yet logged, if any; the
+// proxy calls it when it stops.
+func (l *Log) Flush() {
+	if l == nil || l.w == nil {
+		return
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.suppressed > 0 {
+		l.writeLine(Event{Time: time.Now().UTC(), Reason: "refusals over the rate limit, not logged one by one", Suppressed: l.suppressed})
+		l.suppressed = 0
 	}
 }
 

@@ -241,6 +241,7 @@ func (p *Proxy) Serve(ln net.Listener) error {
 // flight to end, until ctx is done; it then closes whatever is left and
 // returns ctx's error.
 func (p *Proxy) Shutdown(ctx context.Context) error {
+	defer p.log.Flush()
 	p.stopTunnels(false)
 	err := p.srv.Shutdown(ctx)
 	done := make(chan struct{})
@@ -267,6 +268,7 @@ func (p *Proxy) Shutdown(ctx context.Context) error {
 // Close stops the proxy at once, closing listeners, client connections and
 // tunnels.
 func (p *Proxy) Close() error {
+	defer p.log.Flush()
 	err := p.srv.Close()
 	p.stopTunnels(true)
 	p.tunnelsWG.Wait()

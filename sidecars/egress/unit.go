@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"net"
-	"os"
 	"path/filepath"
 	"slices"
 	"sync"
@@ -87,7 +86,7 @@ type service struct {
 	proxy   *Proxy
 	ln      net.Listener
 	listen  sidecars.Listen
-	logFile *os.File
+	logFile *RotatingFile
 
 	mu    sync.Mutex
 	added []plan.Rule // rules added at run time, kept across reloads
