@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"sort"
+	"strings"
 	"syscall"
 	"time"
 )
@@ -88,12 +89,51 @@ func (s *State) WriteInfo(info Info) error {
 // Release removes the state directory and drops the lock. It returns nil
 // when the directory is already gone.
 func (s *State) Release() error {
+	keepRecord(s.Dir)
 	err := os.RemoveAll(s.Dir)
 	if s.lock != nil {
 		s.lock.Close()
 		s.lock = nil
 	}
 	return err
+}
+
+// HistoryDir is the directory under the state root (home) that keeps the
+// record of ended bottles: HistoryDir/<slug>/ holds the last run's plan,
+// info and logs.
+const HistoryDir = ".history"
+
+// History returns where the record of slug's last run is kept, under the
+// state root home.
+func History(home, slug string) string { return filepath.Join(home, HistoryDir, slug) }
+
+// keepRecord moves the record of a bottle (its plan, its info, and every
+// log: *.log, *.jsonl and their rotated *.1 files) from its state
+// directory to the history, replacing the record of the slug's previous
+// run, so that bottle logs works after the bottle ended, until bottle
+// cleanup --history prunes it. Failures are ignored: the record is best
+// kept, never a reason to keep a bottle's state.
+func keepRecord(dir string) {
+	home, slug := filepath.Dir(dir), filepath.Base(dir)
+	dst := History(home, slug)
+	tmp := dst + ".new"
+	os.RemoveAll(tmp)
+	if os.MkdirAll(tmp, 0o700) != nil {
+		return
+	}
+	des, _ := os.ReadDir(dir)
+	for _, de := range des {
+		n := de.Name()
+		if !de.Type().IsRegular() {
+			continue
+		}
+		if n == PlanFile || n == InfoFile || strings.HasSuffix(n, ".log") || strings.HasSuffix(n, ".jsonl") ||
+			strings.HasSuffix(n, ".log.1") || strings.HasSuffix(n, ".jsonl.1") {
+			os.Rename(filepath.Join(dir, n), filepath.Join(tmp, n))
+		}
+	}
+	os.RemoveAll(dst)
+	os.Rename(tmp, dst)
 }
 
 func writeFileAtomic(path string, data []byte) error {
@@ -137,8 +177,8 @@ func Scan(home string) ([]Entry, error) {
 	}
 	var out []Entry
 	for _, de := range des {
-		if !de.IsDir() {
-			continue
+		if !de.IsDir() || strings.HasPrefix(de.Name(), ".") {
+			continue // .history holds ended bottles' records
 		}
 		e := Entry{Dir: filepath.Join(home, de.Name()), Slug: de.Name()}
 		if b, err := os.ReadFile(filepath.Join(e.Dir, InfoFile)); err == nil {

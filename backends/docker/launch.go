@@ -376,7 +376,7 @@ func (d *Backend) startBundle(ctx context.Context, cli string, b *backends.Bottl
 			}
 		}
 	}
-	args = append(args, tag, "sidecars", "--config", bundleStateDir+"/"+sidecarConfigFile)
+	args = append(args, tag, "sidecars", "--config", bundleStateDir+"/"+sidecarConfigFile, "--log", bundleStateDir+"/"+srt.LogFile)
 	if _, err := d.runner().Output(ctx, backends.Cmd{Path: cli, Args: args, Env: tokenEnv}); err != nil {
 		return fmt.Errorf("start the sidecar bundle: %w", err)
 	}

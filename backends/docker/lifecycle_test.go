@@ -230,6 +230,14 @@ func TestLsLogsStop(t *testing.T) {
 	if out, _, _ := e.run("ls", "--format=json"); strings.TrimSpace(out) != "[]" {
 		t.Errorf("bottle ls after stop: %s", out)
 	}
+	// The record outlives the bottle: its refusals and the bundle's own
+	// output are still there.
+	if out, _, code := e.run("logs", slug, "--denied"); code != 0 || !strings.Contains(out, `"host":"denied.test"`) {
+		t.Errorf("bottle logs --denied after the end (exit %d):\n%s", code, out)
+	}
+	if out, _, code := e.run("logs", slug); code != 0 || !strings.Contains(out, "ready") {
+		t.Errorf("bottle logs after the end lacks the bundle's output (exit %d):\n%s", code, out)
+	}
 }
 
 // TestSameSlugOtherStateHome: a second bottle of the same profile and

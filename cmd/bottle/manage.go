@@ -163,7 +163,16 @@ type LogsCmd struct {
 func (c *LogsCmd) Run(g *Globals) error {
 	e, err := findBottle(c.Slug)
 	if err != nil {
-		return err
+		// An ended bottle's record is in the history.
+		home, herr := stateHome()
+		if herr != nil {
+			return err
+		}
+		dir := backends.History(home, c.Slug)
+		if st, serr := os.Stat(dir); serr != nil || !st.IsDir() {
+			return err
+		}
+		e = &backends.Entry{Dir: dir, Slug: c.Slug}
 	}
 	name := srt.LogFile
 	if c.Denied {
@@ -228,7 +237,8 @@ func copyLines(w io.Writer, r *bufio.Reader, denied bool) error {
 
 // CleanupCmd removes what stopped bottles left behind.
 type CleanupCmd struct {
-	DryRun bool `help:"Print what would be removed; remove nothing."`
+	DryRun  bool `help:"Print what would be removed; remove nothing."`
+	History bool `help:"Also remove the records (plans and logs) of ended bottles, which bottle logs reads."`
 }
 
 // Run removes every labelled resource and state directory whose bottle no
@@ -242,7 +252,19 @@ func (c *CleanupCmd) Run(g *Globals) error {
 	if c.DryRun {
 		verb = "would remove"
 	}
-	return engine.Cleanup(g.Ctx, home, c.DryRun, func(r engine.Removed) {
+	err = engine.Cleanup(g.Ctx, home, c.DryRun, func(r engine.Removed) {
 		fmt.Fprintf(g.Stdout, "%s %s\n", verb, r)
 	})
+	if c.History {
+		hist := filepath.Join(home, backends.HistoryDir)
+		if des, _ := os.ReadDir(hist); len(des) > 0 {
+			if !c.DryRun {
+				if rerr := os.RemoveAll(hist); rerr != nil {
+					return errors.Join(err, rerr)
+				}
+			}
+			fmt.Fprintf(g.Stdout, "%s the records of %d ended bottle(s) in %s\n", verb, len(des), hist)
+		}
+	}
+	return err
 }

@@ -1,16 +1,31 @@
 package main
 
 import (
-	_ "github.com/bottle-dev/bottle/sidecars/all" // registers git-gate and supervise
+	"fmt"
+	"io"
+	"os"
+
+	_ "github.com/bottle-dev/bottle/sidecars/all" // links every sidecar unit in
 	srt "github.com/bottle-dev/bottle/sidecars/runtime"
 )
 
 // SidecarsCmd runs a bottle's sidecars; backends start it, people do not.
 type SidecarsCmd struct {
 	Config string `required:"" type:"path" help:"The rendered sidecar configuration (JSON)."`
+	Log    string `type:"path" help:"Also append everything the sidecars print to this file (mode 0600), which bottle logs reads; the docker bundle's output otherwise stays in docker's own log."`
 }
 
-// Run serves the sidecars until SIGTERM or SIGINT.
+// Run serves the sidecars until SIGTERM or SIGINT, or until the
+// controlling bottle dies.
 func (c *SidecarsCmd) Run(g *Globals) error {
-	return srt.Run(g.Ctx, c.Config, g.Stdout, g.Stderr)
+	stdout, stderr := g.Stdout, g.Stderr
+	if c.Log != "" {
+		f, err := os.OpenFile(c.Log, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o600)
+		if err != nil {
+			return fmt.Errorf("open the sidecar log: %w", err)
+		}
+		defer f.Close()
+		stdout, stderr = io.MultiWriter(stdout, f), io.MultiWriter(stderr, f)
+	}
+	return srt.Run(g.Ctx, c.Config, stdout, stderr)
 }
