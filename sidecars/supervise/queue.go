@@ -469,3 +469,41 @@ func checkText(what, s string, max int) error {
 	}
 	return nil
 }
+
+// KeepDecided is how many decided proposals (answered, timed out or
+// cancelled) stay in the queue directory; older ones are pruned, their
+// record kept in the audit log. It bounds the queue an agent can grow by
+// asking and cancelling.
+const KeepDecided = 64
+
+// pruneDecided removes all but the KeepDecided most recently decided
+// proposals from stateDir's queue, both files of each. Errors are ignored:
+// pruning never fails a request.
+func pruneDecided(stateDir string) {
+	des, err := os.ReadDir(queueDir(stateDir))
+	if err != nil {
+		return
+	}
+	type decided struct {
+		id  string
+		mod time.Time
+	}
+	var ds []decided
+	for _, de := range des {
+		id, ok := strings.CutSuffix(de.Name(), ".answer.json")
+		if !ok || !ValidID(id) {
+			continue
+		}
+		if info, err := de.Info(); err == nil {
+			ds = append(ds, decided{id, info.ModTime()})
+		}
+	}
+	if len(ds) <= KeepDecided {
+		return
+	}
+	slices.SortFunc(ds, func(a, b decided) int { return a.mod.Compare(b.mod) })
+	for _, d := range ds[:len(ds)-KeepDecided] {
+		os.Remove(proposalPath(stateDir, d.id))
+		os.Remove(decisionPath(stateDir, d.id))
+	}
+}

@@ -372,3 +372,48 @@ func BenchmarkPollMiss(b *testing.B) {
 		}
 	}
 }
+
+// TestPruneDecided: the queue keeps KeepDecided decided proposals and no
+// more, so asking and cancelling does not grow it without bound; pending
+// proposals are never pruned.
+func TestPruneDecided(t *testing.T) {
+	state := t.TempDir()
+	if err := ensureQueue(state); err != nil {
+		t.Fatal(err)
+	}
+	var pending string
+	for i := 0; i < KeepDecided+40; i++ {
+		id, err := newID()
+		if err != nil {
+			t.Fatal(err)
+		}
+		p := Proposal{ID: id, Kind: KindQuestion, Question: "q", Status: StatusPending, Created: time.Now(), Expires: time.Now().Add(time.Hour)}
+		if err := writeProposal(state, p); err != nil {
+			t.Fatal(err)
+		}
+		if i == 0 {
+			pending = id // the first stays pending, the oldest of all
+			continue
+		}
+		if err := linkDecision(state, Decision{ID: id, Status: StatusCancelled, By: BySupervise}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	pruneDecided(state)
+	des, _ := os.ReadDir(queueDir(state))
+	answers := 0
+	for _, de := range des {
+		if strings.HasSuffix(de.Name(), ".answer.json") {
+			answers++
+		}
+	}
+	if answers != KeepDecided {
+		t.Errorf("%d decided proposals kept, want %d", answers, KeepDecided)
+	}
+	if _, err := os.Stat(proposalPath(state, pending)); err != nil {
+		t.Errorf("the pending proposal was pruned: %v", err)
+	}
+	if len(des) != 2*KeepDecided+1 {
+		t.Errorf("%d files in the queue, want %d", len(des), 2*KeepDecided+1)
+	}
+}

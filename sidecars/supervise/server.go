@@ -512,6 +512,7 @@ func (s *Server) ask(ctx context.Context, req *mcp.CallToolRequest, p Proposal) 
 	if err := s.audit(ev); err != nil {
 		return p, d, err
 	}
+	pruneDecided(s.cfg.StateDir)
 	return p, d, nil
 }
 
