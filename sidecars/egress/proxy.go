@@ -143,6 +143,14 @@ func New(opts Options) (*Proxy, error) {
 		ModifyResponse: func(resp *http.Response) error {
 			st := resp.Request.Context().Value(forwardKey{}).(*forwardState)
 			st.status.Store(int64(resp.StatusCode))
+			if rwc, ok := resp.Body.(io.ReadWriteCloser); ok && resp.StatusCode == http.StatusSwitchingProtocols {
+				// An upgraded connection (WebSocket): the reverse proxy
+				// writes the client's bytes into the body, so it must stay
+				// writable; both directions are counted, and the idle
+				// timeout applies as to a tunnel.
+				resp.Body = &countingConn{rwc: rwc, up: &st.up, down: &st.down, idle: p.idleTimeout}
+				return nil
+			}
 			resp.Body = &countingBody{ReadCloser: resp.Body, n: &st.down}
 			return nil
 		},
@@ -592,6 +600,37 @@ func (p *Proxy) finish(ev *Event) {
 	ev.DurationMS = time.Since(ev.Time).Milliseconds()
 	p.log.Write(*ev)
 }
+
+// countingConn is an upgraded connection's body: it counts the bytes read
+// (down) and written (up), and, when the upstream connection has
+// deadlines, closes it after idle with no traffic either way.
+type countingConn struct {
+	rwc      io.ReadWriteCloser
+	up, down *atomic.Int64
+	idle     time.Duration
+}
+
+func (c *countingConn) extend() {
+	if d, ok := c.rwc.(interface{ SetDeadline(time.Time) error }); ok && c.idle > 0 {
+		d.SetDeadline(time.Now().Add(c.idle))
+	}
+}
+
+func (c *countingConn) Read(p []byte) (int, error) {
+	c.extend()
+	n, err := c.rwc.Read(p)
+	c.down.Add(int64(n))
+	return n, err
+}
+
+func (c *countingConn) Write(p []byte) (int, error) {
+	c.extend()
+	n, err := c.rwc.Write(p)
+	c.up.Add(int64(n))
+	return n, err
+}
+
+func (c *countingConn) Close() error { return c.rwc.Close() }
 
 // countingBody counts the bytes read through a body.
 type countingBody struct {
