@@ -59,21 +59,23 @@ func fetchRepos(g *Globals, src *bstar.Source, all bool) error {
 	if err != nil {
 		return err
 	}
+	// Repository names, URLs and paths come from bottle.root.
+	out, errOut := visibleWriter{g.Stdout}, visibleWriter{g.Stderr}
 	for _, r := range src.Repos {
 		switch {
 		case r.Override:
 			if all {
-				fmt.Fprintf(g.Stdout, "@%s: overridden by %s, not fetched\n", r.Name, r.Path)
+				fmt.Fprintf(out, "@%s: overridden by %s, not fetched\n", r.Name, r.Path)
 			}
 			continue
 		case r.URL == "":
 			if all {
-				fmt.Fprintf(g.Stdout, "@%s: read in place from %s, nothing to fetch\n", r.Name, r.Path)
+				fmt.Fprintf(out, "@%s: read in place from %s, nothing to fetch\n", r.Name, r.Path)
 			}
 			continue
 		}
 		if !all && !repocache.Has(cache, r.URL, r.Commit) {
-			fmt.Fprintf(g.Stderr, "bottle: fetching @%s (%s at %s), which is not in the cache yet\n", r.Name, r.URL, r.Commit)
+			fmt.Fprintf(errOut, "bottle: fetching @%s (%s at %s), which is not in the cache yet\n", r.Name, r.URL, r.Commit)
 		}
 		// Fetch also checks a cached copy against its commit.
 		fetched, err := repocache.Fetch(g.Ctx, cache, r.URL, r.Commit)
@@ -86,9 +88,9 @@ func fetchRepos(g *Globals, src *bstar.Source, all bool) error {
 		}
 		switch {
 		case all && fetched:
-			fmt.Fprintf(g.Stdout, "@%s: fetched %s at %s\n", r.Name, r.URL, r.Commit)
+			fmt.Fprintf(out, "@%s: fetched %s at %s\n", r.Name, r.URL, r.Commit)
 		case all:
-			fmt.Fprintf(g.Stdout, "@%s: %s at %s is in the cache\n", r.Name, r.URL, r.Commit)
+			fmt.Fprintf(out, "@%s: %s at %s is in the cache\n", r.Name, r.URL, r.Commit)
 		}
 	}
 	return nil

@@ -48,7 +48,8 @@ func (c *LsCmd) Run(g *Globals) error {
 		enc.SetIndent("", "  ")
 		return enc.Encode(rows)
 	}
-	tw := tabwriter.NewWriter(g.Stdout, 0, 4, 2, ' ', 0)
+	// A profile's path is the user's, but its bytes reach the terminal.
+	tw := tabwriter.NewWriter(visibleWriter{g.Stdout}, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "SLUG\tBACKEND\tSTATE\tSTARTED\tPROFILE")
 	for _, r := range rows {
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", r.Slug, r.Backend, r.State, r.Started, r.Profile)

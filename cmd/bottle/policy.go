@@ -96,7 +96,7 @@ func writePolicyText(g *Globals, r policyResult) error {
 			fmt.Fprintf(&b, "  to allow it, add to the profile: %s\n", r.AllowLine)
 		}
 	}
-	_, err := fmt.Fprint(g.Stdout, b.String())
+	_, err := fmt.Fprint(g.Stdout, visible(b.String(), true))
 	return err
 }
 

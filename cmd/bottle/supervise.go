@@ -114,7 +114,7 @@ func (c *SuperviseCmd) Run(g *Globals) error {
 		fmt.Fprintln(g.Stdout, "Add these lines to the profile to keep the approved hosts:")
 	}
 	for _, l := range lines {
-		fmt.Fprintln(g.Stdout, l)
+		fmt.Fprintln(g.Stdout, visible(l, false))
 	}
 	return nil
 }
