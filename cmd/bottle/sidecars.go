@@ -3,8 +3,8 @@ package main
 import (
 	"fmt"
 	"io"
-	"os"
 
+	"github.com/bottle-dev/bottle/sidecars"
 	_ "github.com/bottle-dev/bottle/sidecars/all" // links every sidecar unit in
 	srt "github.com/bottle-dev/bottle/sidecars/runtime"
 )
@@ -12,7 +12,7 @@ import (
 // SidecarsCmd runs a bottle's sidecars; backends start it, people do not.
 type SidecarsCmd struct {
 	Config string `required:"" type:"path" help:"The rendered sidecar configuration (JSON)."`
-	Log    string `type:"path" help:"Also append everything the sidecars print to this file (mode 0600), which bottle logs reads; the docker bundle's output otherwise stays in docker's own log."`
+	Log    string `type:"path" help:"Also append everything the sidecars print to this file (mode 0600, rotated at 16 MiB), which bottle logs reads; the docker bundle's output otherwise stays in docker's own log."`
 }
 
 // Run serves the sidecars until SIGTERM or SIGINT, or until the
@@ -20,7 +20,7 @@ type SidecarsCmd struct {
 func (c *SidecarsCmd) Run(g *Globals) error {
 	stdout, stderr := g.Stdout, g.Stderr
 	if c.Log != "" {
-		f, err := os.OpenFile(c.Log, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o600)
+		f, err := sidecars.OpenLog(c.Log)
 		if err != nil {
 			return fmt.Errorf("open the sidecar log: %w", err)
 		}

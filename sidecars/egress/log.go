@@ -4,9 +4,10 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"os"
 	"sync"
 	"time"
+
+	"github.com/bottle-dev/bottle/sidecars"
 )
 
 // Event is one line of the egress log: one decision on one request, written
@@ -60,10 +61,9 @@ const (
 	// logged.
 	DenialRate  = 20
 	DenialBurst = 100
-	// MaxLogBytes is the size at which a log file opened by OpenLogFile
-	// is rotated: it is renamed with a ".1" suffix (replacing the previous
-	// one) and a new file begun, so the log keeps at most twice this.
-	MaxLogBytes = 16 << 20
+	// MaxLogBytes is the size at which the log file rotates
+	// (sidecars.MaxLogBytes).
+	MaxLogBytes = sidecars.MaxLogBytes
 )
 
 // capField cuts s to MaxField bytes.
@@ -94,63 +94,11 @@ func NewLog(w io.Writer) *Log {
 	return &Log{w: w, tokens: DenialBurst}
 }
 
-// RotatingFile is an append-only log file that rotates at MaxLogBytes.
-type RotatingFile struct {
-	mu   sync.Mutex
-	path string
-	f    *os.File
-	size int64
-}
+// RotatingFile is the egress log file (sidecars.RotatingFile).
+type RotatingFile = sidecars.RotatingFile
 
-// OpenLogFile opens path for appending, creating it with mode 0600, for use
-// as the writer of a Log. The caller closes it.
-func OpenLogFile(path string) (*RotatingFile, error) {
-	f, err := os.OpenFile(path, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o600)
-	if err != nil {
-		return nil, fmt.Errorf("open egress log: %w", err)
-	}
-	st, err := f.Stat()
-	if err != nil {
-		f.Close()
-		return nil, fmt.Errorf("open egress log: %w", err)
-	}
-	return &RotatingFile{path: path, f: f, size: st.Size()}, nil
-}
-
-// Write appends p, first rotating the file when p would take it past
-// MaxLogBytes.
-func (lf *RotatingFile) Write(p []byte) (int, error) {
-	lf.mu.Lock()
-	defer lf.mu.Unlock()
-	if lf.size > 0 && lf.size+int64(len(p)) > MaxLogBytes {
-		if err := lf.rotate(); err != nil {
-			return 0, err
-		}
-	}
-	n, err := lf.f.Write(p)
-	lf.size += int64(n)
-	return n, err
-}
-
-func (lf *RotatingFile) rotate() error {
-	if err := os.Rename(lf.path, lf.path+".1"); err != nil {
-		return fmt.Errorf("rotate egress log: %w", err)
-	}
-	f, err := os.OpenFile(lf.path, os.O_WRONLY|os.O_APPEND|os.O_CREATE|os.O_TRUNC, 0o600)
-	if err != nil {
-		return fmt.Errorf("rotate egress log: %w", err)
-	}
-	lf.f.Close()
-	lf.f, lf.size = f, 0
-	return nil
-}
-
-// Close closes the file.
-func (lf *RotatingFile) Close() error {
-	lf.mu.Lock()
-	defer lf.mu.Unlock()
-	return lf.f.Close()
-}
+// OpenLogFile opens the egress log at path (sidecars.OpenLog).
+func OpenLogFile(path string) (*RotatingFile, error) { return sidecars.OpenLog(path) }
 
 // Write appends e as one line, each string field cut to MaxField. A refusal
 // beyond the DenialRate is counted instead of written; the count goes out

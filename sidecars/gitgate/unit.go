@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"os"
 	"path/filepath"
 	"strconv"
 
@@ -93,7 +92,7 @@ func newService(_ context.Context, raw json.RawMessage, env *sidecars.Env) (side
 	if err := sidecars.Decode(raw, &spec); err != nil {
 		return nil, fmt.Errorf("git-gate section: %w", err)
 	}
-	logf, err := os.OpenFile(filepath.Join(env.StateDir, LogFile), os.O_APPEND|os.O_CREATE|os.O_WRONLY, 0o600)
+	logf, err := sidecars.OpenLog(filepath.Join(env.StateDir, LogFile))
 	if err != nil {
 		return nil, err
 	}

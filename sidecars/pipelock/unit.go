@@ -124,7 +124,7 @@ func newService(ctx context.Context, raw json.RawMessage, env *sidecars.Env) (si
 	if err := os.WriteFile(cfgPath, []byte(spec.Config), 0o600); err != nil {
 		return nil, fmt.Errorf("pipelock: %w", err)
 	}
-	logf, err := os.OpenFile(filepath.Join(env.StateDir, LogFile), os.O_APPEND|os.O_CREATE|os.O_WRONLY, 0o600)
+	logf, err := sidecars.OpenLog(filepath.Join(env.StateDir, LogFile))
 	if err != nil {
 		return nil, fmt.Errorf("pipelock: %w", err)
 	}
