@@ -423,7 +423,8 @@ func TestCleanupOtherOwner(t *testing.T) {
 
 // TestDeadMansSwitch: when bottle start dies by SIGKILL, the agent loses
 // its egress within 2 s: a probe inside that keeps trying the proxy sees
-// it fail. (The sandbox itself is then the owner's next cleanup's.)
+// it fail. bottle guest then stops the agent, and the owner's next cleanup
+// removes what is left.
 func TestDeadMansSwitch(t *testing.T) {
 	e := newEnv(t)
 	e.extra = append(e.extra, "BOTTLE_TEST_CANARY=x")
@@ -460,6 +461,11 @@ func TestDeadMansSwitch(t *testing.T) {
 	if last > killed+2 {
 		t.Errorf("the agent still reached the proxy %d s after bottle was killed", last-killed)
 	}
+	// And bottle guest, seeing the sidecars gone, stops the agent.
+	waitFor(t, "the agent to stop", 15*time.Second, func() bool {
+		out, _ := exec.Command("docker", "ps", "--filter", "name=bottle-"+slug+"-agent", "--filter", "status=running", "--format", "{{.Names}}").Output()
+		return len(bytes.TrimSpace(out)) == 0
+	})
 	if _, errOut, code := e.run("cleanup"); code != 0 {
 		t.Fatalf("cleanup exited %d: %s", code, errOut)
 	}

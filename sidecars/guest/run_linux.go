@@ -82,7 +82,66 @@ func Run(ctx context.Context, forwards []Forward, argv []string, stdio Stdio) (i
 			}
 		})
 	}
-	return runChild(ctx, argv, stdio)
+	// When the sidecars are gone for good (bottle was stopped or killed,
+	// and its dead man's switch stopped them), the command has no way
+	// out left: stop it rather than leave it running unwatched.
+	childCtx, lost := context.WithCancelCause(ctx)
+	defer lost(nil)
+	if len(forwards) > 0 {
+		go watchSidecars(relayCtx, forwards, lost)
+	}
+	code, err := runChild(childCtx, argv, stdio)
+	if cause := context.Cause(childCtx); errors.Is(cause, ErrSidecarsGone) && log != nil {
+		fmt.Fprintf(log, "bottle guest: %v; stopped the command\n", cause)
+	}
+	return code, err
+}
+
+// ErrSidecarsGone is why bottle guest stops the command when every
+// sidecar socket has refused connections for SidecarsGoneAfter.
+var ErrSidecarsGone = errors.New("the sidecars are gone (bottle was stopped or killed)")
+
+// SidecarsGoneAfter is how long every sidecar socket must refuse
+// connections (nothing listens, or the socket is gone) before bottle guest
+// stops the command; sockets are checked every SidecarsGoneAfter/4.
+var SidecarsGoneAfter = 2 * time.Second
+
+// watchSidecars cancels lost with ErrSidecarsGone once every forward's
+// socket has refused connections for SidecarsGoneAfter. A socket that is
+// slow to accept (a timeout) counts as alive.
+func watchSidecars(ctx context.Context, forwards []Forward, lost context.CancelCauseFunc) {
+	tick := time.NewTicker(SidecarsGoneAfter / 4)
+	defer tick.Stop()
+	var since time.Time
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+		}
+		gone := true
+		for _, f := range forwards {
+			c, err := net.DialTimeout("unix", f.Socket, time.Second)
+			if err == nil {
+				c.Close()
+				gone = false
+				break
+			}
+			if !errors.Is(err, syscall.ECONNREFUSED) && !errors.Is(err, fs.ErrNotExist) {
+				gone = false
+				break
+			}
+		}
+		switch {
+		case !gone:
+			since = time.Time{}
+		case since.IsZero():
+			since = time.Now()
+		case time.Since(since) >= SidecarsGoneAfter:
+			lost(ErrSidecarsGone)
+			return
+		}
+	}
 }
 
 // listen opens a TCP listener for every forward, closing those already open

@@ -288,3 +288,55 @@ func TestRunContextDone(t *testing.T) {
 		t.Errorf("Run took %v: the command did not get SIGTERM", d)
 	}
 }
+
+// TestRunStopsWhenSidecarsAreGone: once every sidecar socket refuses
+// connections for SidecarsGoneAfter (bottle was killed and its sidecars
+// stopped), the command gets SIGTERM: the sandbox does not run on
+// unwatched.
+func TestRunStopsWhenSidecarsAreGone(t *testing.T) {
+	defer func(d time.Duration) { SidecarsGoneAfter = d }(SidecarsGoneAfter)
+	SidecarsGoneAfter = 400 * time.Millisecond
+	dir := t.TempDir()
+	sock := filepath.Join(dir, "egress.sock")
+	ln, err := net.Listen("unix", sock)
+	if err != nil {
+		t.Fatal(err)
+	}
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			c.Close()
+		}
+	}()
+	ready := filepath.Join(dir, "ready")
+	go func() {
+		for {
+			if _, err := os.Stat(ready); err == nil {
+				// The sidecars go: nothing listens on the socket any more.
+				time.Sleep(3 * SidecarsGoneAfter)
+				ln.Close()
+				return
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+	}()
+	f, err := ParseForward("127.0.0.1:" + strconv.Itoa(freePort(t)) + "=" + sock)
+	if err != nil {
+		t.Fatal(err)
+	}
+	fw := []Forward{f}
+	start := time.Now()
+	code, _, stderr, err := runCaptured(t, fw, "/bin/sh", "-c", `trap 'exit 5' TERM; touch `+ready+`; sleep 60 & wait`)
+	if err != nil || code != 5 {
+		t.Errorf("Run = %d, %v; want the command's 5 from its TERM trap", code, err)
+	}
+	if d := time.Since(start); d > 10*SidecarsGoneAfter+2*time.Second {
+		t.Errorf("the command ran %v after the sidecars went", d)
+	}
+	if !strings.Contains(stderr, "the sidecars are gone") {
+		t.Errorf("no word of why the command stopped: %q", stderr)
+	}
+}
