@@ -471,3 +471,57 @@ func TestDeadMansSwitch(t *testing.T) {
 	}
 	waitFor(t, "nothing left", 10*time.Second, func() bool { return len(resources(t, slug)) == 0 })
 }
+
+// TestWorkspacePlants: from inside, the agent tries to plant what the
+// host's tools run (a core.fsmonitor in .git/config, a pre-commit hook)
+// and to widen its next run through the profile in the workspace. None of
+// it reaches the host, and the agent can still write the workspace and
+// git's object store.
+func TestWorkspacePlants(t *testing.T) {
+	e := newEnv(t)
+	ws := filepath.Join(e.dir, "ws")
+	if err := os.Mkdir(ws, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	for _, args := range [][]string{{"init", "-q", ws}} {
+		if out, err := exec.Command("git", args...).CombinedOutput(); err != nil {
+			t.Fatalf("git %v: %v\n%s", args, err, out)
+		}
+	}
+	profile := filepath.Join(ws, "bottle.star")
+	body := "docker(image = \"" + fixture.image + "\")\nmount(\".\", \"/workspace\")\n"
+	if err := os.WriteFile(profile, []byte(body), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	configBefore, _ := os.ReadFile(filepath.Join(ws, ".git", "config"))
+	marker := filepath.Join(e.dir, "PWNED")
+	out, stderr, code := e.run("start", "--yes", profile, "--", "sh", "-c",
+		`cd /workspace; `+
+			`printf '[core]\n\tfsmonitor = "touch `+marker+`"\n' >> .git/config && echo CONFIG-WRITTEN; `+
+			`printf '#!/bin/sh\ntouch `+marker+`\n' > .git/hooks/pre-commit && chmod 755 .git/hooks/pre-commit && echo HOOK-WRITTEN; `+
+			`echo 'allow("evil.example.com")' >> bottle.star && echo PROFILE-WRITTEN; `+
+			`echo work > work.txt && touch .git/objects/probe && echo WORK-WRITTEN; true`)
+	if code != 0 {
+		t.Fatalf("bottle exited %d:\n%s%s", code, out, stderr)
+	}
+	for _, bad := range []string{"CONFIG-WRITTEN", "HOOK-WRITTEN", "PROFILE-WRITTEN"} {
+		if strings.Contains(out, bad) {
+			t.Errorf("the agent could: %s", bad)
+		}
+	}
+	if !strings.Contains(out, "WORK-WRITTEN") {
+		t.Errorf("the agent could not write the workspace or git's objects:\n%s", out)
+	}
+	if after, _ := os.ReadFile(filepath.Join(ws, ".git", "config")); string(after) != string(configBefore) {
+		t.Errorf(".git/config changed on the host:\n%s", after)
+	}
+	if b, _ := os.ReadFile(profile); string(b) != body {
+		t.Errorf("the profile changed on the host:\n%s", b)
+	}
+	// The host's git runs nothing the agent planted.
+	exec.Command("git", "-C", ws, "status").Run()
+	exec.Command("git", "-C", ws, "-c", "user.name=t", "-c", "user.email=t@example.com", "commit", "-q", "--allow-empty", "-m", "x").Run()
+	if _, err := os.Stat(marker); err == nil {
+		t.Errorf("the host's git ran what the agent planted")
+	}
+}
