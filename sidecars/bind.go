@@ -2,6 +2,7 @@ package sidecars
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -67,3 +68,21 @@ func Decode(b []byte, v any) error {
 	}
 	return nil
 }
+
+// Bound is the address ln listens on, as a Listen.
+func Bound(ln net.Listener) Listen {
+	return Listen{Network: ln.Addr().Network(), Address: ln.Addr().String()}
+}
+
+// ServiceFunc is a Service made of the one listener it serves on and the
+// function that serves it, for sidecars with nothing more to offer.
+type ServiceFunc struct {
+	Listen Listen
+	Run    func(ctx context.Context) error
+}
+
+// Listeners returns the one listener.
+func (s *ServiceFunc) Listeners() []Listen { return []Listen{s.Listen} }
+
+// Serve calls Run.
+func (s *ServiceFunc) Serve(ctx context.Context) error { return s.Run(ctx) }

@@ -156,7 +156,7 @@ func newService(_ context.Context, raw json.RawMessage, env *sidecars.Env) (side
 	return &service{
 		proxy:   proxy,
 		ln:      ln,
-		listen:  sidecars.Listen{Network: ln.Addr().Network(), Address: ln.Addr().String()},
+		listen:  sidecars.Bound(ln),
 		logFile: logFile,
 	}, nil
 }

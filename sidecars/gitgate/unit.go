@@ -78,15 +78,6 @@ func preflight(_ context.Context, _ *plan.Plan, sc plan.Sidecar, h sidecars.Host
 	return gate.Preflight()
 }
 
-// service adapts a serve function and its listener to sidecars.Service.
-type service struct {
-	ln    sidecars.Listen
-	serve func(ctx context.Context) error
-}
-
-func (s *service) Listeners() []sidecars.Listen    { return []sidecars.Listen{s.ln} }
-func (s *service) Serve(ctx context.Context) error { return s.serve(ctx) }
-
 func newService(_ context.Context, raw json.RawMessage, env *sidecars.Env) (sidecars.Service, error) {
 	var spec Spec
 	if err := sidecars.Decode(raw, &spec); err != nil {
@@ -109,9 +100,9 @@ func newService(_ context.Context, raw json.RawMessage, env *sidecars.Env) (side
 		logf.Close()
 		return nil, fmt.Errorf("git-gate: %w", err)
 	}
-	return &service{
-		ln: sidecars.Listen{Network: ln.Addr().Network(), Address: ln.Addr().String()},
-		serve: func(ctx context.Context) error {
+	return &sidecars.ServiceFunc{
+		Listen: sidecars.Bound(ln),
+		Run: func(ctx context.Context) error {
 			defer logf.Close()
 			return gate.Serve(ctx, ln)
 		},

@@ -93,17 +93,6 @@ func preflight(ctx context.Context, p *plan.Plan, _ plan.Sidecar, _ sidecars.Hos
 	return CheckConfig(ctx, bin, path)
 }
 
-// service runs pipelock and bridges the sandbox's socket onto it.
-type service struct {
-	proc  *Process
-	ln    sidecars.Listen
-	serve func(ctx context.Context) error
-}
-
-func (s *service) Listeners() []sidecars.Listen { return []sidecars.Listen{s.ln} }
-
-func (s *service) Serve(ctx context.Context) error { return s.serve(ctx) }
-
 // newService checks the binary again where the sidecars run, writes the
 // configuration into the state directory, starts pipelock and binds the
 // socket. Serve bridges until ctx ends or pipelock exits on its own (an
@@ -139,8 +128,7 @@ func newService(ctx context.Context, raw json.RawMessage, env *sidecars.Env) (si
 		logf.Close()
 		return nil, fmt.Errorf("pipelock: %w", err)
 	}
-	s := &service{proc: proc, ln: sidecars.Listen{Network: ln.Addr().Network(), Address: ln.Addr().String()}}
-	s.serve = func(ctx context.Context) error {
+	return &sidecars.ServiceFunc{Listen: sidecars.Bound(ln), Run: func(ctx context.Context) error {
 		defer logf.Close()
 		bctx, stop := context.WithCancel(ctx)
 		bridged := make(chan error, 1)
@@ -161,6 +149,5 @@ func newService(ctx context.Context, raw json.RawMessage, env *sidecars.Env) (si
 			return died
 		}
 		return errors.Join(berr, serr)
-	}
-	return s, nil
+	}}, nil
 }

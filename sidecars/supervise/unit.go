@@ -67,15 +67,6 @@ type egressControl interface {
 	RuleAdder
 }
 
-// service adapts a serve function and its listener to sidecars.Service.
-type service struct {
-	ln    sidecars.Listen
-	serve func(ctx context.Context) error
-}
-
-func (s *service) Listeners() []sidecars.Listen    { return []sidecars.Listen{s.ln} }
-func (s *service) Serve(ctx context.Context) error { return s.serve(ctx) }
-
 func newService(_ context.Context, raw json.RawMessage, env *sidecars.Env) (sidecars.Service, error) {
 	var spec Spec
 	if err := sidecars.Decode(raw, &spec); err != nil {
@@ -103,9 +94,9 @@ func newService(_ context.Context, raw json.RawMessage, env *sidecars.Env) (side
 		audit.Close()
 		return nil, fmt.Errorf("supervise: %w", err)
 	}
-	return &service{
-		ln: sidecars.Listen{Network: ln.Addr().Network(), Address: ln.Addr().String()},
-		serve: func(ctx context.Context) error {
+	return &sidecars.ServiceFunc{
+		Listen: sidecars.Bound(ln),
+		Run: func(ctx context.Context) error {
 			defer audit.Close()
 			errc := make(chan error, 1)
 			go func() { errc <- srv.Serve(ln) }()

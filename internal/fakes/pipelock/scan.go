@@ -17,7 +17,6 @@ type verdict struct {
 	// go on to checks the stand-in does not emulate (core SSRF, DLP,
 	// entropy, DNS and SSRF, rate and length limits, data budget).
 	decided bool
-	allowed bool
 	reason  string
 	hint    string
 }
