@@ -56,10 +56,7 @@ func TestKillAndCleanup(t *testing.T) {
 		{"bundle created", func(t *testing.T, slug string) bool {
 			return strings.Contains(strings.Join(resources(t, slug), " "), "-sidecars")
 		}},
-		{"agent running", func(t *testing.T, slug string) bool {
-			out, _ := exec.Command("docker", "ps", "--filter", "name=bottle-"+slug+"-agent", "--filter", "status=running", "--format", "{{.Names}}").Output()
-			return len(bytes.TrimSpace(out)) > 0
-		}},
+		{"agent running", func(t *testing.T, slug string) bool { return agentRunning(slug) }},
 	} {
 		t.Run(point.name, func(t *testing.T) {
 			e := newEnv(t)
@@ -255,10 +252,7 @@ func TestSameSlugOtherStateHome(t *testing.T) {
 	if err := a.Start(); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, "bottle A's agent", 60*time.Second, func() bool {
-		out, _ := exec.Command("docker", "ps", "--filter", "name=bottle-"+slug+"-agent", "--filter", "status=running", "--format", "{{.Names}}").Output()
-		return len(bytes.TrimSpace(out)) > 0
-	})
+	waitFor(t, "bottle A's agent", 60*time.Second, func() bool { return agentRunning(slug) })
 
 	other := &env{t: t, dir: e.dir, extra: append(slices.Clone(e.extra), "XDG_STATE_HOME="+filepath.Join(e.dir, "other-state"))}
 	_, stderr, code := other.run("start", "--yes", profile, "--", "true")
@@ -310,10 +304,7 @@ func TestSignalsTearDown(t *testing.T) {
 				t.Fatal(err)
 			}
 			defer cmd.Process.Kill()
-			waitFor(t, "the agent", 60*time.Second, func() bool {
-				out, _ := exec.Command("docker", "ps", "--filter", "name=bottle-"+slug+"-agent", "--filter", "status=running", "--format", "{{.Names}}").Output()
-				return len(bytes.TrimSpace(out)) > 0
-			})
+			waitFor(t, "the agent", 60*time.Second, func() bool { return agentRunning(slug) })
 			cmd.Process.Signal(sig)
 			done := make(chan error, 1)
 			go func() { done <- cmd.Wait() }()
@@ -394,10 +385,7 @@ func TestCleanupOtherOwner(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer cmd.Process.Kill()
-	waitFor(t, "the agent", 60*time.Second, func() bool {
-		out, _ := exec.Command("docker", "ps", "--filter", "name=bottle-"+slug+"-agent", "--filter", "status=running", "--format", "{{.Names}}").Output()
-		return len(bytes.TrimSpace(out)) > 0
-	})
+	waitFor(t, "the agent", 60*time.Second, func() bool { return agentRunning(slug) })
 
 	other := &env{t: t, dir: e.dir, extra: append(slices.Clone(e.extra), "XDG_STATE_HOME="+filepath.Join(e.dir, "other-state"))}
 	if out, _, code := other.run("ls", "--format=json"); code != 0 || strings.Contains(out, slug) {
@@ -462,10 +450,7 @@ func TestDeadMansSwitch(t *testing.T) {
 		t.Errorf("the agent still reached the proxy %d s after bottle was killed", last-killed)
 	}
 	// And bottle guest, seeing the sidecars gone, stops the agent.
-	waitFor(t, "the agent to stop", 15*time.Second, func() bool {
-		out, _ := exec.Command("docker", "ps", "--filter", "name=bottle-"+slug+"-agent", "--filter", "status=running", "--format", "{{.Names}}").Output()
-		return len(bytes.TrimSpace(out)) == 0
-	})
+	waitFor(t, "the agent to stop", 15*time.Second, func() bool { return !agentRunning(slug) })
 	if _, errOut, code := e.run("cleanup"); code != 0 {
 		t.Fatalf("cleanup exited %d: %s", code, errOut)
 	}
@@ -524,4 +509,10 @@ func TestWorkspacePlants(t *testing.T) {
 	if _, err := os.Stat(marker); err == nil {
 		t.Errorf("the host's git ran what the agent planted")
 	}
+}
+
+// agentRunning reports whether the agent container of slug runs.
+func agentRunning(slug string) bool {
+	out, _ := exec.Command("docker", "ps", "--filter", "name=bottle-"+slug+"-agent", "--filter", "status=running", "--format", "{{.Names}}").Output()
+	return len(bytes.TrimSpace(out)) > 0
 }
