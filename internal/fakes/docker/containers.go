@@ -92,6 +92,7 @@ func (d *daemon) newContainer(w *world, opts options, pos []string) (*container,
 			return nil, daemonf("network %s not found", nn)
 		}
 		if len(nets) > 1 && n.Name == "none" {
+			// runconfig/errors.go:11@v27.5.1 of moby.
 			return nil, daemonf("container cannot be connected to multiple networks with one of the networks in private (none) mode")
 		}
 		addr := w.freeAddress(n)
@@ -474,6 +475,8 @@ func (d *daemon) rm(args []string) int {
 			c := w.container(name)
 			switch {
 			case c == nil && force:
+				// The CLI prints a missing container and goes on
+				// (cli/command/container/rm.go:70-72@v27.5.1 of docker/cli).
 				fmt.Fprintf(d.stderr, "Error response from daemon: No such container: %s\n", name)
 			case c == nil:
 				errs = append(errs, daemonf("No such container: %s", name))

@@ -11,11 +11,12 @@ import (
 	"time"
 )
 
-// localVolumeName is what the local volume driver accepts as a name.
+// localVolumeName is what the local volume driver accepts as a name
+// (volume/local/local.go:37-40,255-260@v27.5.1 of moby).
 var localVolumeName = regexp.MustCompile(`^[a-zA-Z0-9][a-zA-Z0-9_.-]+$`)
 
 // localVolumeOptions are the local driver's --opt keys, with the keys each
-// one needs beside it.
+// one needs beside it (volume/local/local_unix.go:25-35,50-83@v27.5.1).
 var localVolumeOptions = map[string][]string{"type": {"device"}, "device": {"type"}, "o": {"device", "type"}, "size": nil}
 
 // anonymousLabel marks a volume docker made for a mount without a source.
@@ -30,8 +31,11 @@ func (w *world) newVolume(name, driver string, opts, labels map[string]string) (
 		driver = "local"
 	}
 	if v := w.volume(name); v != nil {
+		// An existing volume of the same driver is no conflict
+		// (volume/service/store.go:524-557@v27.5.1).
 		return v, nil
 	}
+	// volume/drivers/extpoint.go:90@v27.5.1.
 	if driver != "local" {
 		return nil, daemonf("create %s: error looking up volume plugin %s: plugin %q not found", name, driver, driver)
 	}
@@ -48,7 +52,8 @@ func (w *world) newVolume(name, driver string, opts, labels map[string]string) (
 		}
 		if k == "size" {
 			// Quotas need a backing filesystem that has them, which the
-			// daemon this emulates has not.
+			// daemon this emulates has not
+			// (volume/local/local_unix.go:74@v27.5.1).
 			return nil, daemonf("create %s: quota size requested but no quota support", name)
 		}
 		for _, n := range needs {
@@ -120,8 +125,11 @@ func (d *daemon) volumeRm(args []string) int {
 			case v == nil && opts.has("force"):
 				fmt.Fprintln(d.stdout, name)
 			case v == nil:
+				// OpErr{Op: "get"} (volume/service/store.go:668,
+				// errors.go:11,45-59@v27.5.1).
 				errs = append(errs, daemonf("get %s: no such volume", name))
 			case len(users) > 0:
+				// volume/service/store.go:809-811, errors.go:9@v27.5.1.
 				errs = append(errs, daemonf("remove %s: volume is in use - [%s]", name, strings.Join(users, ", ")))
 			default:
 				w.Volumes = slices.DeleteFunc(w.Volumes, func(x *volume) bool { return x == v })
