@@ -89,6 +89,7 @@ func (s *State) WriteInfo(info Info) error {
 // Release removes the state directory and drops the lock. It returns nil
 // when the directory is already gone.
 func (s *State) Release() error {
+	RemovePlaceholders(s.Dir)
 	keepRecord(s.Dir)
 	err := os.RemoveAll(s.Dir)
 	if s.lock != nil {

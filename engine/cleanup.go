@@ -101,6 +101,7 @@ func Cleanup(ctx context.Context, stateHome string, dryRun bool, report func(Rem
 		}
 		if !dryRun {
 			StopOrphanSidecars(e.Dir)
+			backends.RemovePlaceholders(e.Dir)
 			if err := os.RemoveAll(e.Dir); err != nil {
 				errs = append(errs, err)
 				continue

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"slices"
 	"strconv"
+	"strings"
 )
 
 // policy is the canonical form the digest is computed over: everything that
@@ -79,7 +80,7 @@ func (p *Plan) ComputeDigest() string {
 		if m.ReadOnly {
 			mode = "ro"
 		}
-		pol.Mounts = append(pol.Mounts, m.HostPath+"\x00"+m.Target+"\x00"+mode)
+		pol.Mounts = append(pol.Mounts, m.HostPath+"\x00"+m.Target+"\x00"+mode+"\x00"+strings.Join(m.Protect, "\x00"))
 	}
 	for _, s := range p.Secrets {
 		pol.Secrets = append(pol.Secrets, s.Name+"\x00env:"+s.FromEnv+"\x00file:"+s.FromFile)

@@ -58,6 +58,12 @@ type Profile struct {
 	Root string `json:"root"`
 	// Workspace is the directory bottle was started from.
 	Workspace string `json:"workspace"`
+	// Files are the host paths of the files evaluation read (the profile,
+	// bottle.root, loaded files outside the repository cache), sorted.
+	// Those under a writable mount are protected like its Protect list, so
+	// that the agent cannot widen its next run. They are provenance, not
+	// policy: the digest leaves them out.
+	Files []string `json:"files,omitempty"`
 }
 
 // Repo is a shared profile repository that load("@name//...") reads from:
@@ -147,7 +153,33 @@ type Mount struct {
 	HostPath string `json:"host_path"`
 	Target   string `json:"target"`
 	ReadOnly bool   `json:"readonly"`
-	From     string `json:"from"`
+	// Protect lists the paths, relative to the mount and slash-separated,
+	// that host tools execute or trust and that the agent must not change
+	// or create: they are read-only in the sandbox whether or not they
+	// exist, and the directories above them cannot be renamed or replaced.
+	// A trailing "/" marks a directory. A writable mount gets
+	// DefaultProtect and what mount(protect = [...]) adds; a read-only
+	// mount needs none. The profile's own files (Profile.Files) under a
+	// writable mount are protected too.
+	Protect []string `json:"protect"`
+	From    string   `json:"from"`
+}
+
+// DefaultProtect is what every writable mount protects:
+//   - git's config and hooks: a planted core.fsmonitor or hook runs on the
+//     host's next git status or commit;
+//   - .git/commondir and .git/config.worktree, which make git read its
+//     config from elsewhere;
+//   - .git/modules/, the git directories of submodules (their config and
+//     hooks run the same way);
+//   - .gitmodules, direnv's .envrc, and agent and editor settings that
+//     name commands (.mcp.json, .claude/, .vscode/, .idea/).
+//
+// The agent can still commit: git writes objects, refs and the index.
+var DefaultProtect = []string{
+	".claude/", ".envrc",
+	".git/commondir", ".git/config", ".git/config.worktree", ".git/hooks/", ".git/modules/",
+	".gitmodules", ".idea/", ".mcp.json", ".vscode/",
 }
 
 // Secret is an environment variable whose value is read at launch from the

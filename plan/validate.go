@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"path"
 	"slices"
+	"strings"
 	"time"
 )
 
@@ -83,6 +84,11 @@ func (p *Plan) Validate() error {
 		}
 		if targets[m.Target] {
 			bad("two mounts target %s", m.Target)
+		}
+		for _, rel := range m.Protect {
+			if err := CheckProtect(rel); err != nil {
+				bad("mount %s: %v", m.Target, err)
+			}
 		}
 		targets[m.Target] = true
 	}
@@ -174,6 +180,27 @@ func durations(s Sidecar) []string {
 		return []string{s.Egress.ConnectTimeout, s.Egress.IdleTimeout}
 	case s.Supervise != nil:
 		return []string{s.Supervise.Timeout}
+	}
+	return nil
+}
+
+// CheckProtect checks one entry of Mount.Protect: a relative,
+// slash-separated, clean path inside the mount, with an optional trailing
+// "/" for a directory.
+func CheckProtect(rel string) error {
+	p := strings.TrimSuffix(rel, "/")
+	switch {
+	case p == "" || p == ".":
+		return fmt.Errorf("protect %q: name a path inside the mount, such as \".env\"", rel)
+	case path.IsAbs(p):
+		return fmt.Errorf("protect %q: give a path relative to the mount", rel)
+	case path.Clean(p) != p || strings.Contains(p, "\\") || p == ".." || strings.HasPrefix(p, "../"):
+		return fmt.Errorf("protect %q: give a clean path inside the mount (no \".\", \"..\", \"//\" or backslash)", rel)
+	}
+	for _, r := range p {
+		if r < 0x20 || r == 0x7f {
+			return fmt.Errorf("protect %q: control characters are not allowed", rel)
+		}
 	}
 	return nil
 }

@@ -59,6 +59,7 @@ func Build(st *builtins.State, src *Source, env Env) (*plan.Plan, error) {
 		Sidecars: slices.Clone(st.Sidecars),
 		Repos:    slices.Clone(src.Repos),
 	}
+	p.Profile.Files = slices.Clone(st.Files)
 	if st.Agent != nil {
 		p.Agent = *st.Agent
 	} else {

@@ -19,6 +19,7 @@ import (
 	"os"
 	"path"
 	"path/filepath"
+	"slices"
 	"strings"
 
 	"go.starlark.net/resolve"
@@ -148,6 +149,13 @@ func Eval(ctx context.Context, src *Source, opts Options) (*builtins.State, erro
 	if _, err := l.exec(src.Label, state); err != nil {
 		return nil, err
 	}
+	if filepath.IsAbs(src.Root) {
+		if _, err := os.Stat(filepath.Join(src.Root, RootMarker)); err == nil {
+			l.files = append(l.files, filepath.Join(src.Root, RootMarker))
+		}
+	}
+	slices.Sort(l.files)
+	state.Files = slices.Compact(l.files)
 	return state, nil
 }
 
@@ -164,6 +172,7 @@ type loader struct {
 	stack  []string           // labels being loaded, for cycle messages
 	roots  map[string]fs.FS   // by repository name; "" is the profile root
 	opened []*os.Root         // repository roots to close after evaluation
+	files  []string           // host paths of the files read
 }
 
 func (l *loader) newThread(label string, state *builtins.State) *starlark.Thread {
@@ -196,6 +205,9 @@ func (l *loader) exec(label string, state *builtins.State) (starlark.StringDict,
 		}
 		return nil, describeFSError(err, repo)
 	}
+	if host := l.hostPath(repo, p); host != "" {
+		l.files = append(l.files, host)
+	}
 	th := l.newThread(label, state)
 	if l.ctx != nil {
 		stop := context.AfterFunc(l.ctx, func() { th.Cancel("evaluation cancelled") })
@@ -204,6 +216,23 @@ func (l *loader) exec(label string, state *builtins.State) (starlark.StringDict,
 	l.stack = append(l.stack, label)
 	defer func() { l.stack = l.stack[:len(l.stack)-1] }()
 	return starlark.ExecFileOptions(fileOptions, th, label, data, builtins.Predeclared())
+}
+
+// hostPath is where the file p of repository repo ("" for the profile
+// root) is on the host, or "" when it is embedded or in the cache.
+func (l *loader) hostPath(repo, p string) string {
+	dir := l.src.Root
+	if repo != "" {
+		r := l.declared(repo)
+		if r == nil || r.Path == "" {
+			return ""
+		}
+		dir = r.Path
+	}
+	if !filepath.IsAbs(dir) {
+		return ""
+	}
+	return filepath.Join(dir, filepath.FromSlash(p))
 }
 
 // load implements load(): "//x.star" from the loading file's root (the

@@ -427,48 +427,23 @@ func (d *Backend) started(ctx context.Context, name string) bool {
 	return at.Year() > 1 // docker's "never" is 0001-01-01T00:00:00Z
 }
 
-// ProtectedPaths are the paths, relative to a writable mount, that host
-// tools execute or trust: git's config and hooks (a planted core.fsmonitor
-// or pre-commit hook runs on the host's next git status or commit),
-// direnv's .envrc, and agent and editor settings. Those that exist are
-// mounted read-only over the writable mount, so the agent can still
-// commit (git writes objects, refs and the index) but not change them.
-var ProtectedPaths = []string{".git/config", ".git/hooks", ".gitmodules", ".envrc", ".mcp.json", ".claude", ".vscode", ".idea"}
-
-// protectMounts returns the read-only mounts that cover, under every
-// writable mount, each of ProtectedPaths that exists on the host, and the
-// profile and bottle.root when they are under one (the agent must not
-// widen its next run).
-func protectMounts(p *plan.Plan) []string {
+// protectMounts returns the mounts that keep the plan's protected paths
+// from the agent (see backends.Protect): each pinned directory is bound
+// writable onto itself, each protected path read-only.
+func protectMounts(b *backends.Bottle) ([]string, error) {
+	ops, err := backends.Protect(b.Plan, b.State)
+	if err != nil {
+		return nil, err
+	}
 	var args []string
-	seen := map[string]bool{}
-	add := func(host, target string) {
-		if seen[target] {
-			return
+	for _, op := range ops {
+		spec := "type=bind,src=" + op.Host + ",dst=" + op.Target
+		if op.ReadOnly {
+			spec += ",readonly"
 		}
-		if _, err := os.Lstat(host); err != nil {
-			return
-		}
-		seen[target] = true
-		args = append(args, "--mount", "type=bind,src="+host+",dst="+target+",readonly")
+		args = append(args, "--mount", spec)
 	}
-	for _, m := range p.Mounts {
-		if m.ReadOnly {
-			continue
-		}
-		for _, rel := range ProtectedPaths {
-			add(filepath.Join(m.HostPath, rel), path.Join(m.Target, rel))
-		}
-		for _, f := range []string{p.Profile.Path, filepath.Join(p.Profile.Root, "bottle.root")} {
-			if !filepath.IsAbs(f) {
-				continue // an embedded profile
-			}
-			if rel, err := filepath.Rel(m.HostPath, f); err == nil && rel != "." && !strings.HasPrefix(rel, "..") {
-				add(f, path.Join(m.Target, filepath.ToSlash(rel)))
-			}
-		}
-	}
-	return args
+	return args, nil
 }
 
 // agentHome is the agent's HOME: a tmpfs of its own, writable by the
@@ -558,7 +533,11 @@ func (d *Backend) createAgent(ctx context.Context, cli string, b *backends.Bottl
 		}
 		args = append(args, "--mount", spec)
 	}
-	args = append(args, protectMounts(p)...)
+	protect, err := protectMounts(b)
+	if err != nil {
+		return err
+	}
+	args = append(args, protect...)
 	args = append(args,
 		"--mount", "type=volume,src="+n.volume+",dst="+sidecars.SandboxSocketDir+",readonly",
 		"--mount", "type=bind,src="+bin+",dst="+guestBinary+",readonly")

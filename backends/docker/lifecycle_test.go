@@ -457,51 +457,91 @@ func TestDeadMansSwitch(t *testing.T) {
 	waitFor(t, "nothing left", 10*time.Second, func() bool { return len(resources(t, slug)) == 0 })
 }
 
-// TestWorkspacePlants: from inside, the agent tries to plant what the
-// host's tools run (a core.fsmonitor in .git/config, a pre-commit hook)
-// and to widen its next run through the profile in the workspace. None of
-// it reaches the host, and the agent can still write the workspace and
-// git's object store.
+// TestWorkspacePlants: the agent tries every way we know to leave
+// something in the workspace that a host tool runs or trusts (git's config
+// and hooks, renaming .git away and making a new one, redirecting git's
+// config with commondir, a submodule's git directory, a hooks directory
+// that core.hooksPath names inside the worktree, direnv, agent and editor
+// settings, the profile and a file it loads, a path the profile protects)
+// and fails at each, while ordinary work and a real git commit succeed.
+// Afterwards the host's git status and commit run nothing it planted, and
+// no placeholder is left behind.
 func TestWorkspacePlants(t *testing.T) {
+	img := debianImage(t)
 	e := newEnv(t)
 	ws := filepath.Join(e.dir, "ws")
-	if err := os.Mkdir(ws, 0o755); err != nil {
+	if err := os.MkdirAll(filepath.Join(ws, ".husky", "_"), 0o755); err != nil {
 		t.Fatal(err)
 	}
-	for _, args := range [][]string{{"init", "-q", ws}} {
-		if out, err := exec.Command("git", args...).CombinedOutput(); err != nil {
-			t.Fatalf("git %v: %v\n%s", args, err, out)
-		}
+	git(t, ws, "init", "-q")
+	git(t, ws, "config", "core.hooksPath", ".husky/_")
+	git(t, ws, "commit", "-q", "--allow-empty", "-m", "first")
+	if err := os.WriteFile(filepath.Join(ws, "lib.star"), []byte("IMAGE = \""+img+"\"\n"), 0o644); err != nil {
+		t.Fatal(err)
 	}
 	profile := filepath.Join(ws, "bottle.star")
-	body := "docker(image = \"" + fixture.image + "\")\nmount(\".\", \"/workspace\")\n"
+	body := "load(\"//lib.star\", \"IMAGE\")\ndocker(image = IMAGE)\nmount(\".\", \"/workspace\", protect = [\"Makefile\"])\n"
 	if err := os.WriteFile(profile, []byte(body), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	configBefore, _ := os.ReadFile(filepath.Join(ws, ".git", "config"))
+	before := snapshot(t, ws)
 	marker := filepath.Join(e.dir, "PWNED")
-	out, stderr, code := e.run("start", "--yes", profile, "--", "sh", "-c",
-		`cd /workspace; `+
-			`printf '[core]\n\tfsmonitor = "touch `+marker+`"\n' >> .git/config && echo CONFIG-WRITTEN; `+
-			`printf '#!/bin/sh\ntouch `+marker+`\n' > .git/hooks/pre-commit && chmod 755 .git/hooks/pre-commit && echo HOOK-WRITTEN; `+
-			`echo 'allow("evil.example.com")' >> bottle.star && echo PROFILE-WRITTEN; `+
-			`echo work > work.txt && touch .git/objects/probe && echo WORK-WRITTEN; true`)
+	tries := map[string]string{
+		"CONFIG":     `printf '[core]\n\tfsmonitor = "touch ` + marker + `"\n' >> .git/config`,
+		"HOOK":       `printf '#!/bin/sh\ntouch ` + marker + `\n' > .git/hooks/pre-commit && chmod 755 .git/hooks/pre-commit`,
+		"HOOKSPATH":  `printf '#!/bin/sh\ntouch ` + marker + `\n' > .husky/_/pre-commit`,
+		"HUSKY-MV":   `mv .husky .husky-old`,
+		"GIT-MV":     `mv .git .git-old`,
+		"COMMONDIR":  `mkdir -p evil && printf '[core]\n\tfsmonitor = "touch ` + marker + `"\n' > evil/config && echo ../evil > .git/commondir`,
+		"MODULES":    `mkdir -p .git/modules/x`,
+		"WORKTREE":   `echo '[core]' > .git/config.worktree`,
+		"GITMODULES": `echo '[submodule "x"]' > .gitmodules`,
+		"ENVRC":      `echo 'touch ` + marker + `' > .envrc`,
+		"MCP":        `echo '{}' > .mcp.json`,
+		"CLAUDE":     `mkdir -p .claude/x || echo '{}' > .claude/settings.json`,
+		"VSCODE":     `echo '{}' > .vscode/tasks.json`,
+		"IDEA":       `mkdir -p .idea/x`,
+		"PROFILE":    `echo 'allow("evil.example.com")' >> bottle.star`,
+		"PROFILE-MV": `mv bottle.star b.star && echo 'allow("evil.example.com")' > bottle.star`,
+		"LOADED":     `echo 'allow("evil.example.com")' >> lib.star`,
+		"PROTECT":    `echo 'all:' > Makefile`,
+	}
+	var script strings.Builder
+	script.WriteString("cd /workspace; ")
+	for name, cmd := range tries {
+		fmt.Fprintf(&script, "( %s ) 2>/dev/null && echo PLANTED-%s; ", cmd, name)
+	}
+	script.WriteString(`echo work > work.txt && git add work.txt && git -c user.name=a -c user.email=a@example.com commit -q -m work && echo COMMITTED; true`)
+	out, stderr, code := e.run("start", "--yes", profile, "--", "sh", "-c", script.String())
 	if code != 0 {
 		t.Fatalf("bottle exited %d:\n%s%s", code, out, stderr)
 	}
-	for _, bad := range []string{"CONFIG-WRITTEN", "HOOK-WRITTEN", "PROFILE-WRITTEN"} {
-		if strings.Contains(out, bad) {
-			t.Errorf("the agent could: %s", bad)
+	for name := range tries {
+		if strings.Contains(out, "PLANTED-"+name+"\n") {
+			t.Errorf("the agent could: %s (%s)", name, tries[name])
 		}
 	}
-	if !strings.Contains(out, "WORK-WRITTEN") {
-		t.Errorf("the agent could not write the workspace or git's objects:\n%s", out)
+	if !strings.Contains(out, "COMMITTED") {
+		t.Errorf("the agent could not work and commit:\n%s%s", out, stderr)
 	}
-	if after, _ := os.ReadFile(filepath.Join(ws, ".git", "config")); string(after) != string(configBefore) {
-		t.Errorf(".git/config changed on the host:\n%s", after)
+	if got := git(t, ws, "log", "-1", "--format=%s"); got != "work" {
+		t.Errorf("last commit on the host is %q, want the agent's", got)
 	}
-	if b, _ := os.ReadFile(profile); string(b) != body {
-		t.Errorf("the profile changed on the host:\n%s", b)
+	after := snapshot(t, ws)
+	for p, h := range before {
+		if after[p] != h {
+			t.Errorf("%s changed on the host", p)
+		}
+	}
+	for p := range after {
+		if _, ok := before[p]; !ok && p != "work.txt" && p != "evil" && p != "evil/config" && !strings.HasPrefix(p, ".git/") {
+			t.Errorf("%s appeared on the host (a placeholder left behind, or a plant)", p)
+		}
+	}
+	for _, gone := range []string{".git/commondir", ".git/config.worktree", ".git/modules", ".envrc", ".mcp.json", ".claude", ".gitmodules"} {
+		if _, err := os.Lstat(filepath.Join(ws, gone)); err == nil {
+			t.Errorf("%s is on the host after the bottle", gone)
+		}
 	}
 	// The host's git runs nothing the agent planted.
 	exec.Command("git", "-C", ws, "status").Run()
@@ -509,6 +549,37 @@ func TestWorkspacePlants(t *testing.T) {
 	if _, err := os.Stat(marker); err == nil {
 		t.Errorf("the host's git ran what the agent planted")
 	}
+}
+
+// snapshot maps each file and directory under dir, except git's objects,
+// refs, logs and index, to its content (a file) or "dir".
+func snapshot(t *testing.T, dir string) map[string]string {
+	t.Helper()
+	m := map[string]string{}
+	err := filepath.Walk(dir, func(p string, fi os.FileInfo, err error) error {
+		if err != nil {
+			return err
+		}
+		rel, _ := filepath.Rel(dir, p)
+		rel = filepath.ToSlash(rel)
+		switch rel {
+		case ".git/objects", ".git/refs", ".git/logs":
+			return filepath.SkipDir
+		case ".", ".git/index", ".git/COMMIT_EDITMSG", ".git/ORIG_HEAD":
+			return nil
+		}
+		if fi.IsDir() {
+			m[rel] = "dir"
+			return nil
+		}
+		b, err := os.ReadFile(p)
+		m[rel] = string(b)
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return m
 }
 
 // agentRunning reports whether the agent container of slug runs.

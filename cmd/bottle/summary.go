@@ -3,6 +3,7 @@ package main
 import (
 	"fmt"
 	"io"
+	"slices"
 	"strconv"
 	"strings"
 	"text/tabwriter"
@@ -91,6 +92,9 @@ func writeSummary(w io.Writer, p *plan.Plan) error {
 			mode = "ro"
 		}
 		row("mount", m.Target+" ("+mode+")", m.From, "<- "+m.HostPath)
+		if !m.ReadOnly {
+			row("  locked", protectSummary(m.Protect))
+		}
 	}
 	row("state", p.StateDir)
 	row("digest", p.Digest)
@@ -107,4 +111,20 @@ func quoteArgs(args []string) []string {
 		out[i] = a
 	}
 	return out
+}
+
+// protectSummary says what a writable mount protects: the defaults, and
+// what the profile added.
+func protectSummary(list []string) string {
+	var extra []string
+	for _, p := range list {
+		if !slices.Contains(plan.DefaultProtect, p) {
+			extra = append(extra, p)
+		}
+	}
+	s := "the defaults (git config, hooks), the profile"
+	if len(extra) > 0 {
+		s += ", " + strings.Join(extra, " ")
+	}
+	return s
 }

@@ -33,6 +33,11 @@ type State struct {
 	Env      []plan.EnvVar
 	Secrets  []plan.Secret
 	Sidecars []plan.Sidecar
+
+	// Files are the host paths of the files evaluation read: the
+	// profile, bottle.root, and every file loaded from the profile root
+	// or a path repository (a fetched repository lives in the cache).
+	Files []string
 }
 
 // Attach stores s on thread, where the builtins find it.

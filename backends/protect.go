@@ -1,0 +1,295 @@
+package backends
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"os/exec"
+	"path"
+	"path/filepath"
+	"slices"
+	"strings"
+
+	"github.com/bottle-dev/bottle/plan"
+)
+
+// PlaceholdersFile records, in a bottle's state directory, the
+// placeholders Protect created on the host (JSON, []Placeholder), so that
+// RemovePlaceholders can take them away after the bottle, even one whose
+// controller was killed.
+const PlaceholdersFile = "placeholders.json"
+
+// ProtectOp is one mount that keeps a protected path from the agent.
+type ProtectOp struct {
+	// Host is the absolute host path, mounted onto itself.
+	Host string `json:"host"`
+	// Target is where Host is in the sandbox.
+	Target string `json:"target"`
+	// ReadOnly is true for a protected path. False means a directory above
+	// one, mounted writable onto itself: a mount point cannot be renamed
+	// or removed, so the agent cannot replace the directory with one of
+	// its own (mv .git .git.old; mkdir .git; ...).
+	ReadOnly bool `json:"readonly"`
+}
+
+// Placeholder is a protected path that did not exist: Protect created it
+// on the host, empty (or with Content), so that it can be mounted
+// read-only and the agent cannot create it.
+type Placeholder struct {
+	Path    string `json:"path"`
+	Dir     bool   `json:"dir,omitempty"`
+	Content string `json:"content,omitempty"`
+}
+
+// placeholderContent is what a missing protected file holds while the
+// bottle runs, where empty would change what host tools do: git treats an
+// existing .git/commondir as the place its config lives, and an empty one
+// is an error; "." names the git directory itself, which changes nothing.
+var placeholderContent = map[string]string{
+	".git/commondir": ".\n",
+	".mcp.json":      "{}\n",
+}
+
+// ErrProtectSymlink is wrapped by Protect's error when a protected path,
+// or a directory above one, is a symbolic link: the agent could replace
+// the link, so bottle refuses to start rather than protect half of it.
+var ErrProtectSymlink = errors.New("is a symbolic link")
+
+// Protect returns the mounts that keep every writable mount's protected
+// paths (plan.Mount.Protect, the profile's files under it, and the hooks
+// directory git's core.hooksPath names when it is inside it) from the agent, parents before
+// children. A missing path is created on the host as an empty placeholder
+// first (a directory when the entry ends in "/") and recorded in st's
+// PlaceholdersFile; a missing directory above a protected path becomes the
+// placeholder instead, read-only, which covers everything under it (so a
+// workspace that is not a git repository cannot become one inside the
+// bottle). Paths under a read-only mount need nothing.
+func Protect(p *plan.Plan, st *State) ([]ProtectOp, error) {
+	var ops []ProtectOp
+	var made []Placeholder
+	seen := map[string]bool{}
+	covered := func(target string) bool {
+		for _, op := range ops {
+			if op.ReadOnly && strings.HasPrefix(target, op.Target+"/") {
+				return true
+			}
+		}
+		return false
+	}
+	add := func(op ProtectOp) {
+		if seen[op.Target] {
+			// A path both pinned and protected is protected.
+			if op.ReadOnly {
+				for i := range ops {
+					if ops[i].Target == op.Target {
+						ops[i].ReadOnly = true
+					}
+				}
+			}
+			return
+		}
+		seen[op.Target] = true
+		ops = append(ops, op)
+	}
+	var err error
+	for _, m := range p.Mounts {
+		if m.ReadOnly {
+			continue
+		}
+		list := append(slices.Clone(m.Protect), hooksPath(m.HostPath)...)
+		list = append(list, under(m.HostPath, p.Profile.Files)...)
+		for _, rel := range list {
+			if err = plan.CheckProtect(rel); err != nil {
+				break
+			}
+			var ph *Placeholder
+			ph, err = protectOne(m, rel, covered, add)
+			if ph != nil {
+				made = append(made, *ph)
+			}
+			if err != nil {
+				break
+			}
+		}
+		if err != nil {
+			break
+		}
+	}
+	if len(made) > 0 && st != nil {
+		if werr := recordPlaceholders(st.Dir, made); werr != nil && err == nil {
+			err = werr
+		}
+	}
+	if err != nil {
+		return nil, err
+	}
+	// Parents before children: a mount on a path inside a pinned
+	// directory must be made after the pin, or the pin hides it.
+	slices.SortStableFunc(ops, func(a, b ProtectOp) int {
+		return strings.Count(a.Target, "/") - strings.Count(b.Target, "/")
+	})
+	return ops, nil
+}
+
+// protectOne protects rel under m: it pins each existing directory above
+// it, and mounts rel (or the first missing or non-directory component
+// above it) read-only, creating a placeholder when it is missing.
+func protectOne(m plan.Mount, rel string, covered func(string) bool, add func(ProtectOp)) (*Placeholder, error) {
+	wantDir := strings.HasSuffix(rel, "/")
+	parts := strings.Split(strings.TrimSuffix(rel, "/"), "/")
+	for i := range parts {
+		sub := strings.Join(parts[:i+1], "/")
+		host := filepath.Join(m.HostPath, filepath.FromSlash(sub))
+		target := path.Join(m.Target, sub)
+		last := i == len(parts)-1
+		if covered(target) {
+			return nil, nil // under a path already read-only
+		}
+		fi, err := os.Lstat(host)
+		switch {
+		case errors.Is(err, fs.ErrNotExist):
+			dir := !last || wantDir
+			content := ""
+			if !dir {
+				content = placeholderContent[sub]
+			}
+			if err := makePlaceholder(host, dir, content); err != nil {
+				return nil, fmt.Errorf("protect %s under %s: %w", rel, m.HostPath, err)
+			}
+			add(ProtectOp{Host: host, Target: target, ReadOnly: true})
+			return &Placeholder{Path: host, Dir: dir, Content: content}, nil
+		case err != nil:
+			return nil, fmt.Errorf("protect %s under %s: %w", rel, m.HostPath, err)
+		case fi.Mode()&fs.ModeSymlink != 0:
+			return nil, fmt.Errorf("protect %s under %s: %s %w; the agent could replace it. Replace the link with the file or directory it points to, or mount that separately", rel, m.HostPath, host, ErrProtectSymlink)
+		case last || !fi.IsDir():
+			// The protected path itself, or a file where a directory
+			// above it would be (a .git file naming the git directory
+			// elsewhere): read-only.
+			add(ProtectOp{Host: host, Target: target, ReadOnly: true})
+			return nil, nil
+		default:
+			add(ProtectOp{Host: host, Target: target})
+		}
+	}
+	return nil, nil
+}
+
+// makePlaceholder creates path, a directory or a file holding content,
+// failing if anything is there already.
+func makePlaceholder(p string, dir bool, content string) error {
+	if dir {
+		return os.Mkdir(p, 0o755)
+	}
+	f, err := os.OpenFile(p, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o644)
+	if err != nil {
+		return err
+	}
+	_, err = f.WriteString(content)
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	return err
+}
+
+// hooksPath returns git's core.hooksPath for the repository at dir, as a
+// path relative to dir, when it names a directory inside dir (husky and
+// similar tools keep hooks in the worktree, where the agent could change
+// them). It asks the host's git, reading config only; without git, or
+// outside a repository, it returns nothing.
+func hooksPath(dir string) []string {
+	if _, err := os.Lstat(filepath.Join(dir, ".git")); err != nil {
+		return nil
+	}
+	git, err := exec.LookPath("git")
+	if err != nil {
+		return nil
+	}
+	out, err := exec.Command(git, "-C", dir, "config", "--get", "core.hooksPath").Output()
+	if err != nil {
+		return nil
+	}
+	hp := strings.TrimSpace(string(out))
+	if hp == "" {
+		return nil
+	}
+	if strings.HasPrefix(hp, "~/") {
+		return nil // in the user's home, not the workspace
+	}
+	if !filepath.IsAbs(hp) {
+		hp = filepath.Join(dir, hp) // relative to the top of the worktree
+	}
+	rel, err := filepath.Rel(dir, filepath.Clean(hp))
+	if err != nil || rel == "." || rel == ".." || strings.HasPrefix(rel, ".."+string(filepath.Separator)) {
+		return nil
+	}
+	return []string{filepath.ToSlash(rel) + "/"}
+}
+
+// under returns the paths of files that are under dir, relative to it
+// and slash-separated. The files are real paths (the profile's symbolic
+// links resolved), so dir is compared resolved too.
+func under(dir string, files []string) []string {
+	bases := []string{dir}
+	if real, err := filepath.EvalSymlinks(dir); err == nil && real != dir {
+		bases = append(bases, real)
+	}
+	var list []string
+	for _, f := range files {
+		for _, base := range bases {
+			rel, err := filepath.Rel(base, f)
+			if err != nil || rel == "." || rel == ".." || strings.HasPrefix(rel, ".."+string(filepath.Separator)) || filepath.IsAbs(rel) {
+				continue
+			}
+			list = append(list, filepath.ToSlash(rel))
+			break
+		}
+	}
+	return list
+}
+
+func recordPlaceholders(dir string, list []Placeholder) error {
+	b, err := json.MarshalIndent(list, "", "  ")
+	if err != nil {
+		return err
+	}
+	return writeFileAtomic(filepath.Join(dir, PlaceholdersFile), append(b, '\n'))
+}
+
+// RemovePlaceholders removes the placeholders recorded in state directory
+// dir: a directory only while it is empty, a file only while it is a
+// regular file that still holds what bottle wrote, so that nothing anyone
+// put there since is lost.
+func RemovePlaceholders(dir string) {
+	b, err := os.ReadFile(filepath.Join(dir, PlaceholdersFile))
+	if err != nil {
+		return
+	}
+	var list []Placeholder
+	if json.Unmarshal(b, &list) != nil {
+		return
+	}
+	// Deepest first, so that an emptied directory can go too.
+	slices.SortFunc(list, func(a, b Placeholder) int { return len(b.Path) - len(a.Path) })
+	for _, ph := range list {
+		fi, err := os.Lstat(ph.Path)
+		if err != nil {
+			continue
+		}
+		if ph.Dir {
+			if fi.IsDir() {
+				os.Remove(ph.Path) // fails unless empty
+			}
+			continue
+		}
+		if !fi.Mode().IsRegular() || fi.Size() != int64(len(ph.Content)) {
+			continue
+		}
+		if got, err := os.ReadFile(ph.Path); err == nil && string(got) == ph.Content {
+			os.Remove(ph.Path)
+		}
+	}
+	os.Remove(filepath.Join(dir, PlaceholdersFile))
+}
