@@ -37,8 +37,10 @@ type policy struct {
 	Workdir string   `json:"workdir"`
 	Env     []string `json:"env"`
 	// CPUs and Memory are the sandbox's resources.
-	CPUs   float64 `json:"cpus"`
-	Memory int64   `json:"memory"`
+	CPUs   float64  `json:"cpus"`
+	Memory int64    `json:"memory"`
+	Pids   int64    `json:"pids,omitempty"`
+	Caps   []string `json:"caps,omitempty"`
 }
 
 type policySidecar struct {
@@ -62,6 +64,8 @@ func (p *Plan) ComputeDigest() string {
 		Workdir: p.Agent.Workdir,
 		CPUs:    p.Backend.CPUs,
 		Memory:  p.Backend.MemoryBytes,
+		Pids:    p.Backend.PidsLimit,
+		Caps:    p.Backend.CapAdd,
 	}
 	for _, e := range p.Agent.Env {
 		pol.Env = append(pol.Env, e.Name+"="+e.Value)

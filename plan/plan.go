@@ -86,6 +86,13 @@ type Repo struct {
 	From string `json:"from"`
 }
 
+// Docker defaults for what a profile leaves out: enough for an agent and
+// its builds, and a bound on what a fork bomb or a leak takes from the host.
+const (
+	DefaultDockerMemory = 4 << 30
+	DefaultPidsLimit    = 4096
+)
+
 // Backend is the sandbox: which backend runs it and with what resources.
 type Backend struct {
 	Kind    string `json:"kind"`
@@ -96,7 +103,14 @@ type Backend struct {
 	// CPUs is the CPU limit; 0 means the backend's default (docker: unlimited).
 	CPUs float64 `json:"cpus,omitempty"`
 	// MemoryBytes is the memory limit; 0 means the backend's default.
+	// docker() sets DefaultDockerMemory when the profile gives none.
 	MemoryBytes int64 `json:"memory_bytes,omitempty"`
+	// PidsLimit bounds the agent's processes and threads (docker only;
+	// docker() sets DefaultPidsLimit when the profile gives none).
+	PidsLimit int64 `json:"pids_limit,omitempty"`
+	// CapAdd are the Linux capabilities the agent keeps (docker only),
+	// without the CAP_ prefix; every other one is dropped.
+	CapAdd []string `json:"cap_add,omitempty"`
 	// Runtime is docker's OCI runtime (for example "runsc"); empty: the daemon's default.
 	Runtime string `json:"runtime,omitempty"`
 	// StorageBytes is the smolmachines disk size; 0 means smolvm's default.

@@ -451,12 +451,20 @@ func protectMounts(b *backends.Bottle) ([]string, error) {
 const agentHome = "/home/bottle"
 
 // agentLimits bound what the agent can do to the host: no privilege gain
-// through setuid files, no capabilities, and a pids limit that stops a
-// fork bomb at the container.
-var agentLimits = []string{
-	"--security-opt", "no-new-privileges",
-	"--cap-drop", "ALL",
-	"--pids-limit", "4096",
+// through setuid files, no capabilities but those the profile asks for
+// (docker(cap_add = [...])), and a pids limit that stops a fork bomb at
+// the container (docker(pids_limit = ...), plan.DefaultPidsLimit unless
+// the profile says).
+func agentLimits(be plan.Backend) []string {
+	args := []string{"--security-opt", "no-new-privileges", "--cap-drop", "ALL"}
+	for _, c := range be.CapAdd {
+		args = append(args, "--cap-add", c)
+	}
+	pids := be.PidsLimit
+	if pids <= 0 {
+		pids = plan.DefaultPidsLimit // a plan written before the field
+	}
+	return append(args, "--pids-limit", strconv.FormatInt(pids, 10))
 }
 
 // agentIdentity is the agent's user: the invoking user's uid and gid, so
@@ -547,7 +555,7 @@ func (d *Backend) createAgent(ctx context.Context, cli string, b *backends.Bottl
 		return err
 	}
 	args = append(args, ident...)
-	args = append(args, agentLimits...)
+	args = append(args, agentLimits(p.Backend)...)
 	if p.Backend.CPUs > 0 {
 		args = append(args, "--cpus", strconv.FormatFloat(p.Backend.CPUs, 'f', -1, 64))
 	}

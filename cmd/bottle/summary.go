@@ -44,6 +44,12 @@ func writeSummary(w io.Writer, p *plan.Plan) error {
 	if b.MemoryBytes > 0 {
 		res = append(res, "memory "+plan.FormatSize(b.MemoryBytes))
 	}
+	if b.PidsLimit > 0 {
+		res = append(res, "pids "+strconv.FormatInt(b.PidsLimit, 10))
+	}
+	if len(b.CapAdd) > 0 {
+		res = append(res, "caps "+strings.Join(b.CapAdd, " "))
+	}
 	if b.StorageBytes > 0 {
 		res = append(res, "storage "+plan.FormatSize(b.StorageBytes))
 	}

@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"path"
 	"regexp"
+	"slices"
+	"strings"
 
 	"go.starlark.net/starlark"
 
@@ -16,7 +18,8 @@ var (
 	userRE  = regexp.MustCompile(`^[A-Za-z0-9_][A-Za-z0-9_.-]*(:[A-Za-z0-9_][A-Za-z0-9_.-]*)?$`)
 )
 
-// docker(image, workdir="/workspace", user=None, cpus=None, memory=None, runtime=None)
+// docker(image, workdir="/workspace", user=None, cpus=None, memory="4GiB",
+// runtime=None, pids_limit=4096, cap_add=[])
 func docker(thread *starlark.Thread, b *starlark.Builtin, args starlark.Tuple, kwargs []starlark.Tuple) (starlark.Value, error) {
 	if err := maxPositional(b, args, "image"); err != nil {
 		return nil, err
@@ -25,15 +28,28 @@ func docker(thread *starlark.Thread, b *starlark.Builtin, args starlark.Tuple, k
 		image, runtime, user string
 		workdir              = "/workspace"
 		c                    cpus
-		mem                  size
+		mem                  = size{bytes: plan.DefaultDockerMemory}
+		pids                 = plan.DefaultPidsLimit
+		capAdd               *starlark.List
 	)
 	if err := starlark.UnpackArgs(b.Name(), args, kwargs,
 		"image", &image, "workdir?", &workdir, "user??", &user,
-		"cpus??", &c, "memory??", &mem, "runtime??", &runtime); err != nil {
+		"cpus??", &c, "memory??", &mem, "runtime??", &runtime,
+		"pids_limit?", &pids, "cap_add?", &capAdd); err != nil {
+		return nil, err
+	}
+	if pids < 16 || pids > 1<<22 {
+		return nil, fmt.Errorf("%s: pids_limit %d is out of range; give from 16 to 4194304 processes", b.Name(), pids)
+	}
+	if mem.bytes == 0 {
+		mem.bytes = plan.DefaultDockerMemory // memory = None
+	}
+	caps, err := capabilities(b, capAdd)
+	if err != nil {
 		return nil, err
 	}
 	be := plan.Backend{Kind: plan.BackendDocker, Image: image, Workdir: workdir, User: user,
-		CPUs: c.n, MemoryBytes: mem.bytes, Runtime: runtime}
+		CPUs: c.n, MemoryBytes: mem.bytes, Runtime: runtime, PidsLimit: int64(pids), CapAdd: caps}
 	if user != "" && !userRE.MatchString(user) {
 		return nil, fmt.Errorf("%s: user %q is not a user name or uid, optionally with :group", b.Name(), user)
 	}
@@ -102,4 +118,38 @@ func checkSandboxPath(what, p string) error {
 		}
 	}
 	return nil
+}
+
+// linuxCapabilities are the capability names docker's --cap-add takes,
+// without the CAP_ prefix (capabilities(7)).
+var linuxCapabilities = []string{
+	"AUDIT_CONTROL", "AUDIT_READ", "AUDIT_WRITE", "BLOCK_SUSPEND", "BPF", "CHECKPOINT_RESTORE",
+	"CHOWN", "DAC_OVERRIDE", "DAC_READ_SEARCH", "FOWNER", "FSETID", "IPC_LOCK", "IPC_OWNER",
+	"KILL", "LEASE", "LINUX_IMMUTABLE", "MAC_ADMIN", "MAC_OVERRIDE", "MKNOD", "NET_ADMIN",
+	"NET_BIND_SERVICE", "NET_BROADCAST", "NET_RAW", "PERFMON", "SETFCAP", "SETGID", "SETPCAP",
+	"SETUID", "SYSLOG", "SYS_ADMIN", "SYS_BOOT", "SYS_CHROOT", "SYS_MODULE", "SYS_NICE",
+	"SYS_PACCT", "SYS_PTRACE", "SYS_RAWIO", "SYS_RESOURCE", "SYS_TIME", "SYS_TTY_CONFIG",
+	"WAKE_ALARM",
+}
+
+// capabilities checks cap_add: capability names, with or without CAP_,
+// any case; it returns them upper-case without the prefix, sorted.
+func capabilities(b *starlark.Builtin, list *starlark.List) ([]string, error) {
+	if list == nil {
+		return nil, nil
+	}
+	var caps []string
+	for i := 0; i < list.Len(); i++ {
+		s, ok := starlark.AsString(list.Index(i))
+		if !ok {
+			return nil, fmt.Errorf("%s: cap_add[%d] is %s; want a capability name such as \"NET_BIND_SERVICE\"", b.Name(), i, list.Index(i).Type())
+		}
+		name := strings.TrimPrefix(strings.ToUpper(s), "CAP_")
+		if !slices.Contains(linuxCapabilities, name) {
+			return nil, fmt.Errorf("%s: cap_add %q is not a Linux capability; see capabilities(7), for example \"NET_BIND_SERVICE\"", b.Name(), s)
+		}
+		caps = append(caps, name)
+	}
+	slices.Sort(caps)
+	return slices.Compact(caps), nil
 }
