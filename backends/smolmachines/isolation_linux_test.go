@@ -76,7 +76,7 @@ func guestRole(args []string) int {
 	if len(args) > 0 {
 		args = args[1:]
 	}
-	code, err := bottleguest.Run(context.Background(), forwards, args, bottleguest.Stdio{Stdin: os.Stdin, Stdout: os.Stdout, Stderr: os.Stderr})
+	code, err := bottleguest.Run(context.Background(), forwards, args, bottleguest.Stdio{Stdin: os.Stdin, Stdout: os.Stdout, Stderr: os.Stderr}, bottleguest.Lockdown{})
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "bottle guest:", err)
 	}
@@ -346,7 +346,7 @@ func (v *vm) command(t *testing.T, cmd ...string) (argv, env []string) {
 	t.Helper()
 	b := *v.b
 	b.Command = cmd
-	spec, err := buildSpec(&b, v.guestMount, v.guestMount, filepath.Join(v.guestMount, smolfileName), false)
+	spec, err := buildSpec(&b, v.guestMount, v.guestMount, filepath.Join(v.guestMount, smolfileName), false, bottleguest.Lockdown{})
 	if err != nil {
 		t.Fatalf("buildSpec: %v", err)
 	}

@@ -16,6 +16,7 @@ import (
 	"github.com/bottle-dev/bottle/plan"
 	"github.com/bottle-dev/bottle/render"
 	"github.com/bottle-dev/bottle/sidecars"
+	bottleguest "github.com/bottle-dev/bottle/sidecars/guest"
 	srt "github.com/bottle-dev/bottle/sidecars/runtime"
 )
 
@@ -82,8 +83,9 @@ type launchSpec struct {
 // buildSpec renders the Smolfile and the smolvm command lines of a
 // bottle. stageDir is the host directory holding the guest binary and
 // guestMount where the guest sees it; smolfilePath is where the Smolfile
-// will be; tty asks for a terminal.
-func buildSpec(b *backends.Bottle, stageDir, guestMount, smolfilePath string, tty bool) (*launchSpec, error) {
+// will be; tty asks for a terminal; lock is what bottle guest applies to
+// the agent (see lockdown).
+func buildSpec(b *backends.Bottle, stageDir, guestMount, smolfilePath string, tty bool, lock bottleguest.Lockdown) (*launchSpec, error) {
 	p := b.Plan
 	fws, hosts, err := forwards(p)
 	if err != nil {
@@ -127,8 +129,38 @@ func buildSpec(b *backends.Bottle, stageDir, guestMount, smolfilePath string, tt
 		s.exec = append(s.exec, "--secret-env", sec.Name+"="+hostVar)
 		s.execEnv = append(s.execEnv, hostVar+"="+b.Secrets[sec.Name])
 	}
-	s.exec = append(append(s.exec, "--", guestBin), sidecars.GuestArgs(fws, cmd)...)
+	args := sidecars.GuestArgs(fws, cmd)
+	if !lock.Empty() {
+		args = append([]string{args[0], "--lockdown", lock.String()}, args[1:]...)
+	}
+	s.exec = append(append(s.exec, "--", guestBin), args...)
 	return s, nil
+}
+
+// lockdown is what bottle guest does before the agent runs in the
+// microVM: smolvm shares only directories (virtiofs; src/data/storage.rs:98
+// at v1.8.1 refuses a file), so the protected paths cannot be mounts of
+// their own as in the docker backend, and its workload runs with every
+// capability (crates/smolvm-agent/src/oci.rs:505-514 at v1.8.1), which
+// would let the agent undo any mount. So bottle guest binds the protected
+// paths read-only in a mount namespace of the agent's own, remounts the
+// profile's mounts nosuid and nodev, and drops every capability and sets
+// no_new_privs before it runs the agent. Missing protected paths get their
+// placeholders on the host first (backends.Protect), where the guest sees
+// them through the share.
+func lockdown(b *backends.Bottle) (bottleguest.Lockdown, error) {
+	ops, err := backends.Protect(b.Plan, b.State)
+	if err != nil {
+		return bottleguest.Lockdown{}, err
+	}
+	l := bottleguest.Lockdown{DropCaps: true}
+	for _, m := range b.Plan.Mounts {
+		l.NoSuid = append(l.NoSuid, m.Target)
+	}
+	for _, op := range ops {
+		l.Binds = append(l.Binds, bottleguest.Bind{Path: op.Target, ReadOnly: op.ReadOnly})
+	}
+	return l, nil
 }
 
 // Launch starts the host sidecars, creates and boots the microVM, runs the
@@ -160,7 +192,11 @@ func (s *Backend) Launch(ctx context.Context, b *backends.Bottle, stdio backends
 		mount = stage // the stand-in smolvm runs `machine exec` on the host
 	}
 	smolfilePath := filepath.Join(b.State.Dir, smolfileName)
-	spec, err := buildSpec(b, stage, mount, smolfilePath, stdio.TTY)
+	lock, err := lockdown(b)
+	if err != nil {
+		return -1, err
+	}
+	spec, err := buildSpec(b, stage, mount, smolfilePath, stdio.TTY, lock)
 	if err != nil {
 		return -1, err
 	}

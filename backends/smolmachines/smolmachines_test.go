@@ -19,6 +19,7 @@ import (
 
 	"github.com/bottle-dev/bottle/backends"
 	"github.com/bottle-dev/bottle/plan"
+	bottleguest "github.com/bottle-dev/bottle/sidecars/guest"
 	srt "github.com/bottle-dev/bottle/sidecars/runtime"
 )
 
@@ -71,7 +72,7 @@ func testBottle() *backends.Bottle {
 
 func TestBuildSpecArgv(t *testing.T) {
 	b := testBottle()
-	s, err := buildSpec(b, state+"/guest", guestDir, state+"/Smolfile", true)
+	s, err := buildSpec(b, state+"/guest", guestDir, state+"/Smolfile", true, bottleguest.Lockdown{})
 	if err != nil {
 		t.Fatalf("buildSpec: %v", err)
 	}
@@ -118,7 +119,7 @@ func TestBuildSpecOneOff(t *testing.T) {
 	b := testBottle()
 	b.Command = []string{"sh", "-c", "exit 7"}
 	b.Plan.Secrets = nil
-	s, err := buildSpec(b, state+"/guest", guestDir, state+"/Smolfile", false)
+	s, err := buildSpec(b, state+"/guest", guestDir, state+"/Smolfile", false, bottleguest.Lockdown{})
 	if err != nil {
 		t.Fatalf("buildSpec: %v", err)
 	}
@@ -151,7 +152,7 @@ type smolfileKeys struct {
 }
 
 func TestBuildSpecSmolfile(t *testing.T) {
-	s, err := buildSpec(testBottle(), state+"/guest", guestDir, state+"/Smolfile", true)
+	s, err := buildSpec(testBottle(), state+"/guest", guestDir, state+"/Smolfile", true, bottleguest.Lockdown{})
 	if err != nil {
 		t.Fatalf("buildSpec: %v", err)
 	}
@@ -202,7 +203,7 @@ func TestBuildSpecSmolfile(t *testing.T) {
 func TestBuildSpecNoSiblings(t *testing.T) {
 	b := testBottle()
 	b.Plan.Sidecars = b.Plan.Sidecars[:1]
-	s, err := buildSpec(b, state+"/guest", guestDir, state+"/Smolfile", false)
+	s, err := buildSpec(b, state+"/guest", guestDir, state+"/Smolfile", false, bottleguest.Lockdown{})
 	if err != nil {
 		t.Fatalf("buildSpec: %v", err)
 	}
@@ -223,7 +224,7 @@ func TestBuildSpecRefuses(t *testing.T) {
 		t.Run(name, func(t *testing.T) {
 			b := testBottle()
 			tc.edit(b.Plan)
-			_, err := buildSpec(b, state+"/guest", guestDir, state+"/Smolfile", false)
+			_, err := buildSpec(b, state+"/guest", guestDir, state+"/Smolfile", false, bottleguest.Lockdown{})
 			if err == nil || !strings.Contains(err.Error(), tc.want) {
 				t.Errorf("buildSpec: %v, want an error containing %q", err, tc.want)
 			}

@@ -25,11 +25,31 @@ type GuestCmd struct {
 	Forward []guest.Forward `sep:"none" placeholder:"LISTEN=SOCKET" help:"Relay connections to this loopback address to this sidecar socket (repeatable)."`
 	Idle    bool            `help:"Run no command: wait for SIGTERM or SIGINT, reaping orphaned processes."`
 	Wait    time.Duration   `help:"Wait up to this long for every sidecar socket to accept connections before running the command (0: they must already)."`
+	// Lockdown (JSON, guest.Lockdown) is applied to the command: the
+	// smolmachines backend protects paths and drops privileges with it.
+	Lockdown string `hidden:"" help:"Protect paths and drop privileges for the command (JSON; set by bottle)."`
+	// LockdownExec is how Run starts the command under a lockdown.
+	LockdownExec string `name:"lockdown-exec" hidden:"" help:"Apply this lockdown (JSON) and become the command."`
 }
 
 // Run relays the forwards, runs the command given after "--" and exits
 // with its exit code.
 func (c *GuestCmd) Run(g *Globals) error {
+	if c.LockdownExec != "" {
+		l, err := guest.ParseLockdown(c.LockdownExec)
+		if err != nil {
+			return &exitError{code: guest.ExitSetupFailed, err: err}
+		}
+		code, err := guest.ExecLocked(l, g.Passthrough)
+		return &exitError{code: code, err: err}
+	}
+	var lock guest.Lockdown
+	if c.Lockdown != "" {
+		var err error
+		if lock, err = guest.ParseLockdown(c.Lockdown); err != nil {
+			return &exitError{code: guest.ExitSetupFailed, err: err}
+		}
+	}
 	if c.Idle {
 		if len(c.Forward) > 0 || len(g.Passthrough) > 0 {
 			return usageErr(errors.New("guest --idle takes neither --forward nor a command"))
@@ -45,7 +65,7 @@ func (c *GuestCmd) Run(g *Globals) error {
 	// bottle guest passes signals on to the command itself; the context
 	// Main cancels on SIGINT and SIGTERM would send a second one.
 	code, err := guest.Run(context.WithoutCancel(g.Ctx), c.Forward, g.Passthrough,
-		guest.Stdio{Stdin: os.Stdin, Stdout: fileOf(g.Stdout), Stderr: fileOf(g.Stderr)})
+		guest.Stdio{Stdin: os.Stdin, Stdout: fileOf(g.Stdout), Stderr: fileOf(g.Stderr)}, lock)
 	if err != nil {
 		return &exitError{code: code, err: err}
 	}

@@ -61,7 +61,23 @@ func helperMain(role string, args []string) int {
 // call Run.
 func guestHelper(args []string) int {
 	var forwards []Forward
+	var lock Lockdown
 	for len(args) > 0 && args[0] != "--" {
+		if (args[0] == "--lockdown" || args[0] == LockdownFlag) && len(args) >= 2 {
+			l, err := ParseLockdown(args[1])
+			if err != nil {
+				fmt.Fprintln(os.Stderr, "bottle guest:", err)
+				return ExitSetupFailed
+			}
+			if args[0] == LockdownFlag {
+				code, err := ExecLocked(l, args[3:])
+				fmt.Fprintln(os.Stderr, "bottle guest:", err)
+				return code
+			}
+			lock = l
+			args = args[2:]
+			continue
+		}
 		if args[0] != "--forward" || len(args) < 2 {
 			fmt.Fprintf(os.Stderr, "guest helper: unexpected %q\n", args[0])
 			return 2
@@ -77,7 +93,7 @@ func guestHelper(args []string) int {
 	if len(args) > 0 {
 		args = args[1:]
 	}
-	code, err := Run(context.Background(), forwards, args, Stdio{Stdin: os.Stdin, Stdout: os.Stdout, Stderr: os.Stderr})
+	code, err := Run(context.Background(), forwards, args, Stdio{Stdin: os.Stdin, Stdout: os.Stdout, Stderr: os.Stderr}, lock)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "bottle guest:", err)
 	}

@@ -45,7 +45,10 @@ var ForwardedSignals = []os.Signal{syscall.SIGINT, syscall.SIGTERM, syscall.SIGH
 //
 // Relay failures after the start (a sidecar that stops accepting) are
 // reported on stdio.Stderr, once per outage.
-func Run(ctx context.Context, forwards []Forward, argv []string, stdio Stdio) (int, error) {
+//
+// A Lockdown that is not empty is applied to the child before argv runs
+// (see Lockdown and ExecLocked).
+func Run(ctx context.Context, forwards []Forward, argv []string, stdio Stdio, lock Lockdown) (int, error) {
 	if len(argv) == 0 {
 		return ExitSetupFailed, errors.New("no command to run: give it after --")
 	}
@@ -90,7 +93,7 @@ func Run(ctx context.Context, forwards []Forward, argv []string, stdio Stdio) (i
 	if len(forwards) > 0 {
 		go watchSidecars(relayCtx, forwards, lost)
 	}
-	code, err := runChild(childCtx, argv, stdio)
+	code, err := runChild(childCtx, argv, stdio, lock)
 	if cause := context.Cause(childCtx); errors.Is(cause, ErrSidecarsGone) && log != nil {
 		fmt.Fprintf(log, "bottle guest: %v; stopped the command\n", cause)
 	}
@@ -163,7 +166,15 @@ func listen(forwards []Forward) ([]*net.TCPListener, error) {
 
 // runChild starts argv, forwards signals to its process group until it
 // exits, and returns its exit code.
-func runChild(ctx context.Context, argv []string, stdio Stdio) (int, error) {
+func runChild(ctx context.Context, argv []string, stdio Stdio, lock Lockdown) (int, error) {
+	name := argv[0]
+	attr := &syscall.SysProcAttr{}
+	if !lock.Empty() {
+		var err error
+		if argv, attr, err = lockdownCommand(lock, argv); err != nil {
+			return ExitSetupFailed, err
+		}
+	}
 	cmd := exec.Command(argv[0], argv[1:]...)
 	if stdio.Stdin != nil {
 		cmd.Stdin = stdio.Stdin
@@ -174,7 +185,8 @@ func runChild(ctx context.Context, argv []string, stdio Stdio) (int, error) {
 	if stdio.Stderr != nil {
 		cmd.Stderr = stdio.Stderr
 	}
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
+	attr.Setpgid, attr.Pdeathsig = true, syscall.SIGKILL
+	cmd.SysProcAttr = attr
 	if fd, ok := ownedTerminal(stdio.Stdin); ok {
 		cmd.SysProcAttr.Foreground = true
 		cmd.SysProcAttr.Ctty = fd
@@ -196,7 +208,7 @@ func runChild(ctx context.Context, argv []string, stdio Stdio) (int, error) {
 		if errors.Is(err, exec.ErrNotFound) || errors.Is(err, fs.ErrNotExist) {
 			code = ExitNotFound
 		}
-		return code, fmt.Errorf("start %q: %w", argv[0], err)
+		return code, fmt.Errorf("start %q: %w", name, err)
 	}
 	pgid := cmd.Process.Pid
 	waitc := make(chan error, 1)
