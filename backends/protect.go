@@ -99,6 +99,7 @@ func Protect(p *plan.Plan, st *State) ([]ProtectOp, error) {
 			continue
 		}
 		list := append(slices.Clone(m.Protect), hooksPath(m.HostPath)...)
+		list = append(list, submodulePaths(m.HostPath)...)
 		list = append(list, under(m.HostPath, p.Profile.Files)...)
 		for _, rel := range list {
 			if err = plan.CheckProtect(rel); err != nil {
@@ -245,6 +246,55 @@ func under(dir string, files []string) []string {
 			}
 			list = append(list, filepath.ToSlash(rel))
 			break
+		}
+	}
+	return list
+}
+
+// Gitlinks returns the paths of the submodules (gitlinks, mode 160000) in
+// the index of the repository at dir, slash-separated and relative to it;
+// nothing without git or outside a repository. It reads the index only
+// (git ls-files), which runs no hook.
+func Gitlinks(dir string) []string {
+	if fi, err := os.Lstat(filepath.Join(dir, ".git")); err != nil || fi.Mode()&fs.ModeSymlink != 0 {
+		return nil
+	}
+	git, err := exec.LookPath("git")
+	if err != nil {
+		return nil
+	}
+	out, err := exec.Command(git, "-C", dir, "-c", "core.fsmonitor=false", "ls-files", "--stage", "-z").Output()
+	if err != nil {
+		return nil
+	}
+	var links []string
+	for _, rec := range strings.Split(string(out), "\x00") {
+		meta, name, ok := strings.Cut(rec, "\t")
+		if ok && strings.HasPrefix(meta, "160000 ") {
+			links = append(links, name)
+		}
+	}
+	return links
+}
+
+// submodulePaths returns what to protect of the submodules checked out
+// under dir: git status on the host looks into each one, reading the git
+// directory its .git names. A .git file (the usual pointer into
+// .git/modules/) is protected whole; a .git directory like a
+// repository's own.
+func submodulePaths(dir string) []string {
+	var list []string
+	for _, link := range Gitlinks(dir) {
+		fi, err := os.Lstat(filepath.Join(dir, filepath.FromSlash(link), ".git"))
+		switch {
+		case err != nil:
+			continue // not checked out
+		case fi.IsDir():
+			for _, sub := range []string{"config", "commondir", "hooks/", "modules/"} {
+				list = append(list, link+"/.git/"+sub)
+			}
+		default:
+			list = append(list, link+"/.git")
 		}
 	}
 	return list

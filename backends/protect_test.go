@@ -203,3 +203,60 @@ func TestProtectHooksPath(t *testing.T) {
 		t.Errorf(".husky should be pinned: %+v", op)
 	}
 }
+
+// TestProtectSubmodule: a checked-out submodule's .git (a file pointing
+// into .git/modules/, or a directory) is protected, since git status on
+// the host looks into it.
+func TestProtectSubmodule(t *testing.T) {
+	if _, err := exec.LookPath("git"); err != nil {
+		t.Skip("git is not installed")
+	}
+	ws := t.TempDir()
+	run := func(args ...string) string {
+		t.Helper()
+		cmd := exec.Command("git", args...)
+		cmd.Env = append(os.Environ(), "GIT_AUTHOR_NAME=t", "GIT_AUTHOR_EMAIL=t@example.com", "GIT_COMMITTER_NAME=t", "GIT_COMMITTER_EMAIL=t@example.com")
+		out, err := cmd.CombinedOutput()
+		if err != nil {
+			t.Fatalf("git %v: %v\n%s", args, err, out)
+		}
+		return strings.TrimSpace(string(out))
+	}
+	run("init", "-q", ws)
+	for _, sub := range []string{"file", "dir"} {
+		p := filepath.Join(ws, sub)
+		run("init", "-q", p)
+		run("-C", p, "commit", "-q", "--allow-empty", "-m", "a")
+		run("-C", ws, "update-index", "--add", "--cacheinfo", "160000,"+run("-C", p, "rev-parse", "HEAD")+","+sub)
+	}
+	// Turn the first into the usual layout: its git directory under
+	// .git/modules, and a .git file pointing there.
+	if err := os.MkdirAll(filepath.Join(ws, ".git", "modules"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Rename(filepath.Join(ws, "file", ".git"), filepath.Join(ws, ".git", "modules", "file")); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(ws, "file", ".git"), []byte("gitdir: ../.git/modules/file\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if got := Gitlinks(ws); !slices.Equal(got, []string{"dir", "file"}) {
+		t.Fatalf("Gitlinks = %q", got)
+	}
+	ops, err := Protect(protectPlan(ws), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := opsByTarget(ops)
+	for target, ro := range map[string]bool{
+		"/workspace/file/.git":       true,
+		"/workspace/dir/.git":        false,
+		"/workspace/dir/.git/config": true,
+		"/workspace/dir/.git/hooks":  true,
+		"/workspace/.git/modules":    true,
+	} {
+		if op, ok := got[target]; !ok || op.ReadOnly != ro {
+			t.Errorf("%s: %+v (present %v), want read-only %v", target, op, ok, ro)
+		}
+	}
+}

@@ -24,6 +24,8 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -157,7 +159,41 @@ func Run(ctx context.Context, l Launch) (int, error) {
 	if l.Started != nil {
 		l.Started(p)
 	}
-	return backend.Launch(ctx, b, l.Stdio)
+	before := gitlinks(p)
+	code, err := backend.Launch(ctx, b, l.Stdio)
+	if l.Progress != nil {
+		warnNewGitlinks(l.Progress, p, before)
+	}
+	return code, err
+}
+
+// gitlinks maps each writable mount's host path to the submodules in its
+// index.
+func gitlinks(p *plan.Plan) map[string][]string {
+	m := map[string][]string{}
+	for _, mt := range p.Mounts {
+		if !mt.ReadOnly {
+			m[mt.HostPath] = backends.Gitlinks(mt.HostPath)
+		}
+	}
+	return m
+}
+
+// warnNewGitlinks reports the submodules the agent added to an index: git
+// status on the host looks into each one and would run what its own
+// .git/config names (core.fsmonitor), which no mount can protect, since
+// the agent may write the index and create directories. The paths are
+// quoted: the agent chose them.
+func warnNewGitlinks(w io.Writer, p *plan.Plan, before map[string][]string) {
+	for host, old := range before {
+		for _, link := range backends.Gitlinks(host) {
+			if slices.Contains(old, link) {
+				continue
+			}
+			fmt.Fprintf(w, "bottle: warning: the agent added a submodule at %s in %s; git on the host looks into it and runs what its git config names. Check it before running git there, or drop it with: git -C %s rm --cached %s\n",
+				strconv.Quote(link), strconv.Quote(host), strconv.Quote(host), strconv.Quote(link))
+		}
+	}
 }
 
 // Preflight runs the backend's checks and every sidecar unit's, and joins
