@@ -21,6 +21,7 @@
 package egress
 
 import (
+	"bufio"
 	"context"
 	"errors"
 	"fmt"
@@ -65,9 +66,9 @@ type Options struct {
 	// ConnectTimeout bounds resolving and dialing a destination; 0 means
 	// DefaultConnectTimeout.
 	ConnectTimeout time.Duration
-	// IdleTimeout closes a tunnel, or a kept-alive client connection between
-	// requests, after this long without traffic in either direction; 0
-	// means DefaultIdleTimeout.
+	// IdleTimeout closes a tunnel or an upgraded connection, or a
+	// kept-alive client connection between requests, after this long
+	// without traffic in either direction; 0 means DefaultIdleTimeout.
 	IdleTimeout time.Duration
 	// Log receives one JSON line per request (see Event); nil discards.
 	Log io.Writer
@@ -148,7 +149,7 @@ func New(opts Options) (*Proxy, error) {
 				// writes the client's bytes into the body, so it must stay
 				// writable; both directions are counted, and the idle
 				// timeout applies as to a tunnel.
-				resp.Body = &countingConn{rwc: rwc, up: &st.up, down: &st.down, idle: p.idleTimeout}
+				p.upgrade(st, resp, rwc)
 				return nil
 			}
 			resp.Body = &countingBody{ReadCloser: resp.Body, n: &st.down}
@@ -421,6 +422,9 @@ type forwardState struct {
 	status   atomic.Int64
 	up, down atomic.Int64
 	logged   atomic.Bool
+	// upgrade is the connection once the destination switched protocols;
+	// only the request's handler goroutine sets and reads it.
+	upgrade *upgraded
 }
 
 func (p *Proxy) serveForward(w http.ResponseWriter, r *http.Request) {
@@ -454,7 +458,11 @@ func (p *Proxy) serveForward(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	st := &forwardState{d: d}
-	p.forward.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), forwardKey{}, st)))
+	p.forward.ServeHTTP(&forwardWriter{ResponseWriter: w, st: st}, r.WithContext(context.WithValue(r.Context(), forwardKey{}, st)))
+	var idled bool
+	if u := st.upgrade; u != nil {
+		idled = u.end()
+	}
 	if st.logged.Load() {
 		return // forwardError logged the refusal
 	}
@@ -464,7 +472,95 @@ func (p *Proxy) serveForward(w http.ResponseWriter, r *http.Request) {
 	}
 	ev.Status = int(st.status.Load())
 	ev.BytesUp, ev.BytesDown = st.up.Load(), st.down.Load()
+	if idled {
+		ev.Error = fmt.Sprintf("closed after %s without traffic", p.idleTimeout)
+	}
 	p.finish(&ev)
+}
+
+// upgrade takes on resp, the destination's switch to another protocol, with
+// rwc its connection: it counts the connection's bytes and watches it for
+// the idle timeout.
+func (p *Proxy) upgrade(st *forwardState, resp *http.Response, rwc io.ReadWriteCloser) {
+	u := &upgraded{backend: rwc, done: make(chan struct{}), idled: make(chan bool, 1)}
+	st.upgrade = u
+	resp.Body = &countingConn{rwc: rwc, up: &st.up, down: &st.down}
+	progress := func() uint64 { return uint64(st.up.Load() + st.down.Load()) }
+	go func() { u.idled <- watchIdle(p.idleTimeout, progress, u.done, u.close) }()
+}
+
+// errUpgradeClosed refuses to take a client connection over for an
+// upgrade that was closed already.
+var errUpgradeClosed = errors.New("the upgraded connection was closed")
+
+// upgraded is a connection switched to another protocol on the forward
+// path. The reverse proxy relays it between the client's connection, which
+// it takes over from the HTTP server, and the destination's; the proxy
+// keeps hold of both so that the idle timeout can close them.
+type upgraded struct {
+	mu      sync.Mutex
+	backend io.Closer
+	client  net.Conn // once taken over
+	closed  bool
+
+	done  chan struct{} // closed when the relay has ended
+	idled chan bool     // the idle watch's verdict
+}
+
+// hijack takes the client connection over from w for the relay, unless
+// the upgrade was closed already.
+func (u *upgraded) hijack(w http.ResponseWriter) (net.Conn, *bufio.ReadWriter, error) {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	if u.closed {
+		return nil, nil, errUpgradeClosed
+	}
+	c, brw, err := http.NewResponseController(w).Hijack()
+	if err != nil {
+		return nil, nil, err
+	}
+	c.SetDeadline(time.Time{})
+	u.client = c
+	return c, brw, nil
+}
+
+func (u *upgraded) close() {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	if u.closed {
+		return
+	}
+	u.closed = true
+	u.backend.Close()
+	if u.client != nil {
+		u.client.Close()
+	}
+}
+
+// end stops the idle watch once the relay has ended and reports whether
+// the idle timeout closed the connection.
+func (u *upgraded) end() (idled bool) {
+	close(u.done)
+	idled = <-u.idled
+	u.close()
+	return idled
+}
+
+// forwardWriter is the response writer the reverse proxy answers a
+// forwarded request through: it takes the client connection over for an
+// upgrade only through the upgrade's bookkeeping.
+type forwardWriter struct {
+	http.ResponseWriter
+	st *forwardState
+}
+
+func (w *forwardWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
+
+func (w *forwardWriter) Hijack() (net.Conn, *bufio.ReadWriter, error) {
+	if w.st.upgrade == nil {
+		return nil, nil, errors.New("egress: no protocol switch to take the connection over for")
+	}
+	return w.st.upgrade.hijack(w.ResponseWriter)
 }
 
 // dialForward is the forwarding transport's dialer: it dials the request's
@@ -602,29 +698,19 @@ func (p *Proxy) finish(ev *Event) {
 }
 
 // countingConn is an upgraded connection's body: it counts the bytes read
-// (down) and written (up), and, when the upstream connection has
-// deadlines, closes it after idle with no traffic either way.
+// (down) and written (up).
 type countingConn struct {
 	rwc      io.ReadWriteCloser
 	up, down *atomic.Int64
-	idle     time.Duration
-}
-
-func (c *countingConn) extend() {
-	if d, ok := c.rwc.(interface{ SetDeadline(time.Time) error }); ok && c.idle > 0 {
-		d.SetDeadline(time.Now().Add(c.idle))
-	}
 }
 
 func (c *countingConn) Read(p []byte) (int, error) {
-	c.extend()
 	n, err := c.rwc.Read(p)
 	c.down.Add(int64(n))
 	return n, err
 }
 
 func (c *countingConn) Write(p []byte) (int, error) {
-	c.extend()
 	n, err := c.rwc.Write(p)
 	c.up.Add(int64(n))
 	return n, err
