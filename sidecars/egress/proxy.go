@@ -15,9 +15,10 @@
 // Every request is decided separately, also on a kept-alive client
 // connection, and logged as one JSON line (Event). Rules may be replaced or
 // extended while the proxy runs (SetRules, AddRule) without dropping open
-// tunnels. A tunnel lives until either side closes it or no byte has moved in
-// either direction for the idle timeout; there is no cap on its total
-// duration.
+// tunnels. A tunnel, or a connection upgraded to another protocol (a
+// WebSocket) on the forward path, lives until either side closes it, no
+// byte has moved in either direction for the idle timeout, or the proxy
+// stops; there is no cap on its total duration.
 package egress
 
 import (
@@ -88,11 +89,25 @@ type Proxy struct {
 	srv            *http.Server
 	forward        *httputil.ReverseProxy
 
-	tunnelsMu sync.Mutex
-	tunnels   map[*tunnel]struct{}
-	closing   bool // no new tunnels once set
-	tunnelsWG sync.WaitGroup
+	// The connections the HTTP server no longer manages, CONNECT tunnels
+	// and upgraded connections, which its Shutdown and Close leave alone.
+	hijackedMu sync.Mutex
+	hijacked   map[hijacked]struct{}
+	closing    bool // none are taken on once set
+	// hijackedWG counts the handlers of the hijacked connections, each
+	// until it has logged its connection.
+	hijackedWG sync.WaitGroup
 }
+
+// hijacked is a client connection taken over from the HTTP server.
+type hijacked interface {
+	// shut closes both ends because the proxy stops.
+	shut()
+}
+
+// stoppedText is the log's error for a connection the proxy closed when it
+// stopped.
+const stoppedText = "closed when the proxy stopped"
 
 // New returns a proxy configured by opts. It fails when a rule is invalid.
 func New(opts Options) (*Proxy, error) {
@@ -101,7 +116,7 @@ func New(opts Options) (*Proxy, error) {
 		connectTimeout: opts.ConnectTimeout,
 		idleTimeout:    opts.IdleTimeout,
 		log:            NewLog(opts.Log),
-		tunnels:        map[*tunnel]struct{}{},
+		hijacked:       map[hijacked]struct{}{},
 	}
 	if p.resolver == nil {
 		p.resolver = net.DefaultResolver
@@ -148,9 +163,8 @@ func New(opts Options) (*Proxy, error) {
 				// An upgraded connection (WebSocket): the reverse proxy
 				// writes the client's bytes into the body, so it must stay
 				// writable; both directions are counted, and the idle
-				// timeout applies as to a tunnel.
-				p.upgrade(st, resp, rwc)
-				return nil
+				// timeout and a shutdown apply as to a tunnel.
+				return p.upgrade(st, resp, rwc)
 			}
 			resp.Body = &countingBody{ReadCloser: resp.Body, n: &st.down}
 			return nil
@@ -246,22 +260,23 @@ func (p *Proxy) Serve(ln net.Listener) error {
 	return nil
 }
 
-// Shutdown stops accepting clients and waits for requests and tunnels in
-// flight to end, until ctx is done; it then closes whatever is left and
-// returns ctx's error.
+// Shutdown stops accepting clients and waits for requests, tunnels and
+// upgraded connections in flight to end, until ctx is done; it then closes
+// whatever is left and returns ctx's error. Every tunnel and upgraded
+// connection has been logged when it returns.
 func (p *Proxy) Shutdown(ctx context.Context) error {
 	defer p.log.Flush()
-	p.stopTunnels(false)
+	p.stopHijacked(false)
 	err := p.srv.Shutdown(ctx)
 	done := make(chan struct{})
 	go func() {
-		p.tunnelsWG.Wait()
+		p.hijackedWG.Wait()
 		close(done)
 	}()
 	select {
 	case <-done:
 	case <-ctx.Done():
-		p.stopTunnels(true)
+		p.stopHijacked(true)
 		<-done
 		if err == nil {
 			err = ctx.Err()
@@ -274,27 +289,28 @@ func (p *Proxy) Shutdown(ctx context.Context) error {
 	return nil
 }
 
-// Close stops the proxy at once, closing listeners, client connections and
-// tunnels.
+// Close stops the proxy at once, closing listeners, client connections,
+// tunnels and upgraded connections; it returns once they are logged.
 func (p *Proxy) Close() error {
 	defer p.log.Flush()
 	err := p.srv.Close()
-	p.stopTunnels(true)
-	p.tunnelsWG.Wait()
+	p.stopHijacked(true)
+	p.hijackedWG.Wait()
 	if err != nil {
 		return fmt.Errorf("close egress proxy: %w", err)
 	}
 	return nil
 }
 
-// stopTunnels refuses new tunnels and, with closeOpen, closes open ones.
-func (p *Proxy) stopTunnels(closeOpen bool) {
-	p.tunnelsMu.Lock()
-	defer p.tunnelsMu.Unlock()
+// stopHijacked refuses new tunnels and upgrades and, with closeOpen, shuts
+// the open ones.
+func (p *Proxy) stopHijacked(closeOpen bool) {
+	p.hijackedMu.Lock()
+	defer p.hijackedMu.Unlock()
 	p.closing = true
 	if closeOpen {
-		for t := range p.tunnels {
-			t.close()
+		for c := range p.hijacked {
+			c.shut()
 		}
 	}
 }
@@ -363,7 +379,7 @@ func (p *Proxy) serveConnect(w http.ResponseWriter, r *http.Request) {
 	t := &tunnel{client: client, upstream: upstream}
 	if !p.track(t) {
 		t.close()
-		ev.Error = "proxy is shutting down"
+		ev.Error = errStopping.Error()
 		p.finish(&ev)
 		return
 	}
@@ -390,26 +406,31 @@ func (p *Proxy) serveConnect(w http.ResponseWriter, r *http.Request) {
 	if err := t.run(p.idleTimeout); err != nil {
 		ev.Error = err.Error()
 	}
+	if t.stopped.Load() {
+		ev.Error = stoppedText
+	}
 	ev.BytesUp, ev.BytesDown = t.up.Load(), t.down.Load()
 	p.finish(&ev)
 }
 
-func (p *Proxy) track(t *tunnel) bool {
-	p.tunnelsMu.Lock()
-	defer p.tunnelsMu.Unlock()
+// track adds c to the hijacked connections, unless the proxy is stopping.
+// The caller calls untrack once it has logged c.
+func (p *Proxy) track(c hijacked) bool {
+	p.hijackedMu.Lock()
+	defer p.hijackedMu.Unlock()
 	if p.closing {
 		return false
 	}
-	p.tunnels[t] = struct{}{}
-	p.tunnelsWG.Add(1)
+	p.hijacked[c] = struct{}{}
+	p.hijackedWG.Add(1)
 	return true
 }
 
-func (p *Proxy) untrack(t *tunnel) {
-	p.tunnelsMu.Lock()
-	delete(p.tunnels, t)
-	p.tunnelsMu.Unlock()
-	p.tunnelsWG.Done()
+func (p *Proxy) untrack(c hijacked) {
+	p.hijackedMu.Lock()
+	delete(p.hijacked, c)
+	p.hijackedMu.Unlock()
+	p.hijackedWG.Done()
 }
 
 // forwardKey carries a *forwardState in an absolute-URI request's context.
@@ -458,10 +479,16 @@ func (p *Proxy) serveForward(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	st := &forwardState{d: d}
+	defer func() {
+		// After the log line: Shutdown waits for it.
+		if st.upgrade != nil {
+			p.untrack(st.upgrade)
+		}
+	}()
 	p.forward.ServeHTTP(&forwardWriter{ResponseWriter: w, st: st}, r.WithContext(context.WithValue(r.Context(), forwardKey{}, st)))
-	var idled bool
+	var idled, stopped bool
 	if u := st.upgrade; u != nil {
-		idled = u.end()
+		idled, stopped = u.end()
 	}
 	if st.logged.Load() {
 		return // forwardError logged the refusal
@@ -472,36 +499,45 @@ func (p *Proxy) serveForward(w http.ResponseWriter, r *http.Request) {
 	}
 	ev.Status = int(st.status.Load())
 	ev.BytesUp, ev.BytesDown = st.up.Load(), st.down.Load()
-	if idled {
+	switch {
+	case stopped:
+		ev.Error = stoppedText
+	case idled:
 		ev.Error = fmt.Sprintf("closed after %s without traffic", p.idleTimeout)
 	}
 	p.finish(&ev)
 }
 
+// errStopping refuses a tunnel or an upgrade while the proxy stops.
+var errStopping = errors.New("proxy is shutting down")
+
 // upgrade takes on resp, the destination's switch to another protocol, with
-// rwc its connection: it counts the connection's bytes and watches it for
-// the idle timeout.
-func (p *Proxy) upgrade(st *forwardState, resp *http.Response, rwc io.ReadWriteCloser) {
+// rwc its connection: it tracks the connection, so that a shutdown closes
+// it, watches it for the idle timeout and counts its bytes. It refuses the
+// switch while the proxy stops.
+func (p *Proxy) upgrade(st *forwardState, resp *http.Response, rwc io.ReadWriteCloser) error {
 	u := &upgraded{backend: rwc, done: make(chan struct{}), idled: make(chan bool, 1)}
+	if !p.track(u) {
+		return errStopping
+	}
 	st.upgrade = u
 	resp.Body = &countingConn{rwc: rwc, up: &st.up, down: &st.down}
 	progress := func() uint64 { return uint64(st.up.Load() + st.down.Load()) }
 	go func() { u.idled <- watchIdle(p.idleTimeout, progress, u.done, u.close) }()
+	return nil
 }
-
-// errUpgradeClosed refuses to take a client connection over for an
-// upgrade that was closed already.
-var errUpgradeClosed = errors.New("the upgraded connection was closed")
 
 // upgraded is a connection switched to another protocol on the forward
 // path. The reverse proxy relays it between the client's connection, which
 // it takes over from the HTTP server, and the destination's; the proxy
-// keeps hold of both so that the idle timeout can close them.
+// keeps hold of both so that the idle timeout and a shutdown can close
+// them.
 type upgraded struct {
 	mu      sync.Mutex
 	backend io.Closer
 	client  net.Conn // once taken over
 	closed  bool
+	stopped bool // closed because the proxy stops
 
 	done  chan struct{} // closed when the relay has ended
 	idled chan bool     // the idle watch's verdict
@@ -513,7 +549,7 @@ func (u *upgraded) hijack(w http.ResponseWriter) (net.Conn, *bufio.ReadWriter, e
 	u.mu.Lock()
 	defer u.mu.Unlock()
 	if u.closed {
-		return nil, nil, errUpgradeClosed
+		return nil, nil, errStopping
 	}
 	c, brw, err := http.NewResponseController(w).Hijack()
 	if err != nil {
@@ -537,13 +573,22 @@ func (u *upgraded) close() {
 	}
 }
 
+func (u *upgraded) shut() {
+	u.mu.Lock()
+	u.stopped = !u.closed
+	u.mu.Unlock()
+	u.close()
+}
+
 // end stops the idle watch once the relay has ended and reports whether
-// the idle timeout closed the connection.
-func (u *upgraded) end() (idled bool) {
+// the idle timeout or the proxy's stop closed the connection.
+func (u *upgraded) end() (idled, stopped bool) {
 	close(u.done)
 	idled = <-u.idled
 	u.close()
-	return idled
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	return idled, u.stopped
 }
 
 // forwardWriter is the response writer the reverse proxy answers a

@@ -16,6 +16,8 @@ type tunnel struct {
 	// up and down count bytes from the client to the destination and back.
 	up, down  atomic.Int64
 	closeOnce sync.Once
+	// stopped is set when the proxy closed the tunnel because it stops.
+	stopped atomic.Bool
 }
 
 func (t *tunnel) close() {
@@ -23,6 +25,11 @@ func (t *tunnel) close() {
 		t.client.Close()
 		t.upstream.Close()
 	})
+}
+
+func (t *tunnel) shut() {
+	t.stopped.Store(true)
+	t.close()
 }
 
 // genericCopyBuffer is the buffer size of the copy loop used where the

@@ -2,6 +2,7 @@ package egress
 
 import (
 	"bufio"
+	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -10,6 +11,7 @@ import (
 	"net/http/httptest"
 	"os"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -226,4 +228,111 @@ func TestUpgradeIdleTimeout(t *testing.T) {
 			t.Errorf("log line: %+v; want %d bytes up", ev, ticks)
 		}
 	})
+}
+
+// TestStopClosesHijacked: Shutdown and Close close open tunnels and
+// upgraded connections, also one whose client reads nothing while the
+// destination sends, and each is logged with its bytes before they return.
+func TestStopClosesHijacked(t *testing.T) {
+	const grace = 200 * time.Millisecond
+	echoPort := echoServer(t, echo)
+	floodPort := echoServer(t, func(c net.Conn) {
+		for {
+			if _, err := c.Write(make([]byte, 64<<10)); err != nil {
+				return
+			}
+		}
+	})
+	echoUpgrade := upgradeServer(t, func(c net.Conn, rw *bufio.ReadWriter) {
+		rw.Flush()
+		io.Copy(c, rw)
+	})
+	floodUpgrade := upgradeServer(t, func(c net.Conn, rw *bufio.ReadWriter) {
+		rw.Flush()
+		for {
+			if _, err := c.Write(make([]byte, 64<<10)); err != nil {
+				return
+			}
+		}
+	})
+	stops := map[string]func(*testProxy) error{
+		"Shutdown": func(tp *testProxy) error {
+			ctx, cancel := context.WithTimeout(context.Background(), grace)
+			defer cancel()
+			return tp.Shutdown(ctx)
+		},
+		"Close": func(tp *testProxy) error { return tp.Close() },
+	}
+	for stopName, stop := range stops {
+		for _, tc := range []struct {
+			name    string
+			port    int
+			upgrade bool
+			flood   bool
+		}{
+			{"tunnel", echoPort, false, false},
+			{"upgrade", echoUpgrade, true, false},
+			{"tunnel, client not reading", floodPort, false, true},
+			{"upgrade, client not reading", floodUpgrade, true, true},
+		} {
+			t.Run(stopName+"/"+tc.name, func(t *testing.T) {
+				tp := startProxy(t, "tcp", Options{
+					Resolver: fakeResolver{"ws.example.org": loopback},
+					Rules:    []plan.Rule{{Host: "ws.example.org", Ports: []int{tc.port}, AllowPrivate: true}},
+				})
+				var c net.Conn
+				var r io.Reader
+				if tc.upgrade {
+					c, r = openUpgrade(t, tp.dial, tc.port)
+				} else {
+					c = tp.openTunnel(t, fmt.Sprintf("ws.example.org:%d", tc.port))
+					r = c
+				}
+				c.SetDeadline(time.Now().Add(10 * time.Second))
+				if tc.flood {
+					// Let the buffers between destination and client fill.
+					io.ReadFull(r, make([]byte, 1000))
+					time.Sleep(100 * time.Millisecond)
+				} else {
+					io.WriteString(c, "ping\n")
+					if b := make([]byte, 5); !readFull(r, b) || string(b) != "ping\n" {
+						t.Fatalf("no echo: %q", b)
+					}
+				}
+				start := time.Now()
+				err := stop(tp)
+				took := time.Since(start)
+				if took > grace+2*time.Second {
+					t.Errorf("%s took %v", stopName, took)
+				}
+				if stopName == "Shutdown" && err == nil {
+					t.Errorf("Shutdown cut an open connection and returned nil")
+				}
+				// Logged by the time the stop returned.
+				evs := tp.log.events(t)
+				if len(evs) != 1 {
+					t.Fatalf("log after %s: %+v; want one line", stopName, evs)
+				}
+				ev := evs[0]
+				if ev.Error != stoppedText || ev.BytesDown < 5 || !tc.flood && ev.BytesUp != 5 {
+					t.Errorf("log line: %+v", ev)
+				}
+				if !tc.flood {
+					if _, err := r.Read(make([]byte, 1)); err != io.EOF {
+						t.Errorf("read after %s: %v, want EOF", stopName, err)
+					}
+				} else {
+					// Drain what was buffered before the close.
+					if _, err := io.Copy(io.Discard, r); err != nil && !errors.Is(err, syscall.ECONNRESET) {
+						t.Errorf("read after %s: %v, want the connection closed", stopName, err)
+					}
+				}
+			})
+		}
+	}
+}
+
+func readFull(r io.Reader, b []byte) bool {
+	_, err := io.ReadFull(r, b)
+	return err == nil
 }
