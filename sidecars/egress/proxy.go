@@ -763,6 +763,17 @@ func (c *countingConn) Write(p []byte) (int, error) {
 
 func (c *countingConn) Close() error { return c.rwc.Close() }
 
+// CloseWrite passes the client's end of stream on to the destination as a
+// half-close, as through a tunnel; the reverse proxy does that only through
+// a body with this method, and otherwise ends the relay at once, dropping
+// what the destination had still to send.
+func (c *countingConn) CloseWrite() error {
+	if cw, ok := c.rwc.(interface{ CloseWrite() error }); ok {
+		return cw.CloseWrite()
+	}
+	return errors.ErrUnsupported
+}
+
 // countingBody counts the bytes read through a body.
 type countingBody struct {
 	io.ReadCloser

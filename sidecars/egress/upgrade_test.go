@@ -336,3 +336,28 @@ func readFull(r io.Reader, b []byte) bool {
 	_, err := io.ReadFull(r, b)
 	return err == nil
 }
+
+// TestUpgradeHalfClose: a client's end of stream reaches the destination as
+// a half-close, as through a tunnel, and the destination's answer after it
+// still reaches the client.
+func TestUpgradeHalfClose(t *testing.T) {
+	port := upgradeServer(t, func(c net.Conn, rw *bufio.ReadWriter) {
+		rw.Flush()
+		b, _ := io.ReadAll(rw)
+		fmt.Fprintf(rw, "got %d bytes", len(b))
+	})
+	tp := upgradeProxy(t, port, 0)
+	c, br := openUpgrade(t, tp.dial, port)
+	io.WriteString(c, strings.Repeat("x", 100000))
+	if err := c.(*net.TCPConn).CloseWrite(); err != nil {
+		t.Fatal(err)
+	}
+	b, err := io.ReadAll(br)
+	if err != nil || string(b) != "got 100000 bytes" {
+		t.Fatalf("%q, %v", b, err)
+	}
+	ev := tp.log.waitEvents(t, 1)[0]
+	if ev.BytesUp != 100000 || ev.BytesDown != int64(len("got 100000 bytes")) || ev.Error != "" {
+		t.Errorf("log line: %+v", ev)
+	}
+}
