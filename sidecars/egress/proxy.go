@@ -557,7 +557,39 @@ func (u *upgraded) hijack(w http.ResponseWriter) (net.Conn, *bufio.ReadWriter, e
 	}
 	c.SetDeadline(time.Time{})
 	u.client = c
+	if brw.Reader.Buffered() > 0 {
+		// The reverse proxy relays from the connection, not from brw:
+		// bytes the client sent right behind its request, which the
+		// server has read ahead, would be lost.
+		return &readAheadConn{Conn: c, r: brw.Reader}, brw, nil
+	}
 	return c, brw, nil
+}
+
+// readAheadConn is a client connection whose first bytes the HTTP server
+// has read ahead into r.
+type readAheadConn struct {
+	net.Conn
+	r *bufio.Reader // until drained
+}
+
+func (c *readAheadConn) Read(p []byte) (int, error) {
+	if c.r != nil {
+		if c.r.Buffered() > 0 {
+			return c.r.Read(p) // only what is buffered
+		}
+		c.r = nil
+	}
+	return c.Conn.Read(p)
+}
+
+// CloseWrite half-closes the connection, which the reverse proxy does when
+// the destination has ended its stream.
+func (c *readAheadConn) CloseWrite() error {
+	if cw, ok := c.Conn.(interface{ CloseWrite() error }); ok {
+		return cw.CloseWrite()
+	}
+	return errors.ErrUnsupported
 }
 
 func (u *upgraded) close() {

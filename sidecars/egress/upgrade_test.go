@@ -361,3 +361,36 @@ func TestUpgradeHalfClose(t *testing.T) {
 		t.Errorf("log line: %+v", ev)
 	}
 }
+
+// TestUpgradeEarlyBytes: bytes the client sends right behind its upgrade
+// request, before it has the 101, are passed on, as after a CONNECT.
+func TestUpgradeEarlyBytes(t *testing.T) {
+	port := upgradeServer(t, func(c net.Conn, rw *bufio.ReadWriter) {
+		rw.Flush()
+		io.Copy(c, rw)
+	})
+	tp := upgradeProxy(t, port, 0)
+	c, err := tp.dial()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(10 * time.Second))
+	fmt.Fprintf(c, "GET http://ws.example.org:%d/ HTTP/1.1\r\nHost: ws.example.org:%d\r\nConnection: Upgrade\r\nUpgrade: test\r\n\r\nearly\n", port, port)
+	br := bufio.NewReader(c)
+	resp, err := http.ReadResponse(br, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if resp.StatusCode != http.StatusSwitchingProtocols {
+		t.Fatalf("the upgrade got %s", resp.Status)
+	}
+	line, err := br.ReadString('\n')
+	if line != "early\n" {
+		t.Fatalf("echo of the early bytes: %q, %v", line, err)
+	}
+	c.Close()
+	if ev := tp.log.waitEvents(t, 1)[0]; ev.BytesUp != 6 || ev.BytesDown != 6 {
+		t.Errorf("log line: %+v", ev)
+	}
+}
