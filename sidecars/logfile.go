@@ -3,6 +3,7 @@ package sidecars
 import (
 	"fmt"
 	"os"
+	"runtime/debug"
 	"sync"
 )
 
@@ -18,6 +19,8 @@ type RotatingFile struct {
 	path string
 	f    *os.File
 	size int64
+	// crash is set once the file receives the process's crash output.
+	crash bool
 }
 
 // OpenLog opens path for appending, creating it with mode 0600. The
@@ -60,6 +63,22 @@ func (lf *RotatingFile) rotate() error {
 	}
 	lf.f.Close()
 	lf.f, lf.size = f, 0
+	if lf.crash {
+		debug.SetCrashOutput(f, debug.CrashOptions{})
+	}
+	return nil
+}
+
+// CrashOutput makes the Go runtime also write this process's fatal error or
+// unhandled panic to the file (runtime/debug.SetCrashOutput), also once it
+// has rotated, until Close: for a process whose standard error is not kept.
+func (lf *RotatingFile) CrashOutput() error {
+	lf.mu.Lock()
+	defer lf.mu.Unlock()
+	if err := debug.SetCrashOutput(lf.f, debug.CrashOptions{}); err != nil {
+		return fmt.Errorf("log crashes to %s: %w", lf.path, err)
+	}
+	lf.crash = true
 	return nil
 }
 
@@ -67,5 +86,9 @@ func (lf *RotatingFile) rotate() error {
 func (lf *RotatingFile) Close() error {
 	lf.mu.Lock()
 	defer lf.mu.Unlock()
+	if lf.crash {
+		debug.SetCrashOutput(nil, debug.CrashOptions{})
+		lf.crash = false
+	}
 	return lf.f.Close()
 }

@@ -210,8 +210,8 @@ const fixtureHost = "fixtures.bottle.test"
 const deniedHost = "denied.bottle.test"
 
 // sidecarsInHostsNS is the executable handed to srt.Launch in place of
-// bottle: it runs `<test binary> sidecars --config FILE` (this package's
-// TestMain) in a new mount namespace, private, whose /etc/hosts is
+// bottle: it runs `<test binary> sidecars --config FILE --log FILE` (this
+// package's TestMain) in a new mount namespace, private, whose /etc/hosts is
 // $BOTTLE_SMOL_TEST_HOSTS. Every exec keeps the pid, so Launch's pid,
 // process group and ready-file checks see the sidecar process itself.
 const sidecarsInHostsNS = `#!/bin/sh

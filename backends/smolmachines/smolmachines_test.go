@@ -23,12 +23,12 @@ import (
 	srt "github.com/bottle-dev/bottle/sidecars/runtime"
 )
 
-// TestMain lets the test binary serve as `bottle sidecars --config FILE`,
-// which Launch starts on the host.
+// TestMain lets the test binary serve as `bottle sidecars --config FILE
+// --log FILE`, which Launch starts on the host.
 func TestMain(m *testing.M) {
-	if len(os.Args) == 4 && os.Args[1] == "sidecars" && os.Args[2] == "--config" {
+	if len(os.Args) == 6 && os.Args[1] == "sidecars" && os.Args[2] == "--config" && os.Args[4] == "--log" {
 		ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-		err := srt.Run(ctx, os.Args[3], os.Stdout, os.Stderr)
+		err := srt.RunLogged(ctx, os.Args[3], os.Args[5], os.Stdout, os.Stderr)
 		stop()
 		if err != nil {
 			fmt.Fprintln(os.Stderr, err)

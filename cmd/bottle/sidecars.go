@@ -1,10 +1,6 @@
 package main
 
 import (
-	"fmt"
-	"io"
-
-	"github.com/bottle-dev/bottle/sidecars"
 	_ "github.com/bottle-dev/bottle/sidecars/all" // links every sidecar unit in
 	srt "github.com/bottle-dev/bottle/sidecars/runtime"
 )
@@ -12,20 +8,14 @@ import (
 // SidecarsCmd runs a bottle's sidecars; backends start it, people do not.
 type SidecarsCmd struct {
 	Config string `required:"" type:"path" help:"The rendered sidecar configuration (JSON)."`
-	Log    string `type:"path" help:"Also append everything the sidecars print to this file (mode 0600, rotated at 16 MiB), which bottle logs reads; the docker bundle's output otherwise stays in docker's own log."`
+	Log    string `type:"path" help:"Also append everything the sidecars print, and how they fail, to this file (mode 0600, rotated at 16 MiB), which bottle logs reads; the docker bundle's output otherwise stays in docker's own log."`
 }
 
 // Run serves the sidecars until SIGTERM or SIGINT, or until the
 // controlling bottle dies.
 func (c *SidecarsCmd) Run(g *Globals) error {
-	stdout, stderr := g.Stdout, g.Stderr
 	if c.Log != "" {
-		f, err := sidecars.OpenLog(c.Log)
-		if err != nil {
-			return fmt.Errorf("open the sidecar log: %w", err)
-		}
-		defer f.Close()
-		stdout, stderr = io.MultiWriter(stdout, f), io.MultiWriter(stderr, f)
+		return srt.RunLogged(g.Ctx, c.Config, c.Log, g.Stdout, g.Stderr)
 	}
-	return srt.Run(g.Ctx, c.Config, stdout, stderr)
+	return srt.Run(g.Ctx, c.Config, g.Stdout, g.Stderr)
 }

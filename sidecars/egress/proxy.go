@@ -15,12 +15,14 @@
 // Every request is decided separately, also on a kept-alive client
 // connection, and logged as one JSON line (Event). Rules may be replaced or
 // extended while the proxy runs (SetRules, AddRule) without dropping open
-// tunnels. A tunnel lives until either side closes it or no byte has moved in
-// either direction for the idle timeout; there is no cap on its total
-// duration.
+// tunnels. A tunnel, or a connection upgraded to another protocol (a
+// WebSocket) on the forward path, lives until either side closes it, no
+// byte has moved in either direction for the idle timeout, or the proxy
+// stops; there is no cap on its total duration.
 package egress
 
 import (
+	"bufio"
 	"context"
 	"errors"
 	"fmt"
@@ -65,9 +67,9 @@ type Options struct {
 	// ConnectTimeout bounds resolving and dialing a destination; 0 means
 	// DefaultConnectTimeout.
 	ConnectTimeout time.Duration
-	// IdleTimeout closes a tunnel, or a kept-alive client connection between
-	// requests, after this long without traffic in either direction; 0
-	// means DefaultIdleTimeout.
+	// IdleTimeout closes a tunnel or an upgraded connection, or a
+	// kept-alive client connection between requests, after this long
+	// without traffic in either direction; 0 means DefaultIdleTimeout.
 	IdleTimeout time.Duration
 	// Log receives one JSON line per request (see Event); nil discards.
 	Log io.Writer
@@ -87,11 +89,25 @@ type Proxy struct {
 	srv            *http.Server
 	forward        *httputil.ReverseProxy
 
-	tunnelsMu sync.Mutex
-	tunnels   map[*tunnel]struct{}
-	closing   bool // no new tunnels once set
-	tunnelsWG sync.WaitGroup
+	// The connections the HTTP server no longer manages, CONNECT tunnels
+	// and upgraded connections, which its Shutdown and Close leave alone.
+	hijackedMu sync.Mutex
+	hijacked   map[hijacked]struct{}
+	closing    bool // none are taken on once set
+	// hijackedWG counts the handlers of the hijacked connections, each
+	// until it has logged its connection.
+	hijackedWG sync.WaitGroup
 }
+
+// hijacked is a client connection taken over from the HTTP server.
+type hijacked interface {
+	// shut closes both ends because the proxy stops.
+	shut()
+}
+
+// stoppedText is the log's error for a connection the proxy closed when it
+// stopped.
+const stoppedText = "closed when the proxy stopped"
 
 // New returns a proxy configured by opts. It fails when a rule is invalid.
 func New(opts Options) (*Proxy, error) {
@@ -100,7 +116,7 @@ func New(opts Options) (*Proxy, error) {
 		connectTimeout: opts.ConnectTimeout,
 		idleTimeout:    opts.IdleTimeout,
 		log:            NewLog(opts.Log),
-		tunnels:        map[*tunnel]struct{}{},
+		hijacked:       map[hijacked]struct{}{},
 	}
 	if p.resolver == nil {
 		p.resolver = net.DefaultResolver
@@ -147,9 +163,8 @@ func New(opts Options) (*Proxy, error) {
 				// An upgraded connection (WebSocket): the reverse proxy
 				// writes the client's bytes into the body, so it must stay
 				// writable; both directions are counted, and the idle
-				// timeout applies as to a tunnel.
-				resp.Body = &countingConn{rwc: rwc, up: &st.up, down: &st.down, idle: p.idleTimeout}
-				return nil
+				// timeout and a shutdown apply as to a tunnel.
+				return p.upgrade(st, resp, rwc)
 			}
 			resp.Body = &countingBody{ReadCloser: resp.Body, n: &st.down}
 			return nil
@@ -245,22 +260,23 @@ func (p *Proxy) Serve(ln net.Listener) error {
 	return nil
 }
 
-// Shutdown stops accepting clients and waits for requests and tunnels in
-// flight to end, until ctx is done; it then closes whatever is left and
-// returns ctx's error.
+// Shutdown stops accepting clients and waits for requests, tunnels and
+// upgraded connections in flight to end, until ctx is done; it then closes
+// whatever is left and returns ctx's error. Every tunnel and upgraded
+// connection has been logged when it returns.
 func (p *Proxy) Shutdown(ctx context.Context) error {
 	defer p.log.Flush()
-	p.stopTunnels(false)
+	p.stopHijacked(false)
 	err := p.srv.Shutdown(ctx)
 	done := make(chan struct{})
 	go func() {
-		p.tunnelsWG.Wait()
+		p.hijackedWG.Wait()
 		close(done)
 	}()
 	select {
 	case <-done:
 	case <-ctx.Done():
-		p.stopTunnels(true)
+		p.stopHijacked(true)
 		<-done
 		if err == nil {
 			err = ctx.Err()
@@ -273,27 +289,28 @@ func (p *Proxy) Shutdown(ctx context.Context) error {
 	return nil
 }
 
-// Close stops the proxy at once, closing listeners, client connections and
-// tunnels.
+// Close stops the proxy at once, closing listeners, client connections,
+// tunnels and upgraded connections; it returns once they are logged.
 func (p *Proxy) Close() error {
 	defer p.log.Flush()
 	err := p.srv.Close()
-	p.stopTunnels(true)
-	p.tunnelsWG.Wait()
+	p.stopHijacked(true)
+	p.hijackedWG.Wait()
 	if err != nil {
 		return fmt.Errorf("close egress proxy: %w", err)
 	}
 	return nil
 }
 
-// stopTunnels refuses new tunnels and, with closeOpen, closes open ones.
-func (p *Proxy) stopTunnels(closeOpen bool) {
-	p.tunnelsMu.Lock()
-	defer p.tunnelsMu.Unlock()
+// stopHijacked refuses new tunnels and upgrades and, with closeOpen, shuts
+// the open ones.
+func (p *Proxy) stopHijacked(closeOpen bool) {
+	p.hijackedMu.Lock()
+	defer p.hijackedMu.Unlock()
 	p.closing = true
 	if closeOpen {
-		for t := range p.tunnels {
-			t.close()
+		for c := range p.hijacked {
+			c.shut()
 		}
 	}
 }
@@ -362,7 +379,7 @@ func (p *Proxy) serveConnect(w http.ResponseWriter, r *http.Request) {
 	t := &tunnel{client: client, upstream: upstream}
 	if !p.track(t) {
 		t.close()
-		ev.Error = "proxy is shutting down"
+		ev.Error = errStopping.Error()
 		p.finish(&ev)
 		return
 	}
@@ -389,26 +406,31 @@ func (p *Proxy) serveConnect(w http.ResponseWriter, r *http.Request) {
 	if err := t.run(p.idleTimeout); err != nil {
 		ev.Error = err.Error()
 	}
+	if t.stopped.Load() {
+		ev.Error = stoppedText
+	}
 	ev.BytesUp, ev.BytesDown = t.up.Load(), t.down.Load()
 	p.finish(&ev)
 }
 
-func (p *Proxy) track(t *tunnel) bool {
-	p.tunnelsMu.Lock()
-	defer p.tunnelsMu.Unlock()
+// track adds c to the hijacked connections, unless the proxy is stopping.
+// The caller calls untrack once it has logged c.
+func (p *Proxy) track(c hijacked) bool {
+	p.hijackedMu.Lock()
+	defer p.hijackedMu.Unlock()
 	if p.closing {
 		return false
 	}
-	p.tunnels[t] = struct{}{}
-	p.tunnelsWG.Add(1)
+	p.hijacked[c] = struct{}{}
+	p.hijackedWG.Add(1)
 	return true
 }
 
-func (p *Proxy) untrack(t *tunnel) {
-	p.tunnelsMu.Lock()
-	delete(p.tunnels, t)
-	p.tunnelsMu.Unlock()
-	p.tunnelsWG.Done()
+func (p *Proxy) untrack(c hijacked) {
+	p.hijackedMu.Lock()
+	delete(p.hijacked, c)
+	p.hijackedMu.Unlock()
+	p.hijackedWG.Done()
 }
 
 // forwardKey carries a *forwardState in an absolute-URI request's context.
@@ -421,6 +443,9 @@ type forwardState struct {
 	status   atomic.Int64
 	up, down atomic.Int64
 	logged   atomic.Bool
+	// upgrade is the connection once the destination switched protocols;
+	// only the request's handler goroutine sets and reads it.
+	upgrade *upgraded
 }
 
 func (p *Proxy) serveForward(w http.ResponseWriter, r *http.Request) {
@@ -454,7 +479,17 @@ func (p *Proxy) serveForward(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	st := &forwardState{d: d}
-	p.forward.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), forwardKey{}, st)))
+	defer func() {
+		// After the log line: Shutdown waits for it.
+		if st.upgrade != nil {
+			p.untrack(st.upgrade)
+		}
+	}()
+	p.forward.ServeHTTP(&forwardWriter{ResponseWriter: w, st: st}, r.WithContext(context.WithValue(r.Context(), forwardKey{}, st)))
+	var idled, stopped bool
+	if u := st.upgrade; u != nil {
+		idled, stopped = u.end()
+	}
 	if st.logged.Load() {
 		return // forwardError logged the refusal
 	}
@@ -464,7 +499,145 @@ func (p *Proxy) serveForward(w http.ResponseWriter, r *http.Request) {
 	}
 	ev.Status = int(st.status.Load())
 	ev.BytesUp, ev.BytesDown = st.up.Load(), st.down.Load()
+	switch {
+	case stopped:
+		ev.Error = stoppedText
+	case idled:
+		ev.Error = fmt.Sprintf("closed after %s without traffic", p.idleTimeout)
+	}
 	p.finish(&ev)
+}
+
+// errStopping refuses a tunnel or an upgrade while the proxy stops.
+var errStopping = errors.New("proxy is shutting down")
+
+// upgrade takes on resp, the destination's switch to another protocol, with
+// rwc its connection: it tracks the connection, so that a shutdown closes
+// it, watches it for the idle timeout and counts its bytes. It refuses the
+// switch while the proxy stops.
+func (p *Proxy) upgrade(st *forwardState, resp *http.Response, rwc io.ReadWriteCloser) error {
+	u := &upgraded{backend: rwc, done: make(chan struct{}), idled: make(chan bool, 1)}
+	if !p.track(u) {
+		return errStopping
+	}
+	st.upgrade = u
+	resp.Body = &countingConn{rwc: rwc, up: &st.up, down: &st.down}
+	progress := func() uint64 { return uint64(st.up.Load() + st.down.Load()) }
+	go func() { u.idled <- watchIdle(p.idleTimeout, progress, u.done, u.close) }()
+	return nil
+}
+
+// upgraded is a connection switched to another protocol on the forward
+// path. The reverse proxy relays it between the client's connection, which
+// it takes over from the HTTP server, and the destination's; the proxy
+// keeps hold of both so that the idle timeout and a shutdown can close
+// them.
+type upgraded struct {
+	mu      sync.Mutex
+	backend io.Closer
+	client  net.Conn // once taken over
+	closed  bool
+	stopped bool // closed because the proxy stops
+
+	done  chan struct{} // closed when the relay has ended
+	idled chan bool     // the idle watch's verdict
+}
+
+// hijack takes the client connection over from w for the relay, unless
+// the upgrade was closed already.
+func (u *upgraded) hijack(w http.ResponseWriter) (net.Conn, *bufio.ReadWriter, error) {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	if u.closed {
+		return nil, nil, errStopping
+	}
+	c, brw, err := http.NewResponseController(w).Hijack()
+	if err != nil {
+		return nil, nil, err
+	}
+	c.SetDeadline(time.Time{})
+	u.client = c
+	if brw.Reader.Buffered() > 0 {
+		// The reverse proxy relays from the connection, not from brw:
+		// bytes the client sent right behind its request, which the
+		// server has read ahead, would be lost.
+		return &readAheadConn{Conn: c, r: brw.Reader}, brw, nil
+	}
+	return c, brw, nil
+}
+
+// readAheadConn is a client connection whose first bytes the HTTP server
+// has read ahead into r.
+type readAheadConn struct {
+	net.Conn
+	r *bufio.Reader // until drained
+}
+
+func (c *readAheadConn) Read(p []byte) (int, error) {
+	if c.r != nil {
+		if c.r.Buffered() > 0 {
+			return c.r.Read(p) // only what is buffered
+		}
+		c.r = nil
+	}
+	return c.Conn.Read(p)
+}
+
+// CloseWrite half-closes the connection, which the reverse proxy does when
+// the destination has ended its stream.
+func (c *readAheadConn) CloseWrite() error {
+	if cw, ok := c.Conn.(interface{ CloseWrite() error }); ok {
+		return cw.CloseWrite()
+	}
+	return errors.ErrUnsupported
+}
+
+func (u *upgraded) close() {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	if u.closed {
+		return
+	}
+	u.closed = true
+	u.backend.Close()
+	if u.client != nil {
+		u.client.Close()
+	}
+}
+
+func (u *upgraded) shut() {
+	u.mu.Lock()
+	u.stopped = !u.closed
+	u.mu.Unlock()
+	u.close()
+}
+
+// end stops the idle watch once the relay has ended and reports whether
+// the idle timeout or the proxy's stop closed the connection.
+func (u *upgraded) end() (idled, stopped bool) {
+	close(u.done)
+	idled = <-u.idled
+	u.close()
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	return idled, u.stopped
+}
+
+// forwardWriter is the response writer the reverse proxy answers a
+// forwarded request through: it takes the client connection over for an
+// upgrade only through the upgrade's bookkeeping.
+type forwardWriter struct {
+	http.ResponseWriter
+	st *forwardState
+}
+
+func (w *forwardWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
+
+func (w *forwardWriter) Hijack() (net.Conn, *bufio.ReadWriter, error) {
+	if w.st.upgrade == nil {
+		return nil, nil, errors.New("egress: no protocol switch to take the connection over for")
+	}
+	return w.st.upgrade.hijack(w.ResponseWriter)
 }
 
 // dialForward is the forwarding transport's dialer: it dials the request's
@@ -602,35 +775,36 @@ func (p *Proxy) finish(ev *Event) {
 }
 
 // countingConn is an upgraded connection's body: it counts the bytes read
-// (down) and written (up), and, when the upstream connection has
-// deadlines, closes it after idle with no traffic either way.
+// (down) and written (up).
 type countingConn struct {
 	rwc      io.ReadWriteCloser
 	up, down *atomic.Int64
-	idle     time.Duration
-}
-
-func (c *countingConn) extend() {
-	if d, ok := c.rwc.(interface{ SetDeadline(time.Time) error }); ok && c.idle > 0 {
-		d.SetDeadline(time.Now().Add(c.idle))
-	}
 }
 
 func (c *countingConn) Read(p []byte) (int, error) {
-	c.extend()
 	n, err := c.rwc.Read(p)
 	c.down.Add(int64(n))
 	return n, err
 }
 
 func (c *countingConn) Write(p []byte) (int, error) {
-	c.extend()
 	n, err := c.rwc.Write(p)
 	c.up.Add(int64(n))
 	return n, err
 }
 
 func (c *countingConn) Close() error { return c.rwc.Close() }
+
+// CloseWrite passes the client's end of stream on to the destination as a
+// half-close, as through a tunnel; the reverse proxy does that only through
+// a body with this method, and otherwise ends the relay at once, dropping
+// what the destination had still to send.
+func (c *countingConn) CloseWrite() error {
+	if cw, ok := c.rwc.(interface{ CloseWrite() error }); ok {
+		return cw.CloseWrite()
+	}
+	return errors.ErrUnsupported
+}
 
 // countingBody counts the bytes read through a body.
 type countingBody struct {

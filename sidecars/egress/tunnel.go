@@ -16,6 +16,8 @@ type tunnel struct {
 	// up and down count bytes from the client to the destination and back.
 	up, down  atomic.Int64
 	closeOnce sync.Once
+	// stopped is set when the proxy closed the tunnel because it stops.
+	stopped atomic.Bool
 }
 
 func (t *tunnel) close() {
@@ -23,6 +25,11 @@ func (t *tunnel) close() {
 		t.client.Close()
 		t.upstream.Close()
 	})
+}
+
+func (t *tunnel) shut() {
+	t.stopped.Store(true)
+	t.close()
 }
 
 // genericCopyBuffer is the buffer size of the copy loop used where the
@@ -57,7 +64,7 @@ func (t *tunnel) run(idle time.Duration) error {
 	}()
 	done := make(chan struct{})
 	idled := make(chan bool, 1)
-	go func() { idled <- t.watch(idle, progress, done) }()
+	go func() { idled <- watchIdle(idle, progress, done, t.close) }()
 	wg.Wait()
 	close(done)
 	t.close()
@@ -101,11 +108,11 @@ func (t *tunnel) pipe(dst, src net.Conn, n *atomic.Int64, counted bool) error {
 	return nil
 }
 
-// watch closes the tunnel once progress has not changed for idle, and
-// reports whether it did. It checks every idle/8, at most every minute,
-// so a tunnel is closed between idle and idle plus that period after its
-// last byte.
-func (t *tunnel) watch(idle time.Duration, progress func() uint64, done <-chan struct{}) bool {
+// watchIdle calls stop once progress has not changed for idle, unless done
+// is closed first, and reports whether it did. It checks every idle/8, at
+// most every minute, so a connection is stopped between idle and idle plus
+// that period after its last byte.
+func watchIdle(idle time.Duration, progress func() uint64, done <-chan struct{}, stop func()) bool {
 	period := min(max(idle/8, time.Millisecond), time.Minute)
 	ticker := time.NewTicker(period)
 	defer ticker.Stop()
@@ -118,7 +125,7 @@ func (t *tunnel) watch(idle time.Duration, progress func() uint64, done <-chan s
 			if p := progress(); p != last {
 				last, since = p, now
 			} else if now.Sub(since) >= idle {
-				t.close()
+				stop()
 				return true
 			}
 		}

@@ -81,6 +81,12 @@ func UseResolver(r Resolver) (restore func()) {
 	return func() { resolver = old }
 }
 
+// shutdownGrace is how long a stopping egress sidecar lets open tunnels and
+// upgraded connections run on before it cuts them. It is shorter than
+// sidecars.StopGrace, after which the sidecar process may be killed, so
+// that what it cuts is still logged. Tests shorten it.
+var shutdownGrace = sidecars.StopGrace - time.Second
+
 // service runs a Proxy on one listener.
 type service struct {
 	proxy   *Proxy
@@ -176,10 +182,10 @@ func (s *service) Serve(ctx context.Context) error {
 		return err
 	case <-ctx.Done():
 	}
-	sctx, cancel := context.WithTimeout(context.Background(), sidecars.StopGrace)
+	sctx, cancel := context.WithTimeout(context.Background(), shutdownGrace)
 	defer cancel()
-	// Tunnels still open after the grace are cut; that is the stop's
-	// purpose, not a failure.
+	// Tunnels and upgraded connections still open after the grace are
+	// cut; that is the stop's purpose, not a failure.
 	s.proxy.Shutdown(sctx)
 	return <-served
 }

@@ -5,7 +5,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -56,9 +55,10 @@ type Handle struct {
 // state directory's sidecar lock.
 var ErrAlreadyRunning = errors.New("sidecars already running")
 
-// Launch starts `<Executable> sidecars --config <ConfigPath>` in its own
-// process group, its stdout and stderr appended to LogFile in the state
-// directory, and waits until it reports readiness. It holds LockFile
+// Launch starts `<Executable> sidecars --config <ConfigPath> --log <LogFile>`
+// in its own process group, so that the process appends what it prints, and
+// how it fails, to LogFile in the state directory, rotating it at
+// sidecars.MaxLogBytes (RunLogged), and waits until it reports readiness. It holds LockFile
 // (flock) for as long as the process lives, passing it on to the process so
 // that the lock outlives this one if it dies, and writes PIDFile. It fails
 // when the process exits or the timeout passes first, with the end of the
@@ -93,19 +93,19 @@ func Launch(ctx context.Context, opts LaunchOptions) (*Handle, error) {
 	h := &Handle{stateDir: opts.StateDir, lock: lock, done: make(chan struct{})}
 	os.Remove(filepath.Join(opts.StateDir, ReadyFile))
 	logPath := filepath.Join(opts.StateDir, LogFile)
-	logf, err := os.OpenFile(logPath, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o600)
-	if err != nil {
-		h.release()
-		return nil, fmt.Errorf("launch sidecars: %w", err)
+	var logStart int64
+	if st, err := os.Stat(logPath); err == nil {
+		logStart = st.Size()
 	}
-	logStart, _ := logf.Seek(0, io.SeekEnd)
-	cmd := exec.Command(exe, "sidecars", "--config", opts.ConfigPath)
-	cmd.Stdout, cmd.Stderr = logf, logf
+	// The process writes the log itself, through a file that rotates: a
+	// descriptor of the log as its stdout and stderr would let it grow
+	// without bound. What it prints goes there too; stdout and stderr
+	// themselves are discarded.
+	cmd := exec.Command(exe, "sidecars", "--config", opts.ConfigPath, "--log", logPath)
 	cmd.Env = opts.Env
 	cmd.ExtraFiles = []*os.File{lock}
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	err = cmd.Start()
-	logf.Close()
 	if err != nil {
 		h.release()
 		return nil, fmt.Errorf("launch sidecars: %w", err)
@@ -142,11 +142,15 @@ func Launch(ctx context.Context, opts LaunchOptions) (*Handle, error) {
 }
 
 // logTail returns the last lines the process logged since offset, as a
-// suffix for an error message.
+// suffix for an error message. A log shorter than offset has rotated since;
+// all of it is the process's.
 func logTail(path string, offset int64) string {
 	const maxTail = 2048
 	b, err := os.ReadFile(path)
-	if err != nil || int64(len(b)) <= offset {
+	if int64(len(b)) < offset {
+		offset = 0
+	}
+	if err != nil || int64(len(b)) == offset {
 		return "; it logged nothing"
 	}
 	b = b[offset:]

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log"
 	"maps"
 	"os"
 	"os/signal"
@@ -207,6 +208,32 @@ func Run(ctx context.Context, configPath string, stdout, stderr io.Writer) error
 			return errors.Join(fmt.Errorf("sidecar %q: %w", r.name, err), drain())
 		}
 	}
+}
+
+// RunLogged is Run with a log: everything the sidecars print goes to stdout
+// and stderr and is also appended to the file at logPath, which rotates at
+// sidecars.MaxLogBytes (sidecars.OpenLog). So do the standard logger's
+// lines (an HTTP server's errors), the error Run fails with, and the
+// process's fatal error or unhandled panic, so that the file holds all of
+// it where stdout and stderr are not kept (Launch discards them).
+func RunLogged(ctx context.Context, configPath, logPath string, stdout, stderr io.Writer) error {
+	f, err := sidecars.OpenLog(logPath)
+	if err != nil {
+		return fmt.Errorf("open the sidecar log: %w", err)
+	}
+	defer f.Close()
+	stdout, stderr = io.MultiWriter(stdout, f), io.MultiWriter(stderr, f)
+	if err := f.CrashOutput(); err != nil {
+		fmt.Fprintf(stderr, "bottle sidecars: %v\n", err)
+	}
+	defer log.SetOutput(log.Writer())
+	log.SetOutput(stderr)
+	err = Run(ctx, configPath, stdout, stderr)
+	if err != nil {
+		// The caller reports it on stderr; the log has it too.
+		fmt.Fprintf(f, "bottle sidecars: %v\n", err)
+	}
+	return err
 }
 
 // reload re-reads the configuration and hands each reloadable service its

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -26,18 +27,19 @@ import (
 	"github.com/bottle-dev/bottle/sidecars/egress"
 )
 
-// childEnv makes the test binary act as `bottle sidecars --config FILE`.
+// childEnv makes the test binary act as `bottle sidecars --config FILE
+// --log FILE`.
 const childEnv = "BOTTLE_RUNTIME_TEST_CHILD"
 
 func TestMain(m *testing.M) {
 	if os.Getenv(childEnv) == "1" {
 		egress.UseResolver(loopbackResolver{})
 		args := os.Args[1:]
-		if len(args) != 3 || args[0] != "sidecars" || args[1] != "--config" {
+		if len(args) != 5 || args[0] != "sidecars" || args[1] != "--config" || args[3] != "--log" {
 			fmt.Fprintf(os.Stderr, "unexpected arguments %q\n", args)
 			os.Exit(2)
 		}
-		if err := Run(context.Background(), args[2], os.Stdout, os.Stderr); err != nil {
+		if err := RunLogged(context.Background(), args[2], args[4], os.Stdout, os.Stderr); err != nil {
 			fmt.Fprintln(os.Stderr, "bottle sidecars:", err)
 			os.Exit(1)
 		}
@@ -62,6 +64,67 @@ func init() {
 			<-ctx.Done()
 			return nil, ctx.Err()
 		}})
+}
+
+func init() {
+	// test-chatty prints as many bytes as its section says on stderr,
+	// then a line through the standard logger, as an HTTP server's errors
+	// go.
+	sidecars.Register(&sidecars.Unit{Name: "test-chatty", Port: 9003, Section: noSection,
+		New: func(_ context.Context, raw json.RawMessage, env *Env) (Service, error) {
+			var n int
+			if err := json.Unmarshal(raw, &n); err != nil {
+				return nil, err
+			}
+			return &chattyService{n: n, stderr: env.Stderr}, nil
+		}})
+	// test-panic panics, unrecovered, once the file its section names
+	// exists.
+	sidecars.Register(&sidecars.Unit{Name: "test-panic", Port: 9004, Section: noSection,
+		New: func(_ context.Context, raw json.RawMessage, _ *Env) (Service, error) {
+			var path string
+			if err := json.Unmarshal(raw, &path); err != nil {
+				return nil, err
+			}
+			return panicService(path), nil
+		}})
+}
+
+// chattyLast is what test-chatty prints last.
+const chattyLast = "test-chatty: done"
+
+type chattyService struct {
+	n      int
+	stderr io.Writer
+}
+
+func (*chattyService) Listeners() []Listen { return nil }
+
+func (c *chattyService) Serve(ctx context.Context) error {
+	line := strings.Repeat("x", 1023) + "\n"
+	for n := 0; n < c.n; n += len(line) {
+		io.WriteString(c.stderr, line)
+	}
+	log.Print(chattyLast)
+	<-ctx.Done()
+	return nil
+}
+
+type panicService string
+
+func (panicService) Listeners() []Listen { return nil }
+
+func (p panicService) Serve(ctx context.Context) error {
+	for {
+		if _, err := os.Stat(string(p)); err == nil {
+			panic("test-panic: on purpose")
+		}
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-time.After(10 * time.Millisecond):
+		}
+	}
 }
 
 func noSection(*plan.Plan, plan.Sidecar, Listen) (json.RawMessage, error) { return nil, nil }
@@ -291,6 +354,64 @@ func TestSidecarDeathEndsProcessNonZero(t *testing.T) {
 	}
 	if err := h.Stop(time.Second); err == nil {
 		t.Error("Stop after a crash returned nil")
+	}
+}
+
+// TestLaunchLogRotates: the sidecar process started by Launch writes
+// LogFile through a file that rotates at sidecars.MaxLogBytes, whatever it
+// prints and however much, the standard logger's lines included.
+func TestLaunchLogRotates(t *testing.T) {
+	state, cfgPath := bottleDir(t, map[string]any{"test-chatty": 2*sidecars.MaxLogBytes + sidecars.MaxLogBytes/2})
+	h, err := launch(t, state, cfgPath, 10*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	logPath := filepath.Join(state, LogFile)
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+		if b, _ := os.ReadFile(logPath); strings.HasSuffix(string(b), " "+chattyLast+"\n") {
+			break // after its date and time
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s never logged %q", logPath, chattyLast)
+		}
+	}
+	if err := h.Stop(5 * time.Second); err != nil {
+		t.Fatalf("Stop: %v", err)
+	}
+	for _, p := range []string{logPath, logPath + ".1"} {
+		st, err := os.Stat(p)
+		if err != nil {
+			t.Fatalf("after writing past the cap twice: %v", err)
+		}
+		if st.Size() > sidecars.MaxLogBytes {
+			t.Errorf("%s is %d bytes, over %d", filepath.Base(p), st.Size(), sidecars.MaxLogBytes)
+		}
+		if st.Mode().Perm() != 0o600 {
+			t.Errorf("%s has mode %v, want 0600", filepath.Base(p), st.Mode().Perm())
+		}
+	}
+}
+
+// TestLaunchLogsPanic: a panic in the sidecar process, whose stderr Launch
+// does not keep, is in LogFile.
+func TestLaunchLogsPanic(t *testing.T) {
+	trigger := filepath.Join(t.TempDir(), "panic-now")
+	state, cfgPath := bottleDir(t, map[string]any{"test-panic": trigger})
+	h, err := launch(t, state, cfgPath, 10*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(trigger, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-h.Done():
+	case <-time.After(10 * time.Second):
+		t.Fatal("the process did not exit on a panic")
+	}
+	b, _ := os.ReadFile(filepath.Join(state, LogFile))
+	if !strings.Contains(string(b), "panic: test-panic: on purpose") || !strings.Contains(string(b), "goroutine ") {
+		t.Errorf("log:\n%s", b)
 	}
 }
 
