@@ -587,3 +587,34 @@ func agentRunning(slug string) bool {
 	out, _ := exec.Command("docker", "ps", "--filter", "name=bottle-"+slug+"-agent", "--filter", "status=running", "--format", "{{.Names}}").Output()
 	return len(bytes.TrimSpace(out)) > 0
 }
+
+// TestWorkspaceNewSubmoduleWarned: a submodule the agent adds to the index
+// (its own repository with a planted core.fsmonitor) is the one plant no
+// mount can prevent; bottle names it when the bottle ends, quoted.
+func TestWorkspaceNewSubmoduleWarned(t *testing.T) {
+	img := debianImage(t)
+	e := newEnv(t)
+	ws := filepath.Join(e.dir, "ws")
+	if err := os.MkdirAll(ws, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	git(t, ws, "init", "-q")
+	git(t, ws, "commit", "-q", "--allow-empty", "-m", "first")
+	profile := filepath.Join(ws, "bottle.star")
+	if err := os.WriteFile(profile, []byte("docker(image = \""+img+"\")\nmount(\".\", \"/workspace\")\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	_, stderr, code := e.run("start", "--yes", profile, "--", "sh", "-c", `cd /workspace
+		git init -q "sub$(printf '\033')" && cd sub* && git -c user.name=a -c user.email=a@example.com commit -q --allow-empty -m a &&
+		printf '[core]\n\tfsmonitor = "touch /tmp/x"\n' >> .git/config && h=$(git rev-parse HEAD) && cd .. &&
+		git update-index --add --cacheinfo "160000,$h,$(ls -d sub*)" && echo ADDED`)
+	if code != 0 {
+		t.Fatalf("bottle exited %d: %s", code, stderr)
+	}
+	if !strings.Contains(stderr, `bottle: warning: the agent added a submodule at "sub\x1b"`) {
+		t.Errorf("no warning naming the submodule, quoted:\n%s", stderr)
+	}
+	if strings.Contains(stderr, "sub\x1b") {
+		t.Errorf("the agent's raw path reached the terminal:\n%q", stderr)
+	}
+}
