@@ -2,6 +2,7 @@ package docker
 
 import (
 	"context"
+	"encoding/csv"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -335,8 +336,8 @@ func (d *Backend) startBundle(ctx context.Context, cli string, b *backends.Bottl
 	args = append(args,
 		"--user", uid+":"+gid,
 		"--read-only", "--cap-drop", "ALL", "--security-opt", "no-new-privileges",
-		"--mount", "type=bind,src="+b.State.Dir+",dst="+bundleStateDir,
-		"--mount", "type=volume,src="+n.volume+",dst="+sidecars.SandboxSocketDir)
+		"--mount", bindSpec(b.State.Dir, bundleStateDir, false),
+		"--mount", mountSpec("type=volume", "src="+n.volume, "dst="+sidecars.SandboxSocketDir))
 	if net := os.Getenv(BundleNetworkEnv); net != "" {
 		args = append(args, "--network", net)
 	}
@@ -353,7 +354,7 @@ func (d *Backend) startBundle(ctx context.Context, cli string, b *backends.Bottl
 		if err := b.State.WriteFile("passwd", []byte(passwd)); err != nil {
 			return err
 		}
-		args = append(args, "--mount", "type=bind,src="+filepath.Join(b.State.Dir, "passwd")+",dst=/etc/passwd,readonly",
+		args = append(args, "--mount", bindSpec(filepath.Join(b.State.Dir, "passwd"), "/etc/passwd", true),
 			"--env", "HOME="+bundleStateDir)
 		seen := map[string]bool{}
 		for _, r := range sc.GitGate.Remotes {
@@ -361,12 +362,12 @@ func (d *Backend) startBundle(ctx context.Context, cli string, b *backends.Bottl
 			// host path, so the gate inside the bundle finds it there.
 			if local := localRemotePath(r.URL); local != "" && !seen[local] {
 				seen[local] = true
-				args = append(args, "--mount", "type=bind,src="+local+",dst="+local)
+				args = append(args, "--mount", bindSpec(local, local, false))
 			}
 			for _, f := range []string{r.SSHKey, r.KnownHosts} {
 				if f != "" && !seen[f] {
 					seen[f] = true
-					args = append(args, "--mount", "type=bind,src="+f+",dst="+f+",readonly")
+					args = append(args, "--mount", bindSpec(f, f, true))
 				}
 			}
 			if r.TokenEnv != "" && !seen["$"+r.TokenEnv] {
@@ -437,11 +438,7 @@ func protectMounts(b *backends.Bottle) ([]string, error) {
 	}
 	var args []string
 	for _, op := range ops {
-		spec := "type=bind,src=" + op.Host + ",dst=" + op.Target
-		if op.ReadOnly {
-			spec += ",readonly"
-		}
-		args = append(args, "--mount", spec)
+		args = append(args, "--mount", bindSpec(op.Host, op.Target, op.ReadOnly))
 	}
 	return args, nil
 }
@@ -497,8 +494,8 @@ func agentIdentity(b *backends.Bottle) ([]string, error) {
 	return []string{
 		"--user", uid + ":" + gid,
 		"--tmpfs", agentHome + ":uid=" + uid + ",gid=" + gid + ",mode=0700",
-		"--mount", "type=bind,src=" + filepath.Join(b.State.Dir, "agent-passwd") + ",dst=/etc/passwd,readonly",
-		"--mount", "type=bind,src=" + filepath.Join(b.State.Dir, "agent-group") + ",dst=/etc/group,readonly",
+		"--mount", bindSpec(filepath.Join(b.State.Dir, "agent-passwd"), "/etc/passwd", true),
+		"--mount", bindSpec(filepath.Join(b.State.Dir, "agent-group"), "/etc/group", true),
 	}, nil
 }
 
@@ -535,11 +532,7 @@ func (d *Backend) createAgent(ctx context.Context, cli string, b *backends.Bottl
 		secretEnv = append(secretEnv, s.Name+"="+b.Secrets[s.Name])
 	}
 	for _, m := range p.Mounts {
-		spec := "type=bind,src=" + m.HostPath + ",dst=" + m.Target
-		if m.ReadOnly {
-			spec += ",readonly"
-		}
-		args = append(args, "--mount", spec)
+		args = append(args, "--mount", bindSpec(m.HostPath, m.Target, m.ReadOnly))
 	}
 	protect, err := protectMounts(b)
 	if err != nil {
@@ -547,8 +540,8 @@ func (d *Backend) createAgent(ctx context.Context, cli string, b *backends.Bottl
 	}
 	args = append(args, protect...)
 	args = append(args,
-		"--mount", "type=volume,src="+n.volume+",dst="+sidecars.SandboxSocketDir+",readonly",
-		"--mount", "type=bind,src="+bin+",dst="+guestBinary+",readonly")
+		"--mount", mountSpec("type=volume", "src="+n.volume, "dst="+sidecars.SandboxSocketDir, "readonly"),
+		"--mount", bindSpec(bin, guestBinary, true))
 	args = append(args, "--workdir", p.Agent.Workdir)
 	ident, err := agentIdentity(b)
 	if err != nil {
@@ -576,4 +569,27 @@ func (d *Backend) createAgent(ctx context.Context, cli string, b *backends.Bottl
 		return fmt.Errorf("create the agent container: %w", err)
 	}
 	return nil
+}
+
+// mountSpec returns docker's --mount value made of fields ("key=value" or
+// a flag such as "readonly"). The docker CLI reads that value as one line
+// of CSV (opts/mount.go:26 at docker/cli v27.5.1), so each field is
+// quoted as CSV where it needs it: a comma or a quote in a path, which an
+// agent can choose for a directory in the workspace, cannot add a field
+// such as a second src.
+func mountSpec(fields ...string) string {
+	var b strings.Builder
+	w := csv.NewWriter(&b)
+	w.Write(fields) // a strings.Builder does not fail
+	w.Flush()
+	return strings.TrimSuffix(b.String(), "\n")
+}
+
+// bindSpec is the --mount value binding host path src at dst.
+func bindSpec(src, dst string, readOnly bool) string {
+	fields := []string{"type=bind", "src=" + src, "dst=" + dst}
+	if readOnly {
+		fields = append(fields, "readonly")
+	}
+	return mountSpec(fields...)
 }

@@ -618,3 +618,46 @@ func TestWorkspaceNewSubmoduleWarned(t *testing.T) {
 		t.Errorf("the agent's raw path reached the terminal:\n%q", stderr)
 	}
 }
+
+// TestMountSpecInjection: docker reads --mount as CSV, and bottle builds
+// mount specs from paths an agent can choose (a submodule it added in an
+// earlier run). A comma or a quote in them must not add a field: here a
+// planted submodule path tries to mount the host's secret directory into
+// the next run.
+func TestMountSpecInjection(t *testing.T) {
+	img := debianImage(t)
+	e := newEnv(t)
+	ws := filepath.Join(e.dir, "ws")
+	secret := filepath.Join(e.dir, "secret")
+	for _, d := range []string{ws, secret} {
+		if err := os.MkdirAll(d, 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := os.WriteFile(filepath.Join(secret, "key"), []byte("HOST-SECRET"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	git(t, ws, "init", "-q")
+	git(t, ws, "commit", "-q", "--allow-empty", "-m", "first")
+	// What an earlier run of the agent left: a submodule whose path is a
+	// mount spec's tail.
+	link := `x,src=` + secret + `,dst=/stolen"q`
+	sub := filepath.Join(ws, filepath.FromSlash(link))
+	if err := os.MkdirAll(sub, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	git(t, sub, "init", "-q")
+	git(t, sub, "commit", "-q", "--allow-empty", "-m", "a")
+	git(t, ws, "update-index", "--add", "--cacheinfo", "160000,"+git(t, sub, "rev-parse", "HEAD")+","+link)
+	profile := filepath.Join(ws, "bottle.star")
+	if err := os.WriteFile(profile, []byte("docker(image = \""+img+"\")\nmount(\".\", \"/workspace\")\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	out, stderr, code := e.run("start", "--yes", profile, "--", "sh", "-c", `cat /stolen/key /stolen*/.git/key 2>/dev/null; ls /workspace >/dev/null && echo RAN`)
+	if strings.Contains(out, "HOST-SECRET") {
+		t.Fatalf("a planted path mounted a host directory into the sandbox:\n%s", out)
+	}
+	if code != 0 || !strings.Contains(out, "RAN") {
+		t.Errorf("bottle exited %d, want the command to run:\n%s%s", code, out, stderr)
+	}
+}

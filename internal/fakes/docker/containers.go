@@ -1,6 +1,7 @@
 package docker
 
 import (
+	"encoding/csv"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -129,11 +130,16 @@ func (d *daemon) newContainer(w *world, opts options, pos []string) (*container,
 	return c, nil
 }
 
-// parseMount reads a --mount value; a bind mount's source must exist, as
-// the daemon insists.
+// parseMount reads a --mount value as one line of CSV, as the docker CLI
+// does (opts/mount.go:26 at docker/cli v27.5.1); a bind mount's source
+// must exist, as the daemon insists.
 func parseMount(spec string) (mount, error) {
 	m := mount{Type: "volume"}
-	for _, field := range strings.Split(spec, ",") {
+	fields, err := csv.NewReader(strings.NewReader(spec)).Read()
+	if err != nil {
+		return m, fmt.Errorf("invalid argument %q for \"--mount\" flag: %v", spec, err)
+	}
+	for _, field := range fields {
 		k, v, hasValue := strings.Cut(field, "=")
 		switch strings.ToLower(k) {
 		case "type":
