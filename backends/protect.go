@@ -311,35 +311,100 @@ func recordPlaceholders(dir string, list []Placeholder) error {
 // RemovePlaceholders removes the placeholders recorded in state directory
 // dir: a directory only while it is empty, a file only while it is a
 // regular file that still holds what bottle wrote, so that nothing anyone
-// put there since is lost.
+// put there since is lost. A placeholder under a writable mount of another
+// running bottle of the same state home is handed to that bottle's record
+// instead: removing it would lift that bottle's read-only mount of it (the
+// kernel detaches mounts on a path unlinked elsewhere) and let its agent
+// create the path.
 func RemovePlaceholders(dir string) {
-	b, err := os.ReadFile(filepath.Join(dir, PlaceholdersFile))
-	if err != nil {
+	list := readPlaceholders(dir)
+	if len(list) == 0 {
+		os.Remove(filepath.Join(dir, PlaceholdersFile))
 		return
 	}
-	var list []Placeholder
-	if json.Unmarshal(b, &list) != nil {
-		return
-	}
+	others := otherMounts(dir)
+	handed := map[string][]Placeholder{}
 	// Deepest first, so that an emptied directory can go too.
 	slices.SortFunc(list, func(a, b Placeholder) int { return len(b.Path) - len(a.Path) })
 	for _, ph := range list {
-		fi, err := os.Lstat(ph.Path)
+		if other := mountedBy(others, ph.Path); other != "" {
+			handed[other] = append(handed[other], ph)
+			continue
+		}
+		removePlaceholder(ph)
+	}
+	for other, phs := range handed {
+		recordPlaceholders(other, append(readPlaceholders(other), phs...))
+	}
+	os.Remove(filepath.Join(dir, PlaceholdersFile))
+}
+
+func readPlaceholders(dir string) []Placeholder {
+	b, err := os.ReadFile(filepath.Join(dir, PlaceholdersFile))
+	if err != nil {
+		return nil
+	}
+	var list []Placeholder
+	if json.Unmarshal(b, &list) != nil {
+		return nil
+	}
+	return list
+}
+
+func removePlaceholder(ph Placeholder) {
+	fi, err := os.Lstat(ph.Path)
+	if err != nil {
+		return
+	}
+	if ph.Dir {
+		if fi.IsDir() {
+			os.Remove(ph.Path) // fails unless empty
+		}
+		return
+	}
+	if !fi.Mode().IsRegular() || fi.Size() != int64(len(ph.Content)) {
+		return
+	}
+	if got, err := os.ReadFile(ph.Path); err == nil && string(got) == ph.Content {
+		os.Remove(ph.Path)
+	}
+}
+
+// otherMounts maps the state directories of the other running bottles
+// beside dir to the host paths of their writable mounts.
+func otherMounts(dir string) map[string][]string {
+	entries, _ := Scan(filepath.Dir(dir))
+	m := map[string][]string{}
+	for _, e := range entries {
+		if e.Dir == dir || !Locked(e.Dir) {
+			continue
+		}
+		b, err := os.ReadFile(filepath.Join(e.Dir, PlanFile))
 		if err != nil {
 			continue
 		}
-		if ph.Dir {
-			if fi.IsDir() {
-				os.Remove(ph.Path) // fails unless empty
+		var p plan.Plan
+		if json.Unmarshal(b, &p) != nil {
+			continue
+		}
+		for _, mt := range p.Mounts {
+			if !mt.ReadOnly {
+				m[e.Dir] = append(m[e.Dir], mt.HostPath)
 			}
-			continue
-		}
-		if !fi.Mode().IsRegular() || fi.Size() != int64(len(ph.Content)) {
-			continue
-		}
-		if got, err := os.ReadFile(ph.Path); err == nil && string(got) == ph.Content {
-			os.Remove(ph.Path)
 		}
 	}
-	os.Remove(filepath.Join(dir, PlaceholdersFile))
+	return m
+}
+
+// mountedBy returns the state directory of a bottle in others with a
+// mount holding p, or "".
+func mountedBy(others map[string][]string, p string) string {
+	for dir, mounts := range others {
+		for _, h := range mounts {
+			if rel, err := filepath.Rel(h, p); err == nil && rel != ".." && !strings.HasPrefix(rel, ".."+string(filepath.Separator)) {
+				return dir
+			}
+		}
+	}
+	return ""
 }

@@ -1,6 +1,7 @@
 package backends
 
 import (
+	"encoding/json"
 	"errors"
 	"os"
 	"os/exec"
@@ -258,5 +259,43 @@ func TestProtectSubmodule(t *testing.T) {
 		if op, ok := got[target]; !ok || op.ReadOnly != ro {
 			t.Errorf("%s: %+v (present %v), want read-only %v", target, op, ok, ro)
 		}
+	}
+}
+
+// TestPlaceholdersHandedOver: when two bottles of one state home share a
+// workspace, the first to end leaves its placeholders to the other, whose
+// read-only mounts of them would otherwise be lifted; the last one
+// removes them.
+func TestPlaceholdersHandedOver(t *testing.T) {
+	ws, home := t.TempDir(), t.TempDir()
+	a, err := Claim(filepath.Join(home, "a"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := Claim(filepath.Join(home, "b"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := protectPlan(ws)
+	planJSON, _ := json.Marshal(p)
+	for _, st := range []*State{a, b} {
+		if err := st.WriteFile(PlanFile, planJSON); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := Protect(p, a); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Protect(p, b); err != nil { // sees a's placeholders as existing
+		t.Fatal(err)
+	}
+	envrc := filepath.Join(ws, ".envrc")
+	a.Release()
+	if _, err := os.Lstat(envrc); err != nil {
+		t.Fatalf("the placeholder went while another bottle still mounts it: %v", err)
+	}
+	b.Release()
+	if _, err := os.Lstat(envrc); err == nil {
+		t.Error("the placeholder is left after both bottles ended")
 	}
 }
