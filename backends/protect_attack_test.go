@@ -123,3 +123,37 @@ func TestProtectOverlappingMounts(t *testing.T) {
 	}
 	t.Errorf("the workspace's .git/config is writable through the second mount at /src/proj/.git/config ")
 }
+
+// TestProtectNestedMountPlaceholderAlias: with mount(".", "/workspace")
+// and mount("./sub", "/sub"), the placeholders Protect makes for /sub
+// (an empty .git/ when sub is not a repository) are read-only at /sub
+// only: the agent fills sub/.git through /workspace/sub/.git (a config
+// with core.fsmonitor, HEAD, objects, refs), RemovePlaceholders keeps the
+// directory because it is no longer empty, and the user's next git
+// status in sub, or a shell prompt that runs it, runs the agent's
+// command. Each protected host path must be read-only in every writable
+// mount that contains it.
+func TestProtectNestedMountPlaceholderAlias(t *testing.T) {
+	ws := t.TempDir()
+	if err := os.Mkdir(filepath.Join(ws, "sub"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	p := &plan.Plan{Mounts: []plan.Mount{
+		{HostPath: ws, Target: "/workspace", Protect: plan.DefaultProtect},
+		{HostPath: filepath.Join(ws, "sub"), Target: "/sub", Protect: plan.DefaultProtect},
+	}}
+	st, err := Claim(filepath.Join(t.TempDir(), "state", "slug"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer RemovePlaceholders(st.Dir)
+	ops, err := Protect(p, st)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"/sub/.git", "/workspace/sub/.git"} {
+		if op, ok := opsByTarget(ops)[want]; !ok || !op.ReadOnly {
+			t.Errorf("%s is writable by the agent", want)
+		}
+	}
+}
