@@ -93,29 +93,69 @@ func Protect(p *plan.Plan, st *State) ([]ProtectOp, error) {
 		seen[op.Target] = true
 		ops = append(ops, op)
 	}
-	var err error
+	var writable []plan.Mount
 	for _, m := range p.Mounts {
-		if m.ReadOnly {
-			continue
+		if !m.ReadOnly {
+			writable = append(writable, m)
+		}
+	}
+	err := checkSources(p.Mounts, writable)
+	// Each protected path as a host path: a path one mount protects is
+	// read-only through every writable mount that holds it (a mount of
+	// the workspace's parent, or of a directory inside it), not only at
+	// the mount that named it.
+	var hosts []string
+	for _, m := range writable {
+		if err != nil {
+			break
 		}
 		list := append(slices.Clone(m.Protect), hooksPath(m.HostPath)...)
 		list = append(list, submodulePaths(m.HostPath)...)
+		list = append(list, nestedRepoPaths(m.HostPath)...)
 		list = append(list, under(m.HostPath, p.Profile.Files)...)
 		for _, rel := range list {
 			if err = plan.CheckProtect(rel); err != nil {
+				err = fmt.Errorf("mount %s: %w", m.Target, err)
 				break
 			}
+			h := filepath.Join(m.HostPath, filepath.FromSlash(strings.TrimSuffix(rel, "/")))
+			if strings.HasSuffix(rel, "/") {
+				h += "/"
+			}
+			hosts = append(hosts, h)
+		}
+	}
+	// Shorter paths first, so that a placeholder directory is made
+	// before anything under it would be.
+	slices.SortFunc(hosts, func(a, b string) int {
+		if d := len(a) - len(b); d != 0 {
+			return d
+		}
+		return strings.Compare(a, b)
+	})
+	hosts = slices.Compact(hosts)
+	mine := map[string]bool{} // placeholders made here
+	for _, h := range hosts {
+		if err != nil {
+			break
+		}
+		for _, m := range writable {
+			rel, ok := within(m.HostPath, strings.TrimSuffix(h, "/"))
+			if !ok {
+				continue
+			}
+			if strings.HasSuffix(h, "/") {
+				rel += "/"
+			}
 			var ph *Placeholder
-			ph, err = protectOne(m, rel, covered, add)
+			ph, err = protectOne(m, rel, mine, covered, add)
 			if ph != nil {
 				made = append(made, *ph)
+				mine[ph.Path] = true
 			}
 			if err != nil {
 				break
 			}
-		}
-		if err != nil {
-			break
 		}
 	}
 	if len(made) > 0 && st != nil {
@@ -137,7 +177,7 @@ func Protect(p *plan.Plan, st *State) ([]ProtectOp, error) {
 // protectOne protects rel under m: it pins each existing directory above
 // it, and mounts rel (or the first missing or non-directory component
 // above it) read-only, creating a placeholder when it is missing.
-func protectOne(m plan.Mount, rel string, covered func(string) bool, add func(ProtectOp)) (*Placeholder, error) {
+func protectOne(m plan.Mount, rel string, mine map[string]bool, covered func(string) bool, add func(ProtectOp)) (*Placeholder, error) {
 	wantDir := strings.HasSuffix(rel, "/")
 	parts := strings.Split(strings.TrimSuffix(rel, "/"), "/")
 	for i := range parts {
@@ -163,6 +203,10 @@ func protectOne(m plan.Mount, rel string, covered func(string) bool, add func(Pr
 			return &Placeholder{Path: host, Dir: dir, Content: content}, nil
 		case err != nil:
 			return nil, fmt.Errorf("protect %s under %s: %w", rel, m.HostPath, err)
+		case mine[host]:
+			// A placeholder made for another mount: read-only here too.
+			add(ProtectOp{Host: host, Target: target, ReadOnly: true})
+			return nil, nil
 		case fi.Mode()&fs.ModeSymlink != 0:
 			return nil, fmt.Errorf("protect %s under %s: %s %w; the agent could replace it. Replace the link with the file or directory it points to, or mount that separately", rel, m.HostPath, host, ErrProtectSymlink)
 		case last || !fi.IsDir():
@@ -176,6 +220,89 @@ func protectOne(m plan.Mount, rel string, covered func(string) bool, add func(Pr
 		}
 	}
 	return nil, nil
+}
+
+// within returns p relative to dir, slash-separated, when p is dir or
+// under it.
+func within(dir, p string) (string, bool) {
+	rel, err := filepath.Rel(dir, p)
+	if err != nil || rel == ".." || strings.HasPrefix(rel, ".."+string(filepath.Separator)) || filepath.IsAbs(rel) {
+		return "", false
+	}
+	return filepath.ToSlash(rel), true
+}
+
+// checkSources refuses a mount whose source is under a writable mount and
+// is, or passes through, a symbolic link there: the agent could have put
+// the link there in an earlier run, and the next run would then bind
+// whatever it names (any host directory) into the sandbox.
+func checkSources(mounts, writable []plan.Mount) error {
+	for _, m := range mounts {
+		for _, w := range writable {
+			rel, ok := within(w.HostPath, m.HostPath)
+			if !ok || rel == "." {
+				continue
+			}
+			cur := w.HostPath
+			for _, part := range strings.Split(rel, "/") {
+				cur = filepath.Join(cur, part)
+				fi, err := os.Lstat(cur)
+				if err != nil {
+					break // docker reports a missing source
+				}
+				if fi.Mode()&fs.ModeSymlink != 0 {
+					return fmt.Errorf("mount %s: its source %s passes through %s, which %w inside the writable mount %s; the agent could have replaced it. Replace the link with the directory it points to, or mount that directory by its own path", m.Target, m.HostPath, cur, ErrProtectSymlink, w.Target)
+				}
+			}
+		}
+	}
+	return nil
+}
+
+// gitDirPaths are what to protect of a git directory, relative to it.
+var gitDirPaths = []string{"config", "commondir", "config.worktree", "hooks/", "modules/", "worktrees/"}
+
+// maxRepoScan bounds the directories nestedRepoPaths reads.
+const maxRepoScan = 10000
+
+// nestedRepoPaths finds the repositories under dir, down to three levels
+// (a mount of a directory of projects), and returns what to protect of
+// each: its .git file, or the paths of gitDirPaths in its .git directory.
+// It does not follow symbolic links, skips node_modules and the .git
+// directories themselves, and reads at most maxRepoScan directories.
+func nestedRepoPaths(dir string) []string {
+	var list []string
+	seen := 0
+	var walk func(rel string, depth int)
+	walk = func(rel string, depth int) {
+		if depth > 3 || seen >= maxRepoScan {
+			return
+		}
+		seen++
+		des, err := os.ReadDir(filepath.Join(dir, filepath.FromSlash(rel)))
+		if err != nil {
+			return
+		}
+		for _, de := range des {
+			name := de.Name()
+			child := path.Join(rel, name)
+			switch {
+			case name == ".git" && rel != ".":
+				if de.IsDir() {
+					for _, g := range gitDirPaths {
+						list = append(list, child+"/"+g)
+					}
+				} else if de.Type().IsRegular() {
+					list = append(list, child)
+				}
+			case name == ".git" || name == "node_modules" || !de.IsDir():
+			default:
+				walk(child, depth+1)
+			}
+		}
+	}
+	walk(".", 1)
+	return list
 }
 
 // makePlaceholder creates path, a directory or a file holding content,
@@ -290,7 +417,7 @@ func submodulePaths(dir string) []string {
 		case err != nil:
 			continue // not checked out
 		case fi.IsDir():
-			for _, sub := range []string{"config", "commondir", "hooks/", "modules/"} {
+			for _, sub := range gitDirPaths {
 				list = append(list, link+"/.git/"+sub)
 			}
 		default:

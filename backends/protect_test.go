@@ -60,6 +60,7 @@ func TestProtectRepository(t *testing.T) {
 		"/workspace/.git/commondir":       true,
 		"/workspace/.git/config.worktree": true,
 		"/workspace/.git/modules":         true,
+		"/workspace/.git/worktrees":       true,
 		"/workspace/.gitmodules":          true,
 		"/workspace/.envrc":               true,
 		"/workspace/.mcp.json":            true,
@@ -103,7 +104,7 @@ func TestProtectRepository(t *testing.T) {
 	if err := st.Release(); err != nil {
 		t.Fatal(err)
 	}
-	for _, gone := range []string{".git/commondir", ".git/config.worktree", ".git/modules", ".gitmodules", ".mcp.json", ".claude", ".idea", "secrets"} {
+	for _, gone := range []string{".git/commondir", ".git/config.worktree", ".git/modules", ".git/worktrees", ".gitmodules", ".mcp.json", ".claude", ".idea", "secrets"} {
 		if _, err := os.Lstat(filepath.Join(ws, gone)); err == nil {
 			t.Errorf("placeholder %s left behind", gone)
 		}

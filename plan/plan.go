@@ -184,15 +184,16 @@ type Mount struct {
 //     host's next git status or commit;
 //   - .git/commondir and .git/config.worktree, which make git read its
 //     config from elsewhere;
-//   - .git/modules/, the git directories of submodules (their config and
-//     hooks run the same way);
+//   - .git/modules/ and .git/worktrees/, the git directories of submodules
+//     and of linked worktrees (their config, hooks and commondir are read
+//     by git run there);
 //   - .gitmodules, direnv's .envrc, and agent and editor settings that
 //     name commands (.mcp.json, .claude/, .vscode/, .idea/).
 //
 // The agent can still commit: git writes objects, refs and the index.
 var DefaultProtect = []string{
 	".claude/", ".envrc",
-	".git/commondir", ".git/config", ".git/config.worktree", ".git/hooks/", ".git/modules/",
+	".git/commondir", ".git/config", ".git/config.worktree", ".git/hooks/", ".git/modules/", ".git/worktrees/",
 	".gitmodules", ".idea/", ".mcp.json", ".vscode/",
 }
 
