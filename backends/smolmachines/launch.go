@@ -137,6 +137,10 @@ func buildSpec(b *backends.Bottle, stageDir, guestMount, smolfilePath string, tt
 	return s, nil
 }
 
+// agentHome is the agent's HOME in the guest, a private tmpfs, as in the
+// docker backend.
+const agentHome = "/home/bottle"
+
 // lockdown is what bottle guest does before the agent runs in the
 // microVM: smolvm shares only directories (virtiofs; src/data/storage.rs:98
 // at v1.8.1 refuses a file), so the protected paths cannot be mounts of
@@ -153,7 +157,10 @@ func lockdown(b *backends.Bottle) (bottleguest.Lockdown, error) {
 	if err != nil {
 		return bottleguest.Lockdown{}, err
 	}
-	l := bottleguest.Lockdown{DropCaps: true}
+	// The agent runs as the invoking user's uid and gid, as in docker,
+	// with a private HOME; uid 0 would pass the permission checks that
+	// guard /proc/sys, /sys and the guest's disks (closed by DropCaps too).
+	l := bottleguest.Lockdown{DropCaps: true, User: fmt.Sprintf("%d:%d", os.Getuid(), os.Getgid()), Home: agentHome}
 	for _, m := range b.Plan.Mounts {
 		l.NoSuid = append(l.NoSuid, m.Target)
 	}

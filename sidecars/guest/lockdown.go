@@ -27,11 +27,21 @@ const LockdownFlag = "--lockdown-exec"
 // With DropCaps the command then runs with no_new_privs and no
 // capabilities in its bounding, inheritable or ambient sets, so that it
 // cannot undo the mounts, regain a capability through a file, or gain one
-// through a setuid file.
+// through a setuid file; and the kernel's interfaces that root may write
+// without a capability are closed to it: /proc/sys and the other
+// /proc files docker makes read-only are read-only, the sensitive ones
+// docker masks are masked, and /dev is a fresh one with only null, zero,
+// full, random, urandom, tty, pts and shm (no disks).
+//
+// With User ("UID:GID") the command runs as that user and group, with a
+// passwd and group entry named bottle (bound over the image's) and a
+// private tmpfs HOME at Home.
 type Lockdown struct {
 	NoSuid   []string `json:"nosuid,omitempty"`
 	Binds    []Bind   `json:"binds,omitempty"`
 	DropCaps bool     `json:"drop_caps,omitempty"`
+	User     string   `json:"user,omitempty"`
+	Home     string   `json:"home,omitempty"`
 }
 
 // Bind is one path of a Lockdown, bound onto itself.
@@ -42,7 +52,7 @@ type Bind struct {
 
 // Empty reports whether l asks for nothing.
 func (l Lockdown) Empty() bool {
-	return len(l.NoSuid) == 0 && len(l.Binds) == 0 && !l.DropCaps
+	return len(l.NoSuid) == 0 && len(l.Binds) == 0 && !l.DropCaps && l.User == ""
 }
 
 // ParseLockdown reads a Lockdown written by String.

@@ -7,6 +7,8 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"strconv"
+	"strings"
 	"syscall"
 
 	"golang.org/x/sys/unix"
@@ -66,9 +68,39 @@ func ExecLocked(l Lockdown, argv []string) (int, error) {
 			return ExitSetupFailed, fmt.Errorf("lockdown: %s %s: %w", what, b.Path, err)
 		}
 	}
+	var uid, gid int = -1, -1
+	if l.User != "" {
+		var err error
+		if uid, gid, err = parseUser(l.User); err != nil {
+			return ExitSetupFailed, fmt.Errorf("lockdown: %w", err)
+		}
+		if err := identity(uid, gid, l.Home); err != nil {
+			return ExitSetupFailed, fmt.Errorf("lockdown: %w", err)
+		}
+	}
 	if l.DropCaps {
+		if err := closeKernel(); err != nil {
+			return ExitSetupFailed, fmt.Errorf("lockdown: %w", err)
+		}
 		if err := dropPrivileges(); err != nil {
 			return ExitSetupFailed, fmt.Errorf("lockdown: %w", err)
+		}
+	}
+	if uid >= 0 {
+		// Go changes the ids of every thread (syscall.AllThreadsSyscall).
+		if err := syscall.Setgroups([]int{gid}); err != nil {
+			return ExitSetupFailed, fmt.Errorf("lockdown: set groups: %w", err)
+		}
+		if err := syscall.Setgid(gid); err != nil {
+			return ExitSetupFailed, fmt.Errorf("lockdown: set gid %d: %w", gid, err)
+		}
+		if err := syscall.Setuid(uid); err != nil {
+			return ExitSetupFailed, fmt.Errorf("lockdown: set uid %d: %w", uid, err)
+		}
+		if l.Home != "" {
+			os.Setenv("HOME", l.Home)
+			os.Setenv("USER", "bottle")
+			os.Setenv("LOGNAME", "bottle")
 		}
 	}
 	path, err := exec.LookPath(argv[0])
@@ -129,6 +161,210 @@ func dropPrivileges() error {
 	data[0].Inheritable, data[1].Inheritable = 0, 0
 	if err := unix.Capset(&hdr, &data[0]); err != nil {
 		return fmt.Errorf("clear the inheritable capabilities: %w", err)
+	}
+	return nil
+}
+
+// parseUser reads "UID:GID".
+func parseUser(s string) (int, int, error) {
+	u, g, ok := strings.Cut(s, ":")
+	uid, err1 := strconv.Atoi(u)
+	gid, err2 := strconv.Atoi(g)
+	if !ok || err1 != nil || err2 != nil || uid < 0 || gid < 0 {
+		return 0, 0, fmt.Errorf("user %q: want UID:GID", s)
+	}
+	return uid, gid, nil
+}
+
+// identity gives uid and gid a passwd and group entry named bottle, bound
+// read-only over the image's, and home, a private tmpfs they own. The
+// files live on a tmpfs of their own, mounted in a temporary directory
+// and detached once they are bound.
+func identity(uid, gid int, home string) error {
+	os.MkdirAll(os.TempDir(), 0o1777) // a minimal image may have none
+	tmp, err := os.MkdirTemp("", "bottle-identity")
+	if err != nil {
+		return fmt.Errorf("identity: %w", err)
+	}
+	defer os.Remove(tmp)
+	if err := unix.Mount("tmpfs", tmp, "tmpfs", unix.MS_NOSUID|unix.MS_NODEV|unix.MS_NOEXEC, "mode=0755,size=64k"); err != nil {
+		return fmt.Errorf("identity: mount a tmpfs: %w", err)
+	}
+	defer unix.Unmount(tmp, unix.MNT_DETACH)
+	passwd, _ := os.ReadFile("/etc/passwd")
+	group, _ := os.ReadFile("/etc/group")
+	shell := "/bin/sh"
+	if home == "" {
+		home = "/"
+	}
+	entries := map[string]string{
+		"passwd": withEntry(string(passwd), uid, fmt.Sprintf("bottle:x:%d:%d:bottle agent:%s:%s", uid, gid, home, shell)),
+		"group":  withEntry(string(group), gid, fmt.Sprintf("bottle:x:%d:", gid)),
+	}
+	for name, body := range entries {
+		f := filepath.Join(tmp, name)
+		if err := os.WriteFile(f, []byte(body), 0o644); err != nil {
+			return fmt.Errorf("identity: %w", err)
+		}
+		if err := bindFile(f, "/etc/"+name); err != nil {
+			return fmt.Errorf("identity: bind /etc/%s: %w", name, err)
+		}
+	}
+	if home != "/" {
+		if err := os.MkdirAll(home, 0o755); err != nil {
+			return fmt.Errorf("identity: %w", err)
+		}
+		opts := fmt.Sprintf("mode=0700,uid=%d,gid=%d", uid, gid)
+		if err := unix.Mount("tmpfs", home, "tmpfs", unix.MS_NOSUID|unix.MS_NODEV, opts); err != nil {
+			return fmt.Errorf("identity: mount HOME %s: %w", home, err)
+		}
+	}
+	return nil
+}
+
+// withEntry returns the passwd or group file body with line for id,
+// replacing a line that has id already (the third field).
+func withEntry(body string, id int, line string) string {
+	var out []string
+	for _, l := range strings.Split(strings.TrimRight(body, "\n"), "\n") {
+		f := strings.Split(l, ":")
+		if l == "" || (len(f) > 2 && f[2] == strconv.Itoa(id)) {
+			continue
+		}
+		out = append(out, l)
+	}
+	return strings.Join(append(out, line), "\n") + "\n"
+}
+
+// bindFile binds src read-only over dst, which must exist.
+func bindFile(src, dst string) error {
+	if err := unix.Mount(src, dst, "", unix.MS_BIND, ""); err != nil {
+		return err
+	}
+	return unix.Mount("", dst, "", unix.MS_REMOUNT|unix.MS_BIND|unix.MS_RDONLY|unix.MS_NOSUID|unix.MS_NODEV, "")
+}
+
+// readOnlyProc and maskedProc follow the paths runc makes read-only and
+// masks by default in a container (docker's defaults, which smolvm's
+// privileged workload does not get: crates/smolvm-agent/src/oci.rs:572-590
+// at v1.8.1 sets them only when unprivileged).
+var (
+	readOnlyProc = []string{"/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", "/proc/sysrq-trigger"}
+	maskedProc   = []string{"/proc/acpi", "/proc/asound", "/proc/kcore", "/proc/keys", "/proc/latency_stats",
+		"/proc/timer_list", "/proc/timer_stats", "/proc/sched_debug", "/proc/scsi", "/sys/firmware"}
+	// devNodes are the device nodes the new /dev holds.
+	devNodes = []string{"null", "zero", "full", "random", "urandom", "tty"}
+)
+
+// closeKernel closes the interfaces uid 0 may write without a
+// capability: /proc/sys and its like become read-only, sensitive files
+// are masked, /sys is read-only, and /dev is replaced by a fresh tmpfs
+// holding only the harmless nodes, the terminals and shm, so no disk or
+// other device of the guest can be opened.
+func closeKernel() error {
+	for _, p := range readOnlyProc {
+		if _, err := os.Stat(p); err != nil {
+			continue
+		}
+		if err := bindSelf(p, unix.MS_RDONLY|unix.MS_NOSUID|unix.MS_NODEV|unix.MS_NOEXEC); err != nil {
+			return fmt.Errorf("make %s read-only: %w", p, err)
+		}
+	}
+	for _, p := range maskedProc {
+		fi, err := os.Stat(p)
+		if err != nil {
+			continue
+		}
+		if fi.IsDir() {
+			err = unix.Mount("tmpfs", p, "tmpfs", unix.MS_RDONLY|unix.MS_NOSUID|unix.MS_NODEV|unix.MS_NOEXEC, "size=0")
+		} else {
+			err = unix.Mount("/dev/null", p, "", unix.MS_BIND, "")
+		}
+		if err != nil {
+			return fmt.Errorf("mask %s: %w", p, err)
+		}
+	}
+	if _, err := os.Stat("/sys/kernel"); err == nil {
+		if err := readOnlyTree("/sys"); err != nil {
+			return fmt.Errorf("make /sys read-only: %w", err)
+		}
+	}
+	return freshDev()
+}
+
+// readOnlyTree remounts root and every mount under it read-only.
+func readOnlyTree(root string) error {
+	if err := bindSelf(root, unix.MS_RDONLY|unix.MS_NOSUID|unix.MS_NODEV|unix.MS_NOEXEC); err != nil {
+		return err
+	}
+	mi, err := os.ReadFile("/proc/self/mountinfo")
+	if err != nil {
+		return err
+	}
+	for _, line := range strings.Split(string(mi), "\n") {
+		f := strings.Fields(line)
+		if len(f) < 5 || !strings.HasPrefix(f[4], root+"/") {
+			continue
+		}
+		var st unix.Statfs_t
+		if unix.Statfs(f[4], &st) != nil {
+			continue
+		}
+		keep := uintptr(st.Flags) & (unix.ST_NOSUID | unix.ST_NODEV | unix.ST_NOEXEC | unix.ST_NOATIME | unix.ST_NODIRATIME | unix.ST_RELATIME)
+		if err := unix.Mount("", f[4], "", unix.MS_REMOUNT|unix.MS_BIND|unix.MS_RDONLY|keep, ""); err != nil {
+			return fmt.Errorf("%s: %w", f[4], err)
+		}
+	}
+	return nil
+}
+
+// freshDev replaces /dev with a tmpfs holding devNodes (bound from the
+// old /dev), the old /dev/pts (the agent's terminal lives there), ptmx,
+// an shm tmpfs and the usual links.
+func freshDev() error {
+	os.MkdirAll(os.TempDir(), 0o1777) // a minimal image may have none
+	tmp, err := os.MkdirTemp("", "bottle-dev")
+	if err != nil {
+		return fmt.Errorf("new /dev: %w", err)
+	}
+	defer os.Remove(tmp)
+	// nodev: the nodes are bind mounts of their own.
+	if err := unix.Mount("tmpfs", tmp, "tmpfs", unix.MS_NOSUID|unix.MS_NODEV|unix.MS_NOEXEC, "mode=0755,size=64k"); err != nil {
+		return fmt.Errorf("new /dev: %w", err)
+	}
+	for _, n := range devNodes {
+		src := "/dev/" + n
+		if _, err := os.Stat(src); err != nil {
+			continue
+		}
+		dst := filepath.Join(tmp, n)
+		if err := os.WriteFile(dst, nil, 0o666); err != nil {
+			return fmt.Errorf("new /dev: %w", err)
+		}
+		if err := unix.Mount(src, dst, "", unix.MS_BIND, ""); err != nil {
+			return fmt.Errorf("new /dev: bind %s: %w", src, err)
+		}
+	}
+	for _, d := range []string{"pts", "shm"} {
+		if err := os.Mkdir(filepath.Join(tmp, d), 0o755); err != nil {
+			return fmt.Errorf("new /dev: %w", err)
+		}
+	}
+	if _, err := os.Stat("/dev/pts/ptmx"); err == nil {
+		if err := unix.Mount("/dev/pts", filepath.Join(tmp, "pts"), "", unix.MS_BIND|unix.MS_REC, ""); err != nil {
+			return fmt.Errorf("new /dev: bind /dev/pts: %w", err)
+		}
+	}
+	if err := unix.Mount("tmpfs", filepath.Join(tmp, "shm"), "tmpfs", unix.MS_NOSUID|unix.MS_NODEV|unix.MS_NOEXEC, "mode=1777"); err != nil {
+		return fmt.Errorf("new /dev: shm: %w", err)
+	}
+	for name, target := range map[string]string{"ptmx": "pts/ptmx", "fd": "/proc/self/fd", "stdin": "/proc/self/fd/0", "stdout": "/proc/self/fd/1", "stderr": "/proc/self/fd/2"} {
+		if err := os.Symlink(target, filepath.Join(tmp, name)); err != nil {
+			return fmt.Errorf("new /dev: %w", err)
+		}
+	}
+	if err := unix.Mount(tmp, "/dev", "", unix.MS_MOVE, ""); err != nil {
+		return fmt.Errorf("new /dev: move it over /dev: %w", err)
 	}
 	return nil
 }

@@ -4,7 +4,9 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
+	"syscall"
 	"testing"
 )
 
@@ -104,5 +106,80 @@ func TestLockdownFailsClosed(t *testing.T) {
 	}
 	if _, err := os.Stat(marker); err == nil {
 		t.Error("the command ran without its lockdown")
+	}
+}
+
+// TestLockdownKernel: uid 0 without capabilities may still write what
+// only file permissions guard: /proc/sys, /sys, the guest's disks in
+// /dev. Under a lockdown none of them can be written, /dev holds only the
+// harmless nodes, and the terminal nodes still work.
+func TestLockdownKernel(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("skipping: the kernel's root-only interfaces matter when the agent is uid 0; run as root")
+	}
+	script := `ls /dev | tr '\n' ' '; echo
+	echo 1 > /proc/sys/kernel/sysrq 2>/dev/null && echo WROTE-proc-sys
+	echo x > /proc/sysrq-trigger 2>/dev/null && echo WROTE-sysrq
+	for f in /sys/kernel/uevent_helper /sys/kernel/mm/ksm/run; do [ -e $f ] && (echo 0 > $f) 2>/dev/null && echo WROTE-$f; done
+	head -c1 /proc/kcore >/dev/null 2>&1 && echo READ-kcore
+	echo ok > /dev/null && head -c4 /dev/zero | wc -c`
+	lock := Lockdown{DropCaps: true}
+	argv := helperCommand(t, "guest", "--lockdown", lock.String(), "--", "/bin/sh", "-c", script)
+	cmd := exec.Command(argv[0], argv[1:]...)
+	cmd.Env = helperEnviron()
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("guest: %v\n%s", err, out)
+	}
+	s := string(out)
+	if strings.Contains(s, "WROTE") || strings.Contains(s, "READ-kcore") {
+		t.Errorf("the command reached the kernel:\n%s", s)
+	}
+	devs := strings.Fields(strings.SplitN(s, "\n", 2)[0])
+	for _, d := range devs {
+		if !slices.Contains([]string{"null", "zero", "full", "random", "urandom", "tty", "pts", "shm", "ptmx", "fd", "stdin", "stdout", "stderr"}, d) {
+			t.Errorf("/dev holds %s", d)
+		}
+	}
+	if !strings.Contains(s, "\n4\n") {
+		t.Errorf("/dev/zero does not work:\n%s", s)
+	}
+}
+
+// TestLockdownUser: with User the command runs as that uid and gid, which
+// has a passwd entry and a private, writable HOME, and still writes the
+// workspace.
+func TestLockdownUser(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("skipping: switching to another user needs root")
+	}
+	ws := t.TempDir()
+	if err := os.Chmod(ws, 0o777); err != nil {
+		t.Fatal(err)
+	}
+	home := filepath.Join(t.TempDir(), "home")
+	// The test's own temporary directories are 0700.
+	if err := os.Chmod(filepath.Dir(ws), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	lock := Lockdown{DropCaps: true, User: "4321:4322", Home: home, NoSuid: []string{ws}}
+	argv := helperCommand(t, "guest", "--lockdown", lock.String(), "--",
+		"/bin/sh", "-c", `id -u; id -g; echo "HOME=$HOME"; grep '^bottle:' /etc/passwd; touch "$HOME/x" && echo HOME-OK; touch "$1/y" && echo WS-OK`, "sh", ws)
+	cmd := exec.Command(argv[0], argv[1:]...)
+	cmd.Env = helperEnviron()
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("guest: %v\n%s", err, out)
+	}
+	for _, want := range []string{"4321\n4322\n", "HOME=" + home + "\n", "bottle:x:4321:4322:bottle agent:" + home + ":/bin/sh", "HOME-OK", "WS-OK"} {
+		if !strings.Contains(string(out), want) {
+			t.Errorf("missing %q:\n%s", want, out)
+		}
+	}
+	if fi, err := os.Stat(filepath.Join(ws, "y")); err != nil || fi.Sys().(*syscall.Stat_t).Uid != 4321 {
+		t.Errorf("the file the command wrote is not the user's: %v", err)
+	}
+	if _, err := os.Stat(filepath.Join(home, "x")); err == nil {
+		t.Error("HOME was not private to the command (the file is on the host)")
 	}
 }
