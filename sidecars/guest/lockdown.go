@@ -27,7 +27,9 @@ const LockdownFlag = "--lockdown-exec"
 // With DropCaps the command then runs with no_new_privs and no
 // capabilities in its bounding, inheritable or ambient sets, so that it
 // cannot undo the mounts, regain a capability through a file, or gain one
-// through a setuid file; and the kernel's interfaces that root may write
+// through a setuid file; a seccomp filter refuses setuid and setgid modes
+// on any file it writes (they would stay on the host's side of a shared
+// directory); and the kernel's interfaces that root may write
 // without a capability are closed to it: /proc/sys and the other
 // /proc files docker makes read-only are read-only, the sensitive ones
 // docker masks are masked, and /dev is a fresh one with only null, zero,

@@ -103,6 +103,12 @@ func ExecLocked(l Lockdown, argv []string) (int, error) {
 			os.Setenv("LOGNAME", "bottle")
 		}
 	}
+	if l.DropCaps {
+		// Last: the filter applies to this process too.
+		if err := denySetuidModes(); err != nil {
+			return ExitSetupFailed, fmt.Errorf("lockdown: %w", err)
+		}
+	}
 	path, err := exec.LookPath(argv[0])
 	if err != nil {
 		return ExitNotFound, fmt.Errorf("start %q: %w", argv[0], err)

@@ -183,3 +183,35 @@ func TestLockdownUser(t *testing.T) {
 		t.Error("HOME was not private to the command (the file is on the host)")
 	}
 }
+
+// TestLockdownSetuid: no call the command makes can leave a setuid or
+// setgid file in the shared directory, while ordinary modes still work.
+// Without the lockdown the same helper plants them (the control).
+func TestLockdownSetuid(t *testing.T) {
+	for _, locked := range []bool{false, true} {
+		dir := t.TempDir()
+		args := []string{"guest"}
+		if locked {
+			args = append(args, "--lockdown", Lockdown{DropCaps: true}.String())
+		}
+		exe := helperCommand(t, "setuid")[0]
+		argv := helperCommand(t, args[0], append(args[1:], "--", exe, "setuid", dir)...)
+		cmd := exec.Command(argv[0], argv[1:]...)
+		cmd.Env = helperEnviron()
+		out, err := cmd.CombinedOutput()
+		if err != nil {
+			t.Fatalf("locked %v: %v\n%s", locked, err, out)
+		}
+		s := string(out)
+		if !strings.Contains(s, "ORDINARY-OK") {
+			t.Errorf("locked %v: ordinary modes failed:\n%s", locked, s)
+		}
+		planted := strings.Count(s, "PLANTED-")
+		if locked && planted > 0 {
+			t.Errorf("the command left setuid or setgid files:\n%s", s)
+		}
+		if !locked && planted < 6 {
+			t.Errorf("control: only %d plants worked without the lockdown, want 6:\n%s", planted, s)
+		}
+	}
+}

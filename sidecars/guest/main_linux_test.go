@@ -51,6 +51,8 @@ func helperMain(role string, args []string) int {
 		return signalsHelper()
 	case "tty":
 		return ttyHelper()
+	case "setuid":
+		return setuidHelper(args[0])
 	default:
 		fmt.Fprintf(os.Stderr, "unknown helper %q\n", role)
 		return 2
@@ -150,4 +152,52 @@ func lines(s string) []string {
 		}
 	}
 	return out
+}
+
+// setuidHelper tries every way it knows to give a file in dir a setuid or
+// setgid mode, printing PLANTED-<way> for each that worked, then checks
+// that an ordinary chmod and create still work (ORDINARY-OK).
+func setuidHelper(dir string) int {
+	try := func(name string, f func(p string) error) {
+		p := dir + "/" + name
+		os.WriteFile(p, nil, 0o644)
+		if err := f(p); err == nil {
+			if fi, err := os.Stat(p); err == nil && fi.Mode()&(os.ModeSetuid|os.ModeSetgid) != 0 {
+				fmt.Println("PLANTED-" + name)
+			}
+		}
+	}
+	try("chmod-suid", func(p string) error { return unix.Chmod(p, 0o4755) })
+	try("chmod-sgid", func(p string) error { return unix.Chmod(p, 0o2755) })
+	try("fchmodat", func(p string) error { return unix.Fchmodat(unix.AT_FDCWD, p, 0o6755, 0) })
+	try("fchmod", func(p string) error {
+		f, err := os.OpenFile(p, os.O_RDWR, 0)
+		if err != nil {
+			return err
+		}
+		defer f.Close()
+		return unix.Fchmod(int(f.Fd()), 0o4755)
+	})
+	try("openat-creat", func(p string) error {
+		os.Remove(p)
+		fd, err := unix.Openat(unix.AT_FDCWD, p, unix.O_CREAT|unix.O_WRONLY, 0o4755)
+		if err == nil {
+			unix.Close(fd)
+		}
+		return err
+	})
+	try("mknodat", func(p string) error {
+		os.Remove(p)
+		return unix.Mknodat(unix.AT_FDCWD, p, unix.S_IFREG|0o4755, 0)
+	})
+	ok := unix.Chmod(dir+"/chmod-suid", 0o755) == nil
+	if fd, err := unix.Openat(unix.AT_FDCWD, dir+"/plain", unix.O_CREAT|unix.O_WRONLY, 0o644); err == nil {
+		unix.Close(fd)
+	} else {
+		ok = false
+	}
+	if ok {
+		fmt.Println("ORDINARY-OK")
+	}
+	return 0
 }
