@@ -86,13 +86,15 @@ func roundTrip[T any](t *testing.T) {
 	}
 }
 
-// TestWireRoundTrip checks that the plan, what a profile declares, and
-// profile errors cross the process boundary exactly:
-// every field, invalid UTF-8, nil apart from empty.
+// TestWireRoundTrip checks that the plan, what a profile declares, its
+// errors, and the child's requests and responses cross the process
+// boundary exactly: every field, invalid UTF-8, nil apart from empty.
 func TestWireRoundTrip(t *testing.T) {
 	roundTrip[plan.Plan](t)
 	roundTrip[builtins.State](t)
 	roundTrip[Error](t)
+	roundTrip[request](t)
+	roundTrip[response](t)
 }
 
 // TestWireNotJSON shows why the wire form is not JSON: encoding/json
