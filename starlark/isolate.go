@@ -207,24 +207,29 @@ func (iso *Isolation) run(ctx context.Context, req *request, label string, print
 	if err := cmd.Start(); err != nil {
 		return nil, fmt.Errorf("start the process that evaluates %s: %w", label, err)
 	}
-	var killed sync.Once
-	var killTimer *time.Timer
+	exited := make(chan struct{})
 	stop := context.AfterFunc(ctx, func() {
 		// Closing its input cancels the child's evaluation, which it
 		// reports as an error at the step it stopped at.
 		stdin.Close()
-		killed.Do(func() { killTimer = time.AfterFunc(killDelay, func() { cmd.Process.Kill() }) })
+		select {
+		case <-exited:
+		case <-time.After(killDelay):
+			cmd.Process.Kill()
+		}
 	})
 	// A child that dies before reading the request is reported below.
 	_ = writeFrame(stdin, 0, marshalWire(req))
 	resp, memory, readErr := readFrames(bufio.NewReader(stdout), prints)
+	if readErr != nil {
+		// It sent something else than frames, or died: it must not block
+		// on a full pipe while it is waited for.
+		cmd.Process.Kill()
+	}
 	stdin.Close()
 	waitErr := cmd.Wait()
+	close(exited)
 	stop()
-	killed.Do(func() {})
-	if killTimer != nil {
-		killTimer.Stop()
-	}
 	if iso.Debug != nil {
 		fmt.Fprintf(iso.Debug, "bottle: the process that evaluated %s ended: %v, peak memory %s\n", label, cmd.ProcessState, peak(cmd.ProcessState))
 	}

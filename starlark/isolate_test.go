@@ -27,6 +27,8 @@ func TestMain(m *testing.M) {
 	switch os.Getenv(childEnv) {
 	case "serve":
 		os.Exit(ServeIsolated(os.Stdin, os.Stdout, profiles.FS))
+	case "hang":
+		time.Sleep(time.Hour)
 	case "crash":
 		fmt.Fprint(os.Stderr, "panic: something broke\n\ngoroutine 1 [running]:\nmain.main()\n")
 		os.Exit(2)
@@ -378,6 +380,24 @@ spin()
 			!strings.HasPrefix(e.Backtrace, "Traceback (most recent call last):\n  //bottle.star:6:5: in <toplevel>\n  "+e.Pos+": in spin") {
 			t.Errorf("error %#v %s", e, []string{"in this process", "in the child"}[i])
 		}
+	}
+}
+
+// TestIsolatedCancelHung checks that a child that does not answer its
+// cancellation is killed.
+func TestIsolatedCancelHung(t *testing.T) {
+	iso := newTestIsolation(t, "hang")
+	src := Embedded(profiles.FS, profiles.Default, "/w")
+	ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
+	defer cancel()
+	start := time.Now()
+	_, err := Eval(ctx, src, Options{Isolation: iso.Isolation})
+	if d := time.Since(start); d > killDelay+3*time.Second {
+		t.Errorf("returned after %v", d)
+	}
+	var pe *Error
+	if !errors.As(err, &pe) || pe.Error() != "//claude.star: Starlark computation cancelled: evaluation cancelled" {
+		t.Errorf("error %#v", err)
 	}
 }
 
