@@ -156,3 +156,51 @@ func BenchmarkEvalTwoRepos50(b *testing.B) {
 		}
 	}
 }
+
+// BenchmarkIsolation compares evaluating a profile in this process with
+// evaluating it in a child: this test binary in its evaluation mode, and
+// bottle's own executable (built once, with cgo off as released), whose
+// start costs more because it links every package of bottle.
+func BenchmarkIsolation(b *testing.B) {
+	bottle := filepath.Join(b.TempDir(), "bottle")
+	build := exec.Command("go", "build", "-o", bottle, "../cmd/bottle")
+	build.Env = append(os.Environ(), "CGO_ENABLED=0")
+	if out, err := build.CombinedOutput(); err != nil {
+		b.Fatalf("build bottle: %v\n%s", err, out)
+	}
+	example, err := Open("../profiles/examples/team/app/bottle.star")
+	if err != nil {
+		b.Fatal(err)
+	}
+	sources := []struct {
+		name string
+		src  *Source
+	}{
+		{"shipped", Embedded(profiles.FS, profiles.Default, "/w")},
+		{"example", example},
+	}
+	children := []struct {
+		name string
+		iso  *Isolation
+	}{
+		{"in-process", nil},
+		{"child=test-binary", newTestIsolation(b, "serve").Isolation},
+		{"child=bottle", &Isolation{Command: func() (*exec.Cmd, error) {
+			cmd := exec.Command(bottle, "evaluate")
+			cmd.Args[0] = "bottle"
+			return cmd, nil
+		}}},
+	}
+	for _, s := range sources {
+		for _, c := range children {
+			b.Run(s.name+"/"+c.name, func(b *testing.B) {
+				opts := Options{Isolation: c.iso}
+				for b.Loop() {
+					if _, err := Load(context.Background(), s.src, opts, testEnv); err != nil {
+						b.Fatal(err)
+					}
+				}
+			})
+		}
+	}
+}

@@ -56,13 +56,32 @@ type Source struct {
 	// Repos are the shared repositories bottle.root declares, sorted by
 	// name, with overrides applied.
 	Repos []plan.Repo
+
+	// origin is where FS comes from, for evaluation in a child process,
+	// which opens it again.
+	origin origin
 }
+
+type origin int
+
+const (
+	originUnknown  origin = iota // built by hand: only evaluated in this process
+	originRoot                   // the directory Root (Open)
+	originEmbedded               // the profiles shipped in the executable (Embedded)
+)
 
 // Open finds the root of the profile at file (the nearest directory at or
 // above it holding bottle.root, else the profile's own directory). A
 // symbolic link is followed first: the root, the loads and the relative
 // paths are those of the file it points to.
 func Open(file string) (*Source, error) {
+	return open(file, func(fsys fs.FS, root string) ([]plan.Repo, error) {
+		return readRepos(context.Background(), fsys, root, nil, nil)
+	})
+}
+
+// open is Open with bottle.root read by repos.
+func open(file string, repos func(fsys fs.FS, root string) ([]plan.Repo, error)) (*Source, error) {
 	abs, err := filepath.Abs(file)
 	if err != nil {
 		return nil, fmt.Errorf("profile %q: %w", file, err)
@@ -92,8 +111,8 @@ func Open(file string) (*Source, error) {
 	if err != nil {
 		return nil, fmt.Errorf("open profile root %q: %w", root, err)
 	}
-	src := &Source{FS: r.FS(), Label: "//" + filepath.ToSlash(rel), Path: abs, Root: root, Dir: dir}
-	if src.Repos, err = readRepos(r.FS(), root); err != nil {
+	src := &Source{FS: r.FS(), Label: "//" + filepath.ToSlash(rel), Path: abs, Root: root, Dir: dir, origin: originRoot}
+	if src.Repos, err = repos(r.FS(), root); err != nil {
 		return nil, err
 	}
 	return src, nil
@@ -115,7 +134,7 @@ func FindRoot(dir string) (string, bool) {
 // Embedded returns a profile shipped inside the binary, whose relative
 // paths resolve from workspace.
 func Embedded(fsys fs.FS, name, workspace string) *Source {
-	return &Source{FS: fsys, Label: "//" + name, Path: "embedded:profiles/" + name, Root: "embedded:profiles", Dir: workspace}
+	return &Source{FS: fsys, Label: "//" + name, Path: "embedded:profiles/" + name, Root: "embedded:profiles", Dir: workspace, origin: originEmbedded}
 }
 
 // Options control one evaluation.
@@ -129,10 +148,24 @@ type Options struct {
 	// RepoCache is the directory `bottle fetch` stores git repositories
 	// in (see package repocache); evaluation only reads it.
 	RepoCache string
+	// Isolation, when set, evaluates in a child process under a memory
+	// limit; src must then come from Open or Embedded (or Isolation.Open).
+	Isolation *Isolation
+
+	// guard keeps the evaluation under MemoryLimit (in the child).
+	guard *memoryGuard
 }
 
 // Eval runs the profile and returns what it declared.
 func Eval(ctx context.Context, src *Source, opts Options) (*builtins.State, error) {
+	if opts.Isolation != nil {
+		return opts.Isolation.eval(ctx, src, opts)
+	}
+	return eval(ctx, src, opts)
+}
+
+// eval is Eval in this process.
+func eval(ctx context.Context, src *Source, opts Options) (*builtins.State, error) {
 	if opts.MaxSteps == 0 {
 		opts.MaxSteps = DefaultMaxSteps
 	}
@@ -184,6 +217,7 @@ func (l *loader) newThread(label string, state *builtins.State) *starlark.Thread
 		Load: l.load,
 	}
 	th.SetMaxExecutionSteps(l.opts.MaxSteps)
+	l.opts.guard.attach(th, l.opts.MaxSteps)
 	if state != nil {
 		builtins.Attach(th, state)
 	}
@@ -210,7 +244,7 @@ func (l *loader) exec(label string, state *builtins.State) (starlark.StringDict,
 	}
 	th := l.newThread(label, state)
 	if l.ctx != nil {
-		stop := context.AfterFunc(l.ctx, func() { th.Cancel("evaluation cancelled") })
+		stop := context.AfterFunc(l.ctx, func() { th.Cancel(cancelReason(l.ctx)) })
 		defer stop()
 	}
 	l.stack = append(l.stack, label)

@@ -1,8 +1,10 @@
 package starlark
 
 import (
+	"context"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -25,7 +27,10 @@ const rootLabel = "//" + RootMarker
 // A repository's own bottle.root, if it has one, is not read: "@name"
 // always means what the project's bottle.root declares, so a library can
 // load another repository only under the name the project gives it.
-func readRepos(fsys fs.FS, root string) ([]plan.Repo, error) {
+//
+// print() output goes to prints, or else to os.Stderr; a guard, if any,
+// keeps the evaluation under MemoryLimit.
+func readRepos(ctx context.Context, fsys fs.FS, root string, prints io.Writer, guard *memoryGuard) ([]plan.Repo, error) {
 	data, err := fs.ReadFile(fsys, RootMarker)
 	if err != nil {
 		if errors.Is(err, fs.ErrNotExist) {
@@ -39,8 +44,14 @@ func readRepos(fsys fs.FS, root string) ([]plan.Repo, error) {
 	home, _ := os.UserHomeDir()
 	rs := &builtins.Repos{Dir: root, Home: home}
 	th := &starlark.Thread{Name: rootLabel}
+	if prints != nil {
+		th.Print = func(_ *starlark.Thread, msg string) { fmt.Fprintln(prints, msg) }
+	}
 	th.SetMaxExecutionSteps(DefaultMaxSteps)
+	guard.attach(th, DefaultMaxSteps)
 	builtins.AttachRepos(th, rs)
+	stop := context.AfterFunc(ctx, func() { th.Cancel(cancelReason(ctx)) })
+	defer stop()
 	if _, err := starlark.ExecFileOptions(fileOptions, th, rootLabel, data, builtins.RootPredeclared()); err != nil {
 		return nil, AsError(err)
 	}

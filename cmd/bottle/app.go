@@ -49,6 +49,7 @@ type CLI struct {
 
 	Sidecars SidecarsCmd `cmd:"" hidden:"" help:"Run a bottle's sidecars from their rendered configuration."`
 	Guest    GuestCmd    `cmd:"" hidden:"" help:"Relay sidecar sockets to loopback and run a command, inside a microVM."`
+	Evaluate EvaluateCmd `cmd:"" hidden:"" help:"Evaluate a profile for another bottle process: the request on stdin, the result on stdout."`
 
 	InstallCompletions kongplete.InstallCompletions `cmd:"" help:"Install shell completion for bash, zsh or fish."`
 }

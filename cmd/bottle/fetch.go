@@ -38,7 +38,7 @@ func (c *FetchCmd) Run(g *Globals) error {
 			}
 		}
 	}
-	src, err := openProfile(arg, c.RepoFlags)
+	src, err := openProfile(g, arg, c.RepoFlags)
 	if err != nil {
 		return err
 	}

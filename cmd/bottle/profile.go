@@ -26,7 +26,7 @@ type RepoFlags struct {
 // shipped claude.star) and builds its plan. It reads files and nothing
 // else: repositories come from the cache or an override, never the network.
 func loadPlan(g *Globals, arg string, rf RepoFlags) (*plan.Plan, error) {
-	src, err := openProfile(arg, rf)
+	src, err := openProfile(g, arg, rf)
 	if err != nil {
 		return nil, err
 	}
@@ -35,19 +35,21 @@ func loadPlan(g *Globals, arg string, rf RepoFlags) (*plan.Plan, error) {
 
 // openProfile finds the profile at arg (or ./bottle.star, else the shipped
 // claude.star), reads the repositories its bottle.root declares and
-// applies the overrides.
-func openProfile(arg string, rf RepoFlags) (*bstar.Source, error) {
+// applies the overrides. bottle.root is evaluated in a child process, as
+// profiles are (see isolation).
+func openProfile(g *Globals, arg string, rf RepoFlags) (*bstar.Source, error) {
 	wd, err := os.Getwd()
 	if err != nil {
 		return nil, fmt.Errorf("find the current directory: %w", err)
 	}
 	var src *bstar.Source
+	iso := isolation(g)
 	switch {
 	case arg != "":
-		src, err = bstar.Open(arg)
+		src, err = iso.Open(arg)
 	default:
 		if _, statErr := os.Stat(defaultProfile); statErr == nil {
-			src, err = bstar.Open(defaultProfile)
+			src, err = iso.Open(defaultProfile)
 		} else {
 			src = bstar.Embedded(profiles.FS, profiles.Default, wd)
 		}
@@ -82,7 +84,8 @@ func evalPlan(g *Globals, src *bstar.Source) (*plan.Plan, error) {
 	if err != nil && len(src.Repos) > 0 {
 		return nil, err
 	}
-	p, _, err := engine.Plan(g.Ctx, src, bstar.Options{Stderr: visibleWriter{g.Stderr}, Home: home, RepoCache: cache}, bstar.Env{Workspace: wd, StateHome: sh})
+	opts := bstar.Options{Stderr: visibleWriter{g.Stderr}, Home: home, RepoCache: cache, Isolation: isolation(g)}
+	p, _, err := engine.Plan(g.Ctx, src, opts, bstar.Env{Workspace: wd, StateHome: sh})
 	if err != nil {
 		return nil, profileErr(err)
 	}

@@ -28,7 +28,7 @@ and bottle exits with its exit code:
 // cache, but issue 15, which wins where they differ, lets start fetch
 // first. A dry run, like check, only reads the cache.
 func (c *StartCmd) Run(g *Globals) error {
-	src, err := openProfile(c.Profile, c.RepoFlags)
+	src, err := openProfile(g, c.Profile, c.RepoFlags)
 	if err != nil {
 		return err
 	}
