@@ -549,6 +549,11 @@ func (d *Backend) createAgent(ctx context.Context, cli string, b *backends.Bottl
 	}
 	args = append(args, ident...)
 	args = append(args, agentLimits(p.Backend)...)
+	profile, err := writeAgentSeccomp(b.State)
+	if err != nil {
+		return err
+	}
+	args = append(args, "--security-opt", "seccomp="+profile)
 	if p.Backend.CPUs > 0 {
 		args = append(args, "--cpus", strconv.FormatFloat(p.Backend.CPUs, 'f', -1, 64))
 	}
