@@ -335,3 +335,47 @@ mount("ws", "/workspace")
 		t.Errorf("control without no-new-privileges: %q (%v), want euid 0", ctl, err)
 	}
 }
+
+// TestAgentRewritesSetuidFile: the seccomp profile stops the agent from
+// setting a setuid or setgid bit, but not from changing the contents of a
+// file that has one already. The kernel clears the bits on write(2),
+// truncate and fallocate by a process without CAP_FSETID, but not on a
+// store through a shared mapping. When bottle runs as root the agent is
+// uid 0 and owns every root-owned file in the workspace: a setuid-root
+// program there (a chroot or root file system being built, an unpacked
+// image) becomes the agent's code, still setuid root on the host.
+func TestAgentRewritesSetuidFile(t *testing.T) {
+	e := newEnv(t)
+	if os.Geteuid() != 0 {
+		t.Skip("a setuid-root file owned by the agent's uid needs bottle to run as root")
+	}
+	setidTools(t, e)
+	ws := filepath.Join(e.dir, "ws")
+	if err := os.MkdirAll(ws, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	suid := filepath.Join(ws, "suid-prog")
+	if err := os.WriteFile(suid, make([]byte, 4096), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := syscall.Chmod(suid, 0o4755); err != nil {
+		t.Fatal(err)
+	}
+	root := e.profile("rewrite.star", `
+docker(image = "AGENT_IMAGE")
+mount("ws", "/workspace")
+mount("tools", "/tools", readonly = True)
+`)
+	out, stderr, code := e.run("start", "--yes", root, "--", "/tools/setid", "mmapwrite", "/workspace/suid-prog")
+	if code != 0 {
+		t.Fatalf("bottle exited %d:\n%s%s", code, out, stderr)
+	}
+	fi, err := os.Stat(suid)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := os.ReadFile(suid)
+	if fi.Mode()&fs.ModeSetuid != 0 && strings.HasPrefix(string(b), "AGENT") {
+		t.Errorf("ESCAPE: the agent rewrote a setuid-root file in the workspace and it kept its setuid bit (%v, agent said %q)", fi.Mode(), strings.TrimSpace(out))
+	}
+}

@@ -36,13 +36,21 @@ func modeArgs() map[string]uint32 {
 // read; C libraries fall back to openat) and refuses io_uring, whose
 // operations would bypass the filter. no_new_privs must be set already.
 func denySetuidModes() error {
+	if err := seccomp.LoadFilter(setuidFilter()); err != nil {
+		return fmt.Errorf("install the seccomp filter: %w", err)
+	}
+	return nil
+}
+
+// setuidFilter is the filter denySetuidModes installs.
+func setuidFilter() seccomp.Filter {
 	var named []seccomp.NameWithConditions
 	for name, arg := range modeArgs() {
 		named = append(named, seccomp.NameWithConditions{Name: name, Conditions: seccomp.ArgumentConditions{
 			{Argument: arg, Operation: seccomp.BitsSet, Value: setuidModes},
 		}})
 	}
-	filter := seccomp.Filter{
+	return seccomp.Filter{
 		Policy: seccomp.Policy{
 			DefaultAction: seccomp.ActionAllow,
 			Syscalls: []seccomp.SyscallGroup{
@@ -52,8 +60,4 @@ func denySetuidModes() error {
 			},
 		},
 	}
-	if err := seccomp.LoadFilter(filter); err != nil {
-		return fmt.Errorf("install the seccomp filter: %w", err)
-	}
-	return nil
 }

@@ -9,6 +9,8 @@
 //	setid euid       print the effective uid
 //	setid open PATH  open PATH read-only
 //	setid mknod PATH make a character device node (1:3) at PATH
+//	setid mmapwrite PATH  overwrite PATH's first bytes through a shared
+//	                      mapping (no write(2), no chmod)
 package main
 
 import (
@@ -54,6 +56,8 @@ func main() {
 		}
 	case "mknod":
 		report("mknod-chr", syscall.Mknod(os.Args[2], syscall.S_IFCHR|0o666, 1<<8|3))
+	case "mmapwrite":
+		report("mmapwrite", mmapWrite(os.Args[2], []byte("AGENT")))
 	default:
 		fail("unknown command " + os.Args[1])
 	}
@@ -303,4 +307,21 @@ func ioURing(path string) {
 	}
 	syscall.Close(int(res))
 	report("io_uring-suid", nil)
+}
+
+// mmapWrite replaces the first bytes of path through a MAP_SHARED
+// mapping: the kernel strips setuid and setgid bits on write(2),
+// truncate and fallocate, but not on a store through a mapping.
+func mmapWrite(path string, b []byte) error {
+	fd, err := syscall.Open(path, syscall.O_RDWR, 0)
+	if err != nil {
+		return err
+	}
+	defer syscall.Close(fd)
+	m, err := syscall.Mmap(fd, 0, len(b), syscall.PROT_READ|syscall.PROT_WRITE, syscall.MAP_SHARED)
+	if err != nil {
+		return err
+	}
+	copy(m, b)
+	return syscall.Munmap(m)
 }
