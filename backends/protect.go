@@ -111,7 +111,12 @@ func Protect(p *plan.Plan, st *State) ([]ProtectOp, error) {
 		}
 		list := append(slices.Clone(m.Protect), hooksPath(m.HostPath)...)
 		list = append(list, submodulePaths(m.HostPath)...)
-		list = append(list, nestedRepoPaths(m.HostPath)...)
+		nested, nerr := nestedRepoPaths(m.HostPath)
+		if nerr != nil {
+			err = nerr
+			break
+		}
+		list = append(list, nested...)
 		list = append(list, under(m.HostPath, p.Profile.Files)...)
 		for _, rel := range list {
 			if err = plan.CheckProtect(rel); err != nil {
@@ -262,20 +267,28 @@ func checkSources(mounts, writable []plan.Mount) error {
 // gitDirPaths are what to protect of a git directory, relative to it.
 var gitDirPaths = []string{"config", "commondir", "config.worktree", "hooks/", "modules/", "worktrees/"}
 
-// maxRepoScan bounds the directories nestedRepoPaths reads.
-const maxRepoScan = 10000
+// maxRepoScan bounds the directories nestedRepoPaths reads (a variable
+// for tests).
+var maxRepoScan = 50000
 
-// nestedRepoPaths finds the repositories under dir, down to three levels
-// (a mount of a directory of projects), and returns what to protect of
-// each: its .git file, or the paths of gitDirPaths in its .git directory.
-// It does not follow symbolic links, skips node_modules and the .git
-// directories themselves, and reads at most maxRepoScan directories.
-func nestedRepoPaths(dir string) []string {
+// ErrTooManyDirs is wrapped by Protect's error when a writable mount has
+// more directories in its top levels than nestedRepoPaths reads: stopping
+// early would leave the repositories after them unprotected, and the agent
+// can make directories.
+var ErrTooManyDirs = errors.New("too many directories to search for repositories")
+
+// nestedRepoPaths finds the repositories under dir, down to three
+// directories below it (a mount of a directory of projects), and returns
+// what to protect of each: its .git file, or the paths of gitDirPaths in
+// its .git directory. It does not follow symbolic links, skips
+// node_modules and the .git directories themselves, and fails with
+// ErrTooManyDirs rather than read more than maxRepoScan directories.
+func nestedRepoPaths(dir string) ([]string, error) {
 	var list []string
 	seen := 0
 	var walk func(rel string, depth int)
 	walk = func(rel string, depth int) {
-		if depth > 3 || seen >= maxRepoScan {
+		if depth > 4 || seen > maxRepoScan {
 			return
 		}
 		seen++
@@ -292,7 +305,9 @@ func nestedRepoPaths(dir string) []string {
 					for _, g := range gitDirPaths {
 						list = append(list, child+"/"+g)
 					}
-				} else if de.Type().IsRegular() {
+				} else {
+					// A file, or a link: the link is refused where the
+					// path is protected (protectOne).
 					list = append(list, child)
 				}
 			case name == ".git" || name == "node_modules" || !de.IsDir():
@@ -302,7 +317,10 @@ func nestedRepoPaths(dir string) []string {
 		}
 	}
 	walk(".", 1)
-	return list
+	if seen > maxRepoScan {
+		return nil, fmt.Errorf("%s: more than %d directories within three levels: %w; mount a narrower directory, or mount this one read-only", dir, maxRepoScan, ErrTooManyDirs)
+	}
+	return list, nil
 }
 
 // makePlaceholder creates path, a directory or a file holding content,

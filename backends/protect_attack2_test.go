@@ -59,8 +59,10 @@ func TestProtectRepoThreeBelow(t *testing.T) {
 // must not be exhaustible by the agent), not drop protection.
 func TestProtectRepoScanBudget(t *testing.T) {
 	if testing.Short() {
-		t.Skip("makes 10,000 directories")
+		t.Skip("makes 3,000 directories")
 	}
+	defer func(n int) { maxRepoScan = n }(maxRepoScan)
+	maxRepoScan = 3000
 	ws := t.TempDir()
 	for i := 0; i < maxRepoScan; i++ {
 		if err := os.MkdirAll(filepath.Join(ws, "aaa", fmt.Sprintf("%05d", i)), 0o755); err != nil {

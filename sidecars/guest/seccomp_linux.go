@@ -3,8 +3,11 @@ package guest
 import (
 	"fmt"
 	"runtime"
+	"unsafe"
 
 	seccomp "github.com/elastic/go-seccomp-bpf"
+	"github.com/elastic/go-seccomp-bpf/arch"
+	"golang.org/x/net/bpf"
 	"golang.org/x/sys/unix"
 )
 
@@ -36,10 +39,57 @@ func modeArgs() map[string]uint32 {
 // read; C libraries fall back to openat) and refuses io_uring, whose
 // operations would bypass the filter. no_new_privs must be set already.
 func denySetuidModes() error {
-	if err := seccomp.LoadFilter(setuidFilter()); err != nil {
-		return fmt.Errorf("install the seccomp filter: %w", err)
+	prog, err := setuidProgram()
+	if err != nil {
+		return fmt.Errorf("build the seccomp filter: %w", err)
 	}
+	raw, err := bpf.Assemble(prog)
+	if err != nil {
+		return fmt.Errorf("build the seccomp filter: %w", err)
+	}
+	filter := make([]unix.SockFilter, len(raw))
+	for i, r := range raw {
+		filter[i] = unix.SockFilter{Code: r.Op, Jt: r.Jt, Jf: r.Jf, K: r.K}
+	}
+	fprog := unix.SockFprog{Len: uint16(len(filter)), Filter: &filter[0]}
+	if _, _, errno := unix.Syscall(unix.SYS_SECCOMP, unix.SECCOMP_SET_MODE_FILTER, 0, uintptr(unsafe.Pointer(&fprog))); errno != 0 {
+		return fmt.Errorf("install the seccomp filter: %w", errno)
+	}
+	runtime.KeepAlive(filter)
 	return nil
+}
+
+// setuidProgram is setuidFilter's policy behind a check of its own:
+// go-seccomp-bpf lets a call of a foreign architecture through to the
+// default action (allow), so a 32-bit chmod (int 0x80 on amd64, AArch32
+// on arm64) or an x32 call on amd64 would pass every rule. Those get
+// ENOSYS here, as Docker's profile refuses an architecture it does not
+// list.
+func setuidProgram() ([]bpf.Instruction, error) {
+	f := setuidFilter()
+	body, err := f.Policy.Assemble()
+	if err != nil {
+		return nil, err
+	}
+	native, err := arch.GetInfo("")
+	if err != nil {
+		return nil, err
+	}
+	enosys := bpf.RetConstant{Val: uint32(seccomp.ActionErrno) | uint32(unix.ENOSYS)}
+	prog := []bpf.Instruction{
+		bpf.LoadAbsolute{Off: 4, Size: 4}, // seccomp_data.arch
+		bpf.JumpIf{Cond: bpf.JumpEqual, Val: uint32(native.ID), SkipTrue: 1},
+		enosys,
+	}
+	if runtime.GOARCH == "amd64" {
+		// x32 calls carry the native arch and bit 30 in the number.
+		prog = append(prog,
+			bpf.LoadAbsolute{Off: 0, Size: 4}, // seccomp_data.nr
+			bpf.JumpIf{Cond: bpf.JumpGreaterOrEqual, Val: 0x40000000, SkipFalse: 1},
+			enosys,
+		)
+	}
+	return append(prog, body...), nil
 }
 
 // setuidFilter is the filter denySetuidModes installs.
