@@ -10,7 +10,9 @@ import (
 	"path"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
+	"syscall"
 
 	"github.com/bottle-dev/bottle/plan"
 )
@@ -100,6 +102,11 @@ func Protect(p *plan.Plan, st *State) ([]ProtectOp, error) {
 		}
 	}
 	err := checkSources(p.Mounts, writable)
+	for _, m := range writable {
+		if err == nil {
+			err = checkSetID(m)
+		}
+	}
 	// Each protected path as a host path: a path one mount protects is
 	// read-only through every writable mount that holds it (a mount of
 	// the workspace's parent, or of a directory inside it), not only at
@@ -262,6 +269,42 @@ func checkSources(mounts, writable []plan.Mount) error {
 		}
 	}
 	return nil
+}
+
+// ErrSetIDFile is wrapped by Protect's error when a writable mount holds
+// a setuid or setgid file the agent could write.
+var ErrSetIDFile = errors.New("holds setuid or setgid files the agent could rewrite")
+
+// checkSetID refuses a writable mount holding a regular file with the
+// setuid or setgid bit that the agent's user owns (any such file when
+// bottle runs as root). The seccomp rules keep the agent from setting the
+// bits, but a store through a shared mapping rewrites a file without the
+// kernel clearing them, so such a file would run the agent's code with
+// its owner's rights on the host.
+func checkSetID(m plan.Mount) error {
+	uid := uint32(os.Getuid())
+	var found []string
+	filepath.WalkDir(m.HostPath, func(p string, d fs.DirEntry, err error) error {
+		if err != nil || !d.Type().IsRegular() {
+			return nil
+		}
+		fi, err := d.Info()
+		if err != nil || fi.Mode()&(fs.ModeSetuid|fs.ModeSetgid) == 0 {
+			return nil
+		}
+		if st, ok := fi.Sys().(*syscall.Stat_t); ok && uid != 0 && st.Uid != uid {
+			return nil
+		}
+		found = append(found, strconv.Quote(p))
+		if len(found) == 5 {
+			return filepath.SkipAll
+		}
+		return nil
+	})
+	if len(found) == 0 {
+		return nil
+	}
+	return fmt.Errorf("mount %s %w: %s; remove the bits (chmod u-s,g-s FILE) or mount the directory read-only", m.Target, ErrSetIDFile, strings.Join(found, ", "))
 }
 
 // gitDirPaths are what to protect of a git directory, relative to it.

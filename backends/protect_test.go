@@ -300,3 +300,29 @@ func TestPlaceholdersHandedOver(t *testing.T) {
 		t.Error("the placeholder is left after both bottles ended")
 	}
 }
+
+// TestProtectRefusesSetIDFiles: a setuid or setgid file the agent could
+// write, anywhere under a writable mount, refuses the start; the same file
+// under a read-only mount does not.
+func TestProtectRefusesSetIDFiles(t *testing.T) {
+	ws := t.TempDir()
+	deep := filepath.Join(ws, "a", "b", "c", "d")
+	if err := os.MkdirAll(deep, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	f := filepath.Join(deep, "prog")
+	if err := os.WriteFile(f, nil, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chmod(f, 0o2755|os.ModeSetgid); err != nil {
+		t.Fatal(err)
+	}
+	_, err := Protect(protectPlan(ws), nil)
+	if !errors.Is(err, ErrSetIDFile) || !strings.Contains(err.Error(), "prog") {
+		t.Errorf("Protect: %v, want ErrSetIDFile naming prog", err)
+	}
+	ro := &plan.Plan{Mounts: []plan.Mount{{HostPath: ws, Target: "/ro", ReadOnly: true}}}
+	if _, err := Protect(ro, nil); err != nil {
+		t.Errorf("read-only mount: %v", err)
+	}
+}
