@@ -271,6 +271,38 @@ func checkSources(mounts, writable []plan.Mount) error {
 	return nil
 }
 
+// SourceIdentities returns, for each mount of p whose source lies inside
+// another, writable mount, its target and the source's identity
+// ("DEV:INO", as stat(2) gives them): the agent of another bottle on the
+// same workspace could swap the source for a symbolic link between
+// bottle's check and the mount, so bottle guest compares what it sees at
+// the target before it runs the agent (docker shares the host's inodes;
+// see sidecars/guest.CheckMounts).
+func SourceIdentities(p *plan.Plan) (map[string]string, error) {
+	ids := map[string]string{}
+	for _, m := range p.Mounts {
+		for _, w := range p.Mounts {
+			if w.ReadOnly || w.Target == m.Target {
+				continue
+			}
+			if rel, ok := within(w.HostPath, m.HostPath); !ok || rel == "." {
+				continue
+			}
+			fi, err := os.Lstat(m.HostPath)
+			if err != nil {
+				return nil, fmt.Errorf("mount %s: %w", m.Target, err)
+			}
+			st, ok := fi.Sys().(*syscall.Stat_t)
+			if !ok || fi.Mode()&fs.ModeSymlink != 0 {
+				return nil, fmt.Errorf("mount %s: its source %s %w", m.Target, m.HostPath, ErrProtectSymlink)
+			}
+			ids[m.Target] = fmt.Sprintf("%d:%d", st.Dev, st.Ino)
+			break
+		}
+	}
+	return ids, nil
+}
+
 // ErrSetIDFile is wrapped by Protect's error when a writable mount holds
 // a setuid or setgid file the agent could write.
 var ErrSetIDFile = errors.New("holds setuid or setgid files the agent could rewrite")

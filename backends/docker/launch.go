@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"os"
 	"path"
 	"path/filepath"
@@ -569,6 +570,13 @@ func (d *Backend) createAgent(ctx context.Context, cli string, b *backends.Bottl
 	// agent container starts: longer than bottle's own wait, so that a
 	// bundle that never gets ready is reported by bottle, with its logs.
 	guest = append([]string{guest[0], "--wait", (backends.ReadyTimeout() + guestWaitSlack).String()}, guest[1:]...)
+	ids, err := backends.SourceIdentities(p)
+	if err != nil {
+		return err
+	}
+	for _, target := range slices.Sorted(maps.Keys(ids)) {
+		guest = append([]string{guest[0], "--expect-mount", target + "=" + ids[target]}, guest[1:]...)
+	}
 	args = append(args, guest...)
 	if _, err := d.runner().Output(ctx, backends.Cmd{Path: cli, Args: args, Env: secretEnv}); err != nil {
 		return fmt.Errorf("create the agent container: %w", err)

@@ -661,3 +661,35 @@ func TestMountSpecInjection(t *testing.T) {
 		t.Errorf("bottle exited %d, want the command to run:\n%s%s", code, out, stderr)
 	}
 }
+
+// TestMountSourceIdentity: a mount whose source lies inside the
+// workspace is checked by bottle guest against the inode bottle saw (the
+// container sees the host's inodes through a bind mount), so the agent
+// runs; a source that is a symbolic link is refused before anything starts.
+func TestMountSourceIdentity(t *testing.T) {
+	img := debianImage(t)
+	e := newEnv(t)
+	ws := filepath.Join(e.dir, "ws")
+	if err := os.MkdirAll(filepath.Join(ws, "cache"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	profile := filepath.Join(e.dir, "p.star")
+	body := "docker(image = \"" + img + "\")\nmount(\"ws\", \"/workspace\")\nmount(\"ws/cache\", \"/cache\", readonly = True)\n"
+	if err := os.WriteFile(profile, []byte(body), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	out, stderr, code := e.run("start", "--yes", profile, "--", "sh", "-c", "ls -d /cache && echo RAN")
+	if code != 0 || !strings.Contains(out, "RAN") {
+		t.Fatalf("bottle exited %d:\n%s%s", code, out, stderr)
+	}
+	if err := os.Remove(filepath.Join(ws, "cache")); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink(t.TempDir(), filepath.Join(ws, "cache")); err != nil {
+		t.Fatal(err)
+	}
+	out, stderr, code = e.run("start", "--yes", profile, "--", "sh", "-c", "echo RAN")
+	if code == 0 || strings.Contains(out, "RAN") || !strings.Contains(stderr, "is a symbolic link") {
+		t.Errorf("a symlinked source: exit %d:\n%s%s", code, out, stderr)
+	}
+}

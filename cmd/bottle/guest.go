@@ -25,6 +25,8 @@ type GuestCmd struct {
 	Forward []guest.Forward `sep:"none" placeholder:"LISTEN=SOCKET" help:"Relay connections to this loopback address to this sidecar socket (repeatable)."`
 	Idle    bool            `help:"Run no command: wait for SIGTERM or SIGINT, reaping orphaned processes."`
 	Wait    time.Duration   `help:"Wait up to this long for every sidecar socket to accept connections before running the command (0: they must already)."`
+	// ExpectMount is checked before anything runs (guest.CheckMounts).
+	ExpectMount []string `name:"expect-mount" hidden:"" sep:"none" help:"Refuse to run unless the mount at TARGET is the source bottle checked (TARGET=DEV:INO)."`
 	// Lockdown (JSON, guest.Lockdown) is applied to the command: the
 	// smolmachines backend protects paths and drops privileges with it.
 	Lockdown string `hidden:"" help:"Protect paths and drop privileges for the command (JSON; set by bottle)."`
@@ -42,6 +44,9 @@ func (c *GuestCmd) Run(g *Globals) error {
 		}
 		code, err := guest.ExecLocked(l, g.Passthrough)
 		return &exitError{code: code, err: err}
+	}
+	if err := guest.CheckMounts(c.ExpectMount); err != nil {
+		return &exitError{code: guest.ExitSetupFailed, err: err}
 	}
 	var lock guest.Lockdown
 	if c.Lockdown != "" {
