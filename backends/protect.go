@@ -339,6 +339,27 @@ func checkSetID(m plan.Mount) error {
 	return fmt.Errorf("mount %s %w: %s; remove the bits (chmod u-s,g-s FILE) or mount the directory read-only", m.Target, ErrSetIDFile, strings.Join(found, ", "))
 }
 
+// NestedRepos lists the repositories (directories holding .git) up to
+// three directories below dir, relative to it; nil when there are more
+// directories than the search reads.
+func NestedRepos(dir string) []string {
+	paths, err := nestedRepoPaths(dir)
+	if err != nil {
+		return nil
+	}
+	var repos []string
+	for _, p := range paths {
+		i := strings.Index(p, "/.git")
+		if i < 0 && strings.HasSuffix(p, ".git") {
+			i = len(p) - len("/.git")
+		}
+		if i > 0 && !slices.Contains(repos, p[:i]) {
+			repos = append(repos, p[:i])
+		}
+	}
+	return repos
+}
+
 // gitDirPaths are what to protect of a git directory, relative to it.
 var gitDirPaths = []string{"config", "commondir", "config.worktree", "hooks/", "modules/", "worktrees/"}
 

@@ -174,18 +174,29 @@ func gitlinks(p *plan.Plan) map[string][]string {
 	for _, mt := range p.Mounts {
 		if !mt.ReadOnly {
 			m[mt.HostPath] = backends.Gitlinks(mt.HostPath)
+			for _, r := range backends.NestedRepos(mt.HostPath) {
+				m[mt.HostPath] = append(m[mt.HostPath], "repo:"+r)
+			}
 		}
 	}
 	return m
 }
 
-// warnNewGitlinks reports the submodules the agent added to an index: git
+// warnNewGitlinks reports the repositories the agent made in the top
+// levels of a mount (an editor finds them and runs git there), and the
+// submodules the agent added to an index: git
 // status on the host looks into each one and would run what its own
 // .git/config names (core.fsmonitor), which no mount can protect, since
 // the agent may write the index and create directories. The paths are
 // quoted: the agent chose them.
 func warnNewGitlinks(w io.Writer, p *plan.Plan, before map[string][]string) {
 	for host, old := range before {
+		for _, r := range backends.NestedRepos(host) {
+			if !slices.Contains(old, "repo:"+r) {
+				fmt.Fprintf(w, "bottle: warning: the agent made a repository at %s in %s; git run there (or an editor that finds it) runs what its git config names. Check %s before running git in it\n",
+					strconv.Quote(r), strconv.Quote(host), strconv.Quote(r+"/.git/config"))
+			}
+		}
 		for _, link := range backends.Gitlinks(host) {
 			if slices.Contains(old, link) {
 				continue

@@ -614,6 +614,9 @@ func TestWorkspaceNewSubmoduleWarned(t *testing.T) {
 	if !strings.Contains(stderr, `bottle: warning: the agent added a submodule at "sub\x1b"`) {
 		t.Errorf("no warning naming the submodule, quoted:\n%s", stderr)
 	}
+	if !strings.Contains(stderr, `bottle: warning: the agent made a repository at "sub\x1b"`) {
+		t.Errorf("no warning naming the new repository, quoted:\n%s", stderr)
+	}
 	if strings.Contains(stderr, "sub\x1b") {
 		t.Errorf("the agent's raw path reached the terminal:\n%q", stderr)
 	}
