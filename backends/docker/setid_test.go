@@ -273,12 +273,17 @@ func TestAgentMountsActNosuidNodev(t *testing.T) {
 			t.Logf("the host cannot open %s either (%v): not checked", d.name, err)
 		}
 	}
-	// A setuid-root program in the workspace that prints its euid.
+	// A setuid-root program that prints its euid, in a directory of its
+	// own (bottle refuses a writable mount holding one the agent could
+	// rewrite).
 	b, err := os.ReadFile(filepath.Join(e.dir, "tools", "setid"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	suid := filepath.Join(ws, "suid-euid")
+	if err := os.MkdirAll(filepath.Join(e.dir, "suidro"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	suid := filepath.Join(e.dir, "suidro", "suid-euid")
 	if err := os.WriteFile(suid, b, 0o755); err != nil {
 		t.Fatal(err)
 	}
@@ -319,18 +324,19 @@ mount("tools", "/tools", readonly = True)
 	other := e.profile("nosuid.star", `
 docker(image = "AGENT_IMAGE", user = "1000:1000")
 mount("ws", "/workspace")
+mount("suidro", "/suidro", readonly = True)
 `)
-	out, stderr, code = e.run("start", "--yes", other, "--", "/workspace/suid-euid", "euid")
+	out, stderr, code = e.run("start", "--yes", other, "--", "/suidro/suid-euid", "euid")
 	if code != 0 {
 		t.Fatalf("bottle exited %d:\n%s%s", code, out, stderr)
 	}
 	if strings.TrimSpace(out) != "euid 1000" {
-		t.Errorf("ESCAPE: a setuid-root file in the workspace ran as %q, want euid 1000", strings.TrimSpace(out))
+		t.Errorf("ESCAPE: a setuid-root file in a mount ran as %q, want euid 1000", strings.TrimSpace(out))
 	}
 	// The control: without no-new-privileges the same file would be root,
 	// so the check above can fail.
 	ctl, err := exec.Command("docker", "run", "--rm", "--user", "1000:1000", "--cap-drop", "ALL",
-		"--mount", "type=bind,src="+ws+",dst=/workspace", fixture.image, "/workspace/suid-euid", "euid").CombinedOutput()
+		"--mount", "type=bind,src="+filepath.Join(e.dir, "suidro")+",dst=/suidro,readonly", fixture.image, "/suidro/suid-euid", "euid").CombinedOutput()
 	if err != nil || strings.TrimSpace(string(ctl)) != "euid 0" {
 		t.Errorf("control without no-new-privileges: %q (%v), want euid 0", ctl, err)
 	}
