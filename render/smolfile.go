@@ -17,9 +17,8 @@ import (
 )
 
 // SmolvmVersion is the smolvm release the Smolfile and the smolvm command
-// lines are written for, and the oldest one bottle supports. It is v1.8.0
-// (tagged 2026-08-12), the first release with everything the smolmachines
-// backend relies on:
+// lines are written for, and the oldest one bottle supports. It is v1.8.1,
+// the first release with everything the smolmachines backend relies on:
 //
 //   - `machine create --mount-socket HOST_PATH:GUEST_PATH`, added in v1.6.4
 //     (2026-07-16, PR #656);
@@ -28,12 +27,15 @@ import (
 //   - the mount-socket fixes: `create` no longer drops the socket mounts
 //     (v1.7.0, PR #746), and each bridge binds at a VM-private path so a
 //     guest path inside a shared volume no longer collides across machines,
-//     with relative and duplicate guest paths refused (v1.8.0, PR #867).
+//     with relative and duplicate guest paths refused (v1.8.0, PR #867);
+//   - `machine exec -i` with large piped stdin: before v1.8.1 it deadlocks
+//     (commit 4e80aab5, PR #931, moves the session's writes to a thread of
+//     their own).
 //
 // Its Smolfile schema (crate smolfile 1.8.0, every table
 // deny_unknown_fields) knows the keys rendered here; later releases only
 // add keys.
-const SmolvmVersion = "1.8.0"
+const SmolvmVersion = "1.8.1"
 
 // Volume is one host directory shared into the microVM.
 type Volume struct {

@@ -70,7 +70,7 @@ func (s *Backend) checkVersion(ctx context.Context, cli string) error {
 		return fmt.Errorf("smolvm --version said %q, which bottle cannot read (%v); install smolvm %s or newer", firstLine(string(out)), err, minVersion)
 	}
 	if older {
-		return fmt.Errorf("smolvm %s is older than %s, the first release with machine create --mount-socket and --label that bottle relies on; upgrade smolvm (rerun its installer or your package manager's upgrade)", have, minVersion)
+		return fmt.Errorf("smolvm %s is older than %s, the first release with everything bottle relies on (machine create --mount-socket and --label, and exec -i with large piped stdin); upgrade smolvm (rerun its installer or your package manager's upgrade)", have, minVersion)
 	}
 	return nil
 }

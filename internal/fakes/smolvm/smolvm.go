@@ -62,7 +62,7 @@ import (
 )
 
 // Version is the smolvm release this stand-in follows and reports by default.
-const Version = "1.8.0"
+const Version = "1.8.1"
 
 // Exit statuses.
 const (

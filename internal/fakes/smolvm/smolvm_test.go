@@ -65,7 +65,7 @@ func (h *harness) mkdir(name string) string {
 
 func TestVersion(t *testing.T) {
 	h := newHarness(t)
-	if out, _ := h.must(0, "--version"); out != "smolvm 1.8.0\n" {
+	if out, _ := h.must(0, "--version"); out != "smolvm 1.8.1\n" {
 		t.Errorf("--version = %q", out)
 	}
 	h.env["FAKE_SMOLVM_VERSION"] = "v1.6.3"
