@@ -592,10 +592,22 @@ func (g *memoryGuard) check(sample []metrics.Sample) uint64 {
 // exceeded reports whether the heap is, or has been seen, past
 // MemoryLimit: an evaluation can end before its thread or the watchdog
 // looks again, the latter held up by the step that allocated.
+//
+// The heap alone can miss it: the last step's allocation may already be
+// garbage, collected, when the evaluation ends. So the process's peak
+// resident memory counts too, past MemoryLimit plus peakSlack for the
+// runtime and the interpreter themselves (the child runs one evaluation).
 func (g *memoryGuard) exceeded() bool {
 	g.check([]metrics.Sample{{Name: heapMetric}})
+	if peak, ok := selfPeak(); ok && peak > MemoryLimit+peakSlack {
+		g.over.Store(true)
+	}
 	return g.over.Load()
 }
+
+// peakSlack is the resident memory of the evaluation process beyond its
+// heap's objects: the runtime, the binary's pages, the interpreter.
+const peakSlack = 48 << 20
 
 // attach makes th cancel itself past MemoryLimit, at a step boundary. It
 // keeps the step limit maxSteps, which th.OnMaxSteps takes over.
