@@ -787,8 +787,31 @@ func (e *env) exec(p *parsed, st *store) int {
 		}
 		return e.errorf("agent operation failed: connect: machine '%s' is not running. Use '%s' first.", name, hint)
 	}
+	// Each --secret-env GUEST=HOST is resolved on the host before anything
+	// runs (src/cli/machine.rs:2546-2552 at v1.8.1): the value of the host
+	// variable HOST, or, when it is unset, the error of
+	// resolve_secret_ref (src/secrets.rs:412-414 and 446-452: "resolve
+	// secret 'GUEST'" with the failure's name "env_unset", lines 335) in
+	// smolvm's Config error form (src/data/errors.rs:154).
+	var secrets []string
+	for _, spec := range p.values["secret-env"] {
+		// parse_cli_secret_refs, src/cli/machine.rs:213-246 at v1.8.1.
+		guest, host, ok := strings.Cut(spec, "=")
+		if !ok {
+			return e.errorf("config operation failed: --secret-env: expected KEY=VALUE, got '%s'", spec)
+		}
+		if guest == "" {
+			return e.errorf("config operation failed: --secret-env: empty secret name in '%s'", spec)
+		}
+		v, set := os.LookupEnv(host)
+		if !set {
+			return e.errorf("config operation failed: resolve secret '%s': env_unset", guest)
+		}
+		secrets = append(secrets, guest+"="+v)
+	}
 	cmd := exec.Command(p.command[0], p.command[1:]...)
 	cmd.Env = append(os.Environ(), m.Env...)
+	cmd.Env = append(cmd.Env, secrets...)
 	cmd.Env = append(cmd.Env, p.values["env"]...)
 	cmd.Stdin, cmd.Stdout, cmd.Stderr = e.stdin, e.stdout, e.stderr
 	if p.has("detach") {
