@@ -67,7 +67,7 @@ const Version = "1.8.1"
 // Exit statuses.
 const (
 	exitOK    = 0
-	exitError = 1 // smolvm's "Error: ..." status
+	exitError = 1 // smolvm's "Error: ..." status (src/main.rs:213-214 at v1.8.1)
 	exitUsage = 2 // clap's status for a command-line error
 	exitFake  = 3 // the stand-in itself was misused
 )
@@ -244,7 +244,8 @@ func oneOf(values ...string) func(string) string {
 	}
 }
 
-// errorf prints smolvm's error line and returns its status.
+// errorf prints smolvm's error line and returns its status, as smolvm's
+// main does with any error (src/main.rs:213-214 at v1.8.1).
 func (e *env) errorf(format string, a ...any) int {
 	fmt.Fprintf(e.stderr, "Error: "+format+"\n", a...)
 	return exitError
@@ -949,6 +950,7 @@ func (e *env) lookup(st *store, name string) (*machineRecord, int) {
 		return nil, e.fake(err)
 	}
 	if m == nil {
+		// Error::VmNotFound, src/data/errors.rs:72 at v1.8.1.
 		return nil, e.errorf("vm not found: %s", name)
 	}
 	return m, exitOK
