@@ -30,9 +30,11 @@ func lockdownCommand(l Lockdown, argv []string) ([]string, *syscall.SysProcAttr,
 		// private before the exec.
 		attr.Unshareflags = syscall.CLONE_NEWNS
 	} else {
+		// The caller is root of the new namespace: capabilities there
+		// survive the exec into bottle guest's lockdown only for uid 0.
 		attr.Cloneflags = syscall.CLONE_NEWUSER | syscall.CLONE_NEWNS
-		attr.UidMappings = []syscall.SysProcIDMap{{ContainerID: os.Getuid(), HostID: os.Getuid(), Size: 1}}
-		attr.GidMappings = []syscall.SysProcIDMap{{ContainerID: os.Getgid(), HostID: os.Getgid(), Size: 1}}
+		attr.UidMappings = []syscall.SysProcIDMap{{ContainerID: 0, HostID: os.Getuid(), Size: 1}}
+		attr.GidMappings = []syscall.SysProcIDMap{{ContainerID: 0, HostID: os.Getgid(), Size: 1}}
 	}
 	return append([]string{exe, "guest", LockdownFlag, l.String(), "--"}, argv...), attr, nil
 }
@@ -73,6 +75,11 @@ func ExecLocked(l Lockdown, argv []string) (int, error) {
 		var err error
 		if uid, gid, err = parseUser(l.User); err != nil {
 			return ExitSetupFailed, fmt.Errorf("lockdown: %w", err)
+		}
+		if hu, hg, ok := mappedRoot(); ok && hu == uid && hg == gid {
+			// In the user namespace lockdownCommand made for an
+			// unprivileged caller, root is that very user outside.
+			uid, gid = 0, 0
 		}
 		if err := identity(uid, gid, l.Home); err != nil {
 			return ExitSetupFailed, fmt.Errorf("lockdown: %w", err)
@@ -373,4 +380,25 @@ func freshDev() error {
 		return fmt.Errorf("new /dev: move it over /dev: %w", err)
 	}
 	return nil
+}
+
+// mappedRoot reports the host uid and gid that root of this process's user
+// namespace is, when it is a namespace mapping only root (the one
+// lockdownCommand makes for an unprivileged caller).
+func mappedRoot() (uid, gid int, ok bool) {
+	read := func(f string) (int, bool) {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			return 0, false
+		}
+		fs := strings.Fields(string(b))
+		if len(fs) != 3 || fs[0] != "0" || fs[2] != "1" {
+			return 0, false
+		}
+		n, err := strconv.Atoi(fs[1])
+		return n, err == nil && n != 0
+	}
+	u, ok1 := read("/proc/self/uid_map")
+	g, ok2 := read("/proc/self/gid_map")
+	return u, g, ok1 && ok2
 }
