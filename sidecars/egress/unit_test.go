@@ -53,7 +53,7 @@ func TestServiceStopLogsOpenConnections(t *testing.T) {
 	tun := tp.openTunnel(t, fmt.Sprintf("ws.example.org:%d", echoPort))
 	defer tun.Close()
 	roundTrip(t, tun, "ping\n")
-	up, upr := openUpgrade(t, tp.dial, upgradePort)
+	up, upr := openUpgrade(t, tp.dial, upgradePort, "")
 	io.WriteString(up, "ping\n")
 	if b := make([]byte, 5); !readFull(upr, b) || string(b) != "ping\n" {
 		t.Fatalf("no echo through the upgrade: %q", b)

@@ -23,42 +23,12 @@ import (
 // with its bytes (it used to end in a 502 after the upstream had the
 // request).
 func TestUpgradeThroughForwardPath(t *testing.T) {
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if r.Header.Get("Upgrade") != "echo" {
-			http.Error(w, "want an upgrade", http.StatusBadRequest)
-			return
-		}
-		c, rw, err := w.(http.Hijacker).Hijack()
-		if err != nil {
-			return
-		}
-		defer c.Close()
-		rw.WriteString("HTTP/1.1 101 Switching Protocols\r\nUpgrade: echo\r\nConnection: Upgrade\r\n\r\n")
+	port := upgradeServer(t, func(c net.Conn, rw *bufio.ReadWriter) {
 		rw.Flush()
 		io.Copy(c, rw) // echo until the client closes
-	}))
-	defer srv.Close()
-	port := serverPort(t, srv)
-	tp := startProxy(t, "tcp", Options{
-		Resolver: fakeResolver{"ws.example.org": loopback},
-		Rules:    []plan.Rule{{Host: "ws.example.org", Ports: []int{port}, AllowPrivate: true, From: "//p.star:1:1"}},
 	})
-	c, err := tp.dial()
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	c.SetDeadline(time.Now().Add(10 * time.Second))
-	fmt.Fprintf(c, "GET http://ws.example.org:%d/ HTTP/1.1\r\nHost: ws.example.org:%d\r\nConnection: Upgrade\r\nUpgrade: echo\r\n\r\n", port, port)
-	br := bufio.NewReader(c)
-	resp, err := http.ReadResponse(br, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if resp.StatusCode != http.StatusSwitchingProtocols {
-		b, _ := io.ReadAll(resp.Body)
-		t.Fatalf("the upgrade got %s: %s", resp.Status, b)
-	}
+	tp := upgradeProxy(t, port, 0)
+	c, br := openUpgrade(t, tp.dial, port, "")
 	if _, err := io.WriteString(c, "ping\n"); err != nil {
 		t.Fatal(err)
 	}
@@ -109,8 +79,9 @@ func upgradeProxy(t *testing.T, port int, idle time.Duration) *testProxy {
 }
 
 // openUpgrade sends an upgrade request to ws.example.org:port through the
-// proxy's forward path and returns the switched connection and its reader.
-func openUpgrade(t *testing.T, dial func() (net.Conn, error), port int) (net.Conn, *bufio.Reader) {
+// proxy's forward path, with early right behind it in the same write, and
+// returns the switched connection and its reader.
+func openUpgrade(t *testing.T, dial func() (net.Conn, error), port int, early string) (net.Conn, *bufio.Reader) {
 	t.Helper()
 	c, err := dial()
 	if err != nil {
@@ -118,7 +89,7 @@ func openUpgrade(t *testing.T, dial func() (net.Conn, error), port int) (net.Con
 	}
 	t.Cleanup(func() { c.Close() })
 	c.SetDeadline(time.Now().Add(10 * time.Second))
-	fmt.Fprintf(c, "GET http://ws.example.org:%d/ HTTP/1.1\r\nHost: ws.example.org:%d\r\nConnection: Upgrade\r\nUpgrade: test\r\n\r\n", port, port)
+	fmt.Fprintf(c, "GET http://ws.example.org:%d/ HTTP/1.1\r\nHost: ws.example.org:%d\r\nConnection: Upgrade\r\nUpgrade: test\r\n\r\n%s", port, port, early)
 	br := bufio.NewReader(c)
 	resp, err := http.ReadResponse(br, nil)
 	if err != nil {
@@ -145,7 +116,7 @@ func TestUpgradeCountsBothWays(t *testing.T) {
 		rw.WriteString(strings.Repeat("d", down-len("hello ")))
 	})
 	tp := upgradeProxy(t, port, 0)
-	c, br := openUpgrade(t, tp.dial, port)
+	c, br := openUpgrade(t, tp.dial, port, "")
 	if _, err := io.WriteString(c, strings.Repeat("u", up)); err != nil {
 		t.Fatal(err)
 	}
@@ -189,7 +160,7 @@ func TestUpgradeIdleTimeout(t *testing.T) {
 			io.Copy(io.Discard, rw)
 		})
 		tp := upgradeProxy(t, port, idle)
-		_, br := openUpgrade(t, tp.dial, port)
+		_, br := openUpgrade(t, tp.dial, port, "")
 		start := time.Now()
 		b, err := io.ReadAll(br)
 		closed := time.Now()
@@ -208,7 +179,7 @@ func TestUpgradeIdleTimeout(t *testing.T) {
 			got <- n
 		})
 		tp := upgradeProxy(t, port, idle)
-		c, br := openUpgrade(t, tp.dial, port)
+		c, br := openUpgrade(t, tp.dial, port, "")
 		start := time.Now()
 		for range ticks {
 			if _, err := c.Write([]byte{'.'}); err != nil {
@@ -283,7 +254,7 @@ func TestStopClosesHijacked(t *testing.T) {
 				var c net.Conn
 				var r io.Reader
 				if tc.upgrade {
-					c, r = openUpgrade(t, tp.dial, tc.port)
+					c, r = openUpgrade(t, tp.dial, tc.port, "")
 				} else {
 					c = tp.openTunnel(t, fmt.Sprintf("ws.example.org:%d", tc.port))
 					r = c
@@ -347,7 +318,7 @@ func TestUpgradeHalfClose(t *testing.T) {
 		fmt.Fprintf(rw, "got %d bytes", len(b))
 	})
 	tp := upgradeProxy(t, port, 0)
-	c, br := openUpgrade(t, tp.dial, port)
+	c, br := openUpgrade(t, tp.dial, port, "")
 	io.WriteString(c, strings.Repeat("x", 100000))
 	if err := c.(*net.TCPConn).CloseWrite(); err != nil {
 		t.Fatal(err)
@@ -370,21 +341,7 @@ func TestUpgradeEarlyBytes(t *testing.T) {
 		io.Copy(c, rw)
 	})
 	tp := upgradeProxy(t, port, 0)
-	c, err := tp.dial()
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	c.SetDeadline(time.Now().Add(10 * time.Second))
-	fmt.Fprintf(c, "GET http://ws.example.org:%d/ HTTP/1.1\r\nHost: ws.example.org:%d\r\nConnection: Upgrade\r\nUpgrade: test\r\n\r\nearly\n", port, port)
-	br := bufio.NewReader(c)
-	resp, err := http.ReadResponse(br, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if resp.StatusCode != http.StatusSwitchingProtocols {
-		t.Fatalf("the upgrade got %s", resp.Status)
-	}
+	c, br := openUpgrade(t, tp.dial, port, "early\n")
 	line, err := br.ReadString('\n')
 	if line != "early\n" {
 		t.Fatalf("echo of the early bytes: %q, %v", line, err)
