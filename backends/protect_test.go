@@ -214,22 +214,12 @@ func TestProtectSubmodule(t *testing.T) {
 		t.Skip("git is not installed")
 	}
 	ws := t.TempDir()
-	run := func(args ...string) string {
-		t.Helper()
-		cmd := exec.Command("git", args...)
-		cmd.Env = append(os.Environ(), "GIT_AUTHOR_NAME=t", "GIT_AUTHOR_EMAIL=t@example.com", "GIT_COMMITTER_NAME=t", "GIT_COMMITTER_EMAIL=t@example.com")
-		out, err := cmd.CombinedOutput()
-		if err != nil {
-			t.Fatalf("git %v: %v\n%s", args, err, out)
-		}
-		return strings.TrimSpace(string(out))
-	}
-	run("init", "-q", ws)
+	gitT(t, "init", "-q", ws)
 	for _, sub := range []string{"file", "dir"} {
 		p := filepath.Join(ws, sub)
-		run("init", "-q", p)
-		run("-C", p, "commit", "-q", "--allow-empty", "-m", "a")
-		run("-C", ws, "update-index", "--add", "--cacheinfo", "160000,"+run("-C", p, "rev-parse", "HEAD")+","+sub)
+		gitT(t, "init", "-q", p)
+		gitT(t, "-C", p, "commit", "-q", "--allow-empty", "-m", "a")
+		gitT(t, "-C", ws, "update-index", "--add", "--cacheinfo", "160000,"+gitT(t, "-C", p, "rev-parse", "HEAD")+","+sub)
 	}
 	// Turn the first into the usual layout: its git directory under
 	// .git/modules, and a .git file pointing there.
