@@ -254,7 +254,7 @@ func TestSameSlugOtherStateHome(t *testing.T) {
 	}
 	waitFor(t, "bottle A's agent", 60*time.Second, func() bool { return agentRunning(slug) })
 
-	other := &env{t: t, dir: e.dir, extra: append(slices.Clone(e.extra), "XDG_STATE_HOME="+filepath.Join(e.dir, "other-state"))}
+	other := e.otherOwner()
 	_, stderr, code := other.run("start", "--yes", profile, "--", "true")
 	if code == 0 {
 		t.Errorf("bottle B started with bottle A's names in use:\n%s", stderr)
@@ -297,14 +297,7 @@ func TestSignalsTearDown(t *testing.T) {
 		t.Run(sig.String(), func(t *testing.T) {
 			e := newEnv(t)
 			e.extra = append(e.extra, "BOTTLE_TEST_CANARY=x")
-			profile := e.profile("sig.star", sleepProfile)
-			slug := e.slugOf(profile)
-			cmd := e.command("start", "--yes", profile, "--", "sleep", "120")
-			if err := cmd.Start(); err != nil {
-				t.Fatal(err)
-			}
-			defer cmd.Process.Kill()
-			waitFor(t, "the agent", 60*time.Second, func() bool { return agentRunning(slug) })
+			slug, cmd := e.startSleeping("sig.star")
 			cmd.Process.Signal(sig)
 			done := make(chan error, 1)
 			go func() { done <- cmd.Wait() }()
@@ -378,16 +371,9 @@ mount("ws", "/workspace")
 func TestCleanupOtherOwner(t *testing.T) {
 	e := newEnv(t)
 	e.extra = append(e.extra, "BOTTLE_TEST_CANARY=x")
-	profile := e.profile("owned.star", sleepProfile)
-	slug := e.slugOf(profile)
-	cmd := e.command("start", "--yes", profile, "--", "sleep", "120")
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	defer cmd.Process.Kill()
-	waitFor(t, "the agent", 60*time.Second, func() bool { return agentRunning(slug) })
+	slug, cmd := e.startSleeping("owned.star")
 
-	other := &env{t: t, dir: e.dir, extra: append(slices.Clone(e.extra), "XDG_STATE_HOME="+filepath.Join(e.dir, "other-state"))}
+	other := e.otherOwner()
 	if out, _, code := other.run("ls", "--format=json"); code != 0 || strings.Contains(out, slug) {
 		t.Errorf("another owner's ls lists the bottle (exit %d):\n%s", code, out)
 	}
@@ -580,6 +566,28 @@ func snapshot(t *testing.T, dir string) map[string]string {
 		t.Fatal(err)
 	}
 	return m
+}
+
+// startSleeping starts, in the background, a bottle of the sleeping
+// profile written as name, waits until its agent runs, and returns its
+// slug and the bottle process (killed at the end of the test).
+func (e *env) startSleeping(name string) (string, *exec.Cmd) {
+	e.t.Helper()
+	profile := e.profile(name, sleepProfile)
+	slug := e.slugOf(profile)
+	cmd := e.command("start", "--yes", profile, "--", "sleep", "120")
+	if err := cmd.Start(); err != nil {
+		e.t.Fatal(err)
+	}
+	e.t.Cleanup(func() { cmd.Process.Kill() })
+	waitFor(e.t, "the agent", 60*time.Second, func() bool { return agentRunning(slug) })
+	return slug, cmd
+}
+
+// otherOwner is another owner on the same daemon: e with a state home of
+// its own.
+func (e *env) otherOwner() *env {
+	return &env{t: e.t, dir: e.dir, extra: append(slices.Clone(e.extra), "XDG_STATE_HOME="+filepath.Join(e.dir, "other-state"))}
 }
 
 // agentRunning reports whether the agent container of slug runs.
