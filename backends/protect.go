@@ -118,12 +118,14 @@ func Protect(p *plan.Plan, st *State) ([]ProtectOp, error) {
 		}
 		list := append(slices.Clone(m.Protect), hooksPath(m.HostPath)...)
 		list = append(list, submodulePaths(m.HostPath)...)
-		nested, nerr := nestedRepoPaths(m.HostPath)
+		nested, nerr := nestedRepos(m.HostPath)
 		if nerr != nil {
 			err = nerr
 			break
 		}
-		list = append(list, nested...)
+		for _, r := range nested {
+			list = append(list, gitPaths(r.rel, r.gitDir)...)
+		}
 		list = append(list, under(m.HostPath, p.Profile.Files)...)
 		for _, rel := range list {
 			if err = plan.CheckProtect(rel); err != nil {
@@ -343,44 +345,59 @@ func checkSetID(m plan.Mount) error {
 // three directories below dir, relative to it; nil when there are more
 // directories than the search reads.
 func NestedRepos(dir string) []string {
-	paths, err := nestedRepoPaths(dir)
+	repos, err := nestedRepos(dir)
 	if err != nil {
 		return nil
 	}
-	var repos []string
-	for _, p := range paths {
-		i := strings.Index(p, "/.git")
-		if i < 0 && strings.HasSuffix(p, ".git") {
-			i = len(p) - len("/.git")
-		}
-		if i > 0 && !slices.Contains(repos, p[:i]) {
-			repos = append(repos, p[:i])
-		}
+	var dirs []string
+	for _, r := range repos {
+		dirs = append(dirs, r.rel)
 	}
-	return repos
+	return dirs
 }
 
 // gitDirPaths are what to protect of a git directory, relative to it.
 var gitDirPaths = []string{"config", "commondir", "config.worktree", "hooks/", "modules/", "worktrees/"}
 
-// maxRepoScan bounds the directories nestedRepoPaths reads (a variable
+// gitPaths returns what to protect of the repository at rel (relative,
+// slash-separated): its .git file whole, or gitDirPaths in its .git
+// directory. A .git that is a link is protected as a file, where
+// protectOne refuses it.
+func gitPaths(rel string, gitDir bool) []string {
+	if !gitDir {
+		return []string{rel + "/.git"}
+	}
+	var list []string
+	for _, g := range gitDirPaths {
+		list = append(list, rel+"/.git/"+g)
+	}
+	return list
+}
+
+// foundRepo is a repository nestedRepos found: its directory relative to
+// the mount, and whether its .git is a directory.
+type foundRepo struct {
+	rel    string
+	gitDir bool
+}
+
+// maxRepoScan bounds the directories nestedRepos reads (a variable
 // for tests).
 var maxRepoScan = 50000
 
 // ErrTooManyDirs is wrapped by Protect's error when a writable mount has
-// more directories in its top levels than nestedRepoPaths reads: stopping
+// more directories in its top levels than nestedRepos reads: stopping
 // early would leave the repositories after them unprotected, and the agent
 // can make directories.
 var ErrTooManyDirs = errors.New("too many directories to search for repositories")
 
-// nestedRepoPaths finds the repositories under dir, down to three
-// directories below it (a mount of a directory of projects), and returns
-// what to protect of each: its .git file, or the paths of gitDirPaths in
-// its .git directory. It does not follow symbolic links, skips
-// node_modules and the .git directories themselves, and fails with
-// ErrTooManyDirs rather than read more than maxRepoScan directories.
-func nestedRepoPaths(dir string) ([]string, error) {
-	var list []string
+// nestedRepos finds the repositories under dir, down to three
+// directories below it (a mount of a directory of projects). It does not
+// follow symbolic links, skips node_modules and the .git directories
+// themselves, and fails with ErrTooManyDirs rather than read more than
+// maxRepoScan directories.
+func nestedRepos(dir string) ([]foundRepo, error) {
+	var repos []foundRepo
 	seen := 0
 	var walk func(rel string, depth int)
 	walk = func(rel string, depth int) {
@@ -394,21 +411,12 @@ func nestedRepoPaths(dir string) ([]string, error) {
 		}
 		for _, de := range des {
 			name := de.Name()
-			child := path.Join(rel, name)
 			switch {
 			case name == ".git" && rel != ".":
-				if de.IsDir() {
-					for _, g := range gitDirPaths {
-						list = append(list, child+"/"+g)
-					}
-				} else {
-					// A file, or a link: the link is refused where the
-					// path is protected (protectOne).
-					list = append(list, child)
-				}
+				repos = append(repos, foundRepo{rel: rel, gitDir: de.IsDir()})
 			case name == ".git" || name == "node_modules" || !de.IsDir():
 			default:
-				walk(child, depth+1)
+				walk(path.Join(rel, name), depth+1)
 			}
 		}
 	}
@@ -416,7 +424,7 @@ func nestedRepoPaths(dir string) ([]string, error) {
 	if seen > maxRepoScan {
 		return nil, fmt.Errorf("%s: more than %d directories within three levels: %w; mount a narrower directory, or mount this one read-only", dir, maxRepoScan, ErrTooManyDirs)
 	}
-	return list, nil
+	return repos, nil
 }
 
 // makePlaceholder creates path, a directory or a file holding content,
@@ -527,16 +535,10 @@ func submodulePaths(dir string) []string {
 	var list []string
 	for _, link := range Gitlinks(dir) {
 		fi, err := os.Lstat(filepath.Join(dir, filepath.FromSlash(link), ".git"))
-		switch {
-		case err != nil:
+		if err != nil {
 			continue // not checked out
-		case fi.IsDir():
-			for _, sub := range gitDirPaths {
-				list = append(list, link+"/.git/"+sub)
-			}
-		default:
-			list = append(list, link+"/.git")
 		}
+		list = append(list, gitPaths(link, fi.IsDir())...)
 	}
 	return list
 }
