@@ -12,6 +12,7 @@ import (
 	"github.com/opencontainers/runtime-spec/specs-go"
 
 	"github.com/bottle-dev/bottle/backends"
+	bottleguest "github.com/bottle-dev/bottle/sidecars/guest"
 )
 
 // agentSeccompFile is the agent's seccomp profile in the state directory.
@@ -30,30 +31,6 @@ const agentSeccompFile = "agent-seccomp.json"
 //go:generate go run seccomp_gen.go
 //go:embed seccomp_default.json
 var defaultSeccomp []byte
-
-// setIDBits are S_ISUID and S_ISGID. A file the agent makes setuid or
-// setgid in a bind-mounted workspace keeps the bit on the host, where
-// running it gains the agent's uid (root when bottle runs as root): a
-// chmod of one's own file needs no capability, so dropping every
-// capability does not stop it.
-const setIDBits = 0o6000
-
-// modeArg is, for each syscall that sets a file's mode from an argument,
-// the index of that argument, from the kernel's signatures
-// (include/linux/syscalls.h, the same for x86_64, x86, x32, arm64 and
-// arm). arm64 has no chmod, creat, open or mknod; libseccomp skips a name
-// that an architecture lacks.
-var modeArg = map[string]uint{
-	"chmod":     1, // chmod(filename, mode)
-	"fchmod":    1, // fchmod(fd, mode)
-	"fchmodat":  2, // fchmodat(dfd, filename, mode)
-	"fchmodat2": 2, // fchmodat2(dfd, filename, mode, flags)
-	"creat":     1, // creat(pathname, mode)
-	"open":      2, // open(filename, flags, mode)
-	"openat":    3, // openat(dfd, filename, flags, mode)
-	"mknod":     1, // mknod(filename, mode, dev)
-	"mknodat":   2, // mknodat(dfd, filename, mode, dev)
-}
 
 // Errno values of Linux (asm-generic/errno-base.h and errno.h, which
 // x86 and arm use), not of the host bottle runs on.
@@ -81,7 +58,7 @@ var deniedSyscalls = []string{"io_uring_setup", "io_uring_enter", "io_uring_regi
 // with EPERM, which is the default's defaultErrnoRet anyway.
 
 // AgentSeccomp returns the agent container's seccomp profile as JSON:
-// Docker's default, except that every syscall of modeArg is allowed only
+// Docker's default, except that every syscall of bottleguest.ModeArg is allowed only
 // when its mode has neither setuid nor setgid bit (EPERM otherwise),
 // openat2 fails with ENOSYS and io_uring with EPERM. Those syscalls are
 // taken out of every rule of the default first: with libseccomp an
@@ -92,7 +69,7 @@ func AgentSeccomp() ([]byte, error) {
 		return nil, fmt.Errorf("read the default seccomp profile: %w", err)
 	}
 	ours := map[string]bool{}
-	for _, n := range slices.Concat(slices.Collect(maps.Keys(modeArg)), enosysSyscalls, deniedSyscalls) {
+	for _, n := range slices.Concat(slices.Collect(maps.Keys(bottleguest.ModeArg)), enosysSyscalls, deniedSyscalls) {
 		ours[n] = true
 	}
 	var kept []*seccomp.Syscall
@@ -105,13 +82,13 @@ func AgentSeccomp() ([]byte, error) {
 			kept = append(kept, s)
 		}
 	}
-	for _, n := range slices.Sorted(maps.Keys(modeArg)) {
+	for _, n := range slices.Sorted(maps.Keys(bottleguest.ModeArg)) {
 		kept = append(kept, &seccomp.Syscall{
 			LinuxSyscall: specs.LinuxSyscall{
 				Names:  []string{n},
 				Action: specs.ActAllow,
 				// SCMP_CMP_MASKED_EQ: (arg & value) == valueTwo.
-				Args: []specs.LinuxSeccompArg{{Index: modeArg[n], Value: setIDBits, ValueTwo: 0, Op: specs.OpMaskedEqual}},
+				Args: []specs.LinuxSeccompArg{{Index: bottleguest.ModeArg[n], Value: bottleguest.SetIDBits, ValueTwo: 0, Op: specs.OpMaskedEqual}},
 			},
 			Comment: "bottle: no setuid or setgid file in a bind mount",
 		})

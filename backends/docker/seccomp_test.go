@@ -14,7 +14,7 @@ import (
 	"github.com/bottle-dev/bottle/backends"
 )
 
-// modeIndex is, independently of modeArg, where each syscall takes the
+// modeIndex is, independently of guest.ModeArg, where each syscall takes the
 // mode: the kernel's SYSCALL_DEFINEs (fs/open.c, fs/namei.c).
 var modeIndex = map[string]uint{
 	"chmod": 1, "fchmod": 1, "creat": 1, "mknod": 1,

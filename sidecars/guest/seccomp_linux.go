@@ -11,28 +11,6 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// setuidModes are the mode bits that must not reach a file the agent
-// writes: on the host side of a shared directory a setuid or setgid bit
-// stays, and a setuid-root file there is a root shell for anyone who runs
-// it when bottle ran as root.
-const setuidModes = unix.S_ISUID | unix.S_ISGID
-
-// modeArgs gives, for each system call that sets a file's mode, the
-// argument that holds it (the kernel's signatures: chmod(path, mode),
-// fchmod(fd, mode), fchmodat(dirfd, path, mode), fchmodat2(dirfd, path,
-// mode, flags), creat(path, mode), open(path, flags, mode), openat(dirfd,
-// path, flags, mode), mknod(path, mode, dev), mknodat(dirfd, path, mode,
-// dev)). arm64 has only the *at ones.
-func modeArgs() map[string]uint32 {
-	m := map[string]uint32{"fchmod": 1, "fchmodat": 2, "fchmodat2": 2, "openat": 3, "mknodat": 2}
-	if runtime.GOARCH == "amd64" {
-		for name, arg := range map[string]uint32{"chmod": 1, "creat": 1, "open": 2, "mknod": 1} {
-			m[name] = arg
-		}
-	}
-	return m
-}
-
 // denySetuidModes installs a seccomp filter, inherited by the command,
 // that refuses with EPERM every call setting a setuid or setgid mode,
 // returns ENOSYS for openat2 (whose mode is in a struct a filter cannot
@@ -94,10 +72,16 @@ func setuidProgram() ([]bpf.Instruction, error) {
 
 // setuidFilter is the filter denySetuidModes installs.
 func setuidFilter() seccomp.Filter {
+	native, _ := arch.GetInfo("")
 	var named []seccomp.NameWithConditions
-	for name, arg := range modeArgs() {
+	for name, arg := range ModeArg {
+		if native != nil {
+			if _, ok := native.SyscallNames[name]; !ok {
+				continue // arm64 has only the *at calls
+			}
+		}
 		named = append(named, seccomp.NameWithConditions{Name: name, Conditions: seccomp.ArgumentConditions{
-			{Argument: arg, Operation: seccomp.BitsSet, Value: setuidModes},
+			{Argument: uint32(arg), Operation: seccomp.BitsSet, Value: SetIDBits},
 		}})
 	}
 	return seccomp.Filter{
