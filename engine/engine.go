@@ -159,50 +159,52 @@ func Run(ctx context.Context, l Launch) (int, error) {
 	if l.Started != nil {
 		l.Started(p)
 	}
-	before := gitlinks(p)
+	before := repoStates(p)
 	code, err := backend.Launch(ctx, b, l.Stdio)
 	if l.Progress != nil {
-		warnNewGitlinks(l.Progress, p, before)
+		warnNewRepos(l.Progress, before)
 	}
 	return code, err
 }
 
-// gitlinks maps each writable mount's host path to the submodules in its
-// index.
-func gitlinks(p *plan.Plan) map[string][]string {
-	m := map[string][]string{}
+// repoState is what a writable mount holds of git that no mount can
+// protect: the submodules in its index and the repositories near its top.
+type repoState struct {
+	links, repos []string
+}
+
+// repoStates maps each writable mount's host path to its repoState.
+func repoStates(p *plan.Plan) map[string]repoState {
+	m := map[string]repoState{}
 	for _, mt := range p.Mounts {
 		if !mt.ReadOnly {
-			m[mt.HostPath] = backends.Gitlinks(mt.HostPath)
-			for _, r := range backends.NestedRepos(mt.HostPath) {
-				m[mt.HostPath] = append(m[mt.HostPath], "repo:"+r)
-			}
+			m[mt.HostPath] = repoState{links: backends.Gitlinks(mt.HostPath), repos: backends.NestedRepos(mt.HostPath)}
 		}
 	}
 	return m
 }
 
-// warnNewGitlinks reports the repositories the agent made in the top
-// levels of a mount (an editor finds them and runs git there), and the
-// submodules the agent added to an index: git
-// status on the host looks into each one and would run what its own
-// .git/config names (core.fsmonitor), which no mount can protect, since
-// the agent may write the index and create directories. The paths are
-// quoted: the agent chose them.
-func warnNewGitlinks(w io.Writer, p *plan.Plan, before map[string][]string) {
+// warnNewRepos reports the repositories the agent made in the top levels
+// of a mount (an editor finds them and runs git there), and the
+// submodules the agent added to an index (git status on the host looks
+// into each one): git there would run what their own .git/config names
+// (core.fsmonitor), which no mount can protect, since the agent may write
+// the index and create directories. The paths are quoted: the agent chose
+// them.
+func warnNewRepos(w io.Writer, before map[string]repoState) {
 	for host, old := range before {
-		for _, r := range backends.NestedRepos(host) {
-			if !slices.Contains(old, "repo:"+r) {
+		now := repoState{links: backends.Gitlinks(host), repos: backends.NestedRepos(host)}
+		for _, r := range now.repos {
+			if !slices.Contains(old.repos, r) {
 				fmt.Fprintf(w, "bottle: warning: the agent made a repository at %s in %s; git run there (or an editor that finds it) runs what its git config names. Check %s before running git in it\n",
 					strconv.Quote(r), strconv.Quote(host), strconv.Quote(r+"/.git/config"))
 			}
 		}
-		for _, link := range backends.Gitlinks(host) {
-			if slices.Contains(old, link) {
-				continue
+		for _, link := range now.links {
+			if !slices.Contains(old.links, link) {
+				fmt.Fprintf(w, "bottle: warning: the agent added a submodule at %s in %s; git on the host looks into it and runs what its git config names. Check it before running git there, or drop it with: git -C %s rm --cached %s\n",
+					strconv.Quote(link), strconv.Quote(host), strconv.Quote(host), strconv.Quote(link))
 			}
-			fmt.Fprintf(w, "bottle: warning: the agent added a submodule at %s in %s; git on the host looks into it and runs what its git config names. Check it before running git there, or drop it with: git -C %s rm --cached %s\n",
-				strconv.Quote(link), strconv.Quote(host), strconv.Quote(host), strconv.Quote(link))
 		}
 	}
 }
