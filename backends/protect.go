@@ -471,11 +471,11 @@ func hooksPath(dir string) []string {
 	if !filepath.IsAbs(hp) {
 		hp = filepath.Join(dir, hp) // relative to the top of the worktree
 	}
-	rel, err := filepath.Rel(dir, filepath.Clean(hp))
-	if err != nil || rel == "." || rel == ".." || strings.HasPrefix(rel, ".."+string(filepath.Separator)) {
+	rel, ok := within(dir, filepath.Clean(hp))
+	if !ok || rel == "." {
 		return nil
 	}
-	return []string{filepath.ToSlash(rel) + "/"}
+	return []string{rel + "/"}
 }
 
 // under returns the paths of files that are under dir, relative to it
@@ -489,12 +489,10 @@ func under(dir string, files []string) []string {
 	var list []string
 	for _, f := range files {
 		for _, base := range bases {
-			rel, err := filepath.Rel(base, f)
-			if err != nil || rel == "." || rel == ".." || strings.HasPrefix(rel, ".."+string(filepath.Separator)) || filepath.IsAbs(rel) {
-				continue
+			if rel, ok := within(base, f); ok && rel != "." {
+				list = append(list, rel)
+				break
 			}
-			list = append(list, filepath.ToSlash(rel))
-			break
 		}
 	}
 	return list
@@ -644,7 +642,7 @@ func otherMounts(dir string) map[string][]string {
 func mountedBy(others map[string][]string, p string) string {
 	for dir, mounts := range others {
 		for _, h := range mounts {
-			if rel, err := filepath.Rel(h, p); err == nil && rel != ".." && !strings.HasPrefix(rel, ".."+string(filepath.Separator)) {
+			if _, ok := within(h, p); ok {
 				return dir
 			}
 		}
