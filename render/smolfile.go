@@ -50,7 +50,7 @@ type Volume struct {
 // smolfile is the subset of smolvm 1.8.0's Smolfile that bottle sets, in
 // the crate's field order. Every key is optional in the schema.
 type smolfile struct {
-	Image   string   `toml:"image"`
+	Image   string   `toml:"image,omitempty"`
 	Cmd     []string `toml:"cmd,omitempty"`
 	Env     []string `toml:"env,omitempty"`
 	Workdir string   `toml:"workdir,omitempty"`
@@ -70,11 +70,17 @@ const (
 )
 
 // Smolfile renders the Smolfile for the plan's smolmachines sandbox, for
-// smolvm SmolvmVersion: the image, the workload command, the literal
+// smolvm SmolvmVersion: the workload command, the literal
 // environment, the working directory, CPUs, memory (MiB) and disk size
 // (GiB) from the plan, the given volumes, and `net = false` — the VM gets
 // no network device; the sidecars reach it through --mount-socket on the
 // `machine create` command line, which is not part of the Smolfile.
+//
+// The Smolfile names no image: smolvm reads its `image` as a registry
+// reference, which a machine without a network cannot pull and which
+// `machine create` refuses (src/config.rs:828-872@v1.8.1). The image goes
+// on the create command line as a local archive instead (see the
+// smolmachines backend); a comment in the file names it.
 //
 // guestCmd becomes `cmd`, smolvm's persistent workload, launched detached
 // on every `machine start`. A machine that sets a command does not run the
@@ -96,8 +102,8 @@ func Smolfile(p *plan.Plan, guestCmd []string, env map[string]string, volumes []
 	if p.Backend.Kind != plan.BackendSmolmachines {
 		return nil, fmt.Errorf("render Smolfile: the plan's backend is %q, not %q", p.Backend.Kind, plan.BackendSmolmachines)
 	}
-	sf := smolfile{Image: p.Backend.Image, Net: false}
-	if err := checkImage(sf.Image); err != nil {
+	sf := smolfile{Net: false}
+	if err := checkImage(p.Backend.Image); err != nil {
 		return nil, fmt.Errorf("render Smolfile: %w", err)
 	}
 	for i, a := range guestCmd {
@@ -148,6 +154,7 @@ func Smolfile(p *plan.Plan, guestCmd []string, env map[string]string, volumes []
 	}
 	var buf bytes.Buffer
 	buf.WriteString("# Smolfile for smolvm " + SmolvmVersion + " rendered by bottle from the plan; do not edit\n")
+	buf.WriteString("# image: " + p.Backend.Image + " (given to machine create as a docker save archive)\n")
 	buf.Write(body)
 	return buf.Bytes(), nil
 }

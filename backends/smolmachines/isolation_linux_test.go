@@ -76,7 +76,7 @@ func guestRole(args []string) int {
 	if len(args) > 0 {
 		args = args[1:]
 	}
-	code, err := bottleguest.Run(context.Background(), forwards, args, bottleguest.Stdio{Stdin: os.Stdin, Stdout: os.Stdout, Stderr: os.Stderr}, bottleguest.Lockdown{})
+	code, err := bottleguest.Run(context.Background(), forwards, args, bottleguest.Stdio{Stdin: os.Stdin, Stdout: os.Stdout, Stderr: os.Stderr}, bottleguest.Lockdown{}, nil)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "bottle guest:", err)
 	}

@@ -25,6 +25,9 @@ type GuestCmd struct {
 	Forward []guest.Forward `sep:"none" placeholder:"LISTEN=SOCKET" help:"Relay connections to this loopback address to this sidecar socket (repeatable)."`
 	Idle    bool            `help:"Run no command: wait for SIGTERM or SIGINT, reaping orphaned processes."`
 	Wait    time.Duration   `help:"Wait up to this long for every sidecar socket to accept connections before running the command (0: they must already)."`
+	// Control is the host's control socket (guest.DialControl): secrets,
+	// signals and the exit code go over it.
+	Control string `placeholder:"SOCKET" help:"Take the command's secrets and signals from bottle on the host over this unix socket, report the exit code there, and stop the command when it closes."`
 	// ExpectMount is checked before anything runs (guest.CheckMounts).
 	ExpectMount []string `name:"expect-mount" hidden:"" sep:"none" help:"Refuse to run unless the mount at TARGET is the source bottle checked (TARGET=DEV:INO)."`
 	// Lockdown (JSON, guest.Lockdown) is applied to the command: the
@@ -67,10 +70,18 @@ func (c *GuestCmd) Run(g *Globals) error {
 			return &exitError{code: guest.ExitSetupFailed, err: err}
 		}
 	}
+	var ctl *guest.Control
+	if c.Control != "" {
+		var err error
+		if ctl, err = guest.DialControl(g.Ctx, c.Control); err != nil {
+			return &exitError{code: guest.ExitSetupFailed, err: err}
+		}
+		defer ctl.Close()
+	}
 	// bottle guest passes signals on to the command itself; the context
 	// Main cancels on SIGINT and SIGTERM would send a second one.
 	code, err := guest.Run(context.WithoutCancel(g.Ctx), c.Forward, g.Passthrough,
-		guest.Stdio{Stdin: os.Stdin, Stdout: fileOf(g.Stdout), Stderr: fileOf(g.Stderr)}, lock)
+		guest.Stdio{Stdin: os.Stdin, Stdout: fileOf(g.Stdout), Stderr: fileOf(g.Stderr)}, lock, ctl)
 	if err != nil {
 		return &exitError{code: code, err: err}
 	}

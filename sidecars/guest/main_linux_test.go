@@ -64,7 +64,19 @@ func helperMain(role string, args []string) int {
 func guestHelper(args []string) int {
 	var forwards []Forward
 	var lock Lockdown
+	var ctl *Control
 	for len(args) > 0 && args[0] != "--" {
+		if args[0] == "--control" && len(args) >= 2 {
+			c, err := DialControl(context.Background(), args[1])
+			if err != nil {
+				fmt.Fprintln(os.Stderr, "bottle guest:", err)
+				return ExitSetupFailed
+			}
+			defer c.Close()
+			ctl = c
+			args = args[2:]
+			continue
+		}
 		if (args[0] == "--lockdown" || args[0] == LockdownFlag) && len(args) >= 2 {
 			l, err := ParseLockdown(args[1])
 			if err != nil {
@@ -95,7 +107,7 @@ func guestHelper(args []string) int {
 	if len(args) > 0 {
 		args = args[1:]
 	}
-	code, err := Run(context.Background(), forwards, args, Stdio{Stdin: os.Stdin, Stdout: os.Stdout, Stderr: os.Stderr}, lock)
+	code, err := Run(context.Background(), forwards, args, Stdio{Stdin: os.Stdin, Stdout: os.Stdout, Stderr: os.Stderr}, lock, ctl)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "bottle guest:", err)
 	}

@@ -48,7 +48,13 @@ var ForwardedSignals = []os.Signal{syscall.SIGINT, syscall.SIGTERM, syscall.SIGH
 //
 // A Lockdown that is not empty is applied to the child before argv runs
 // (see Lockdown and ExecLocked).
-func Run(ctx context.Context, forwards []Forward, argv []string, stdio Stdio, lock Lockdown) (int, error) {
+//
+// With a control channel (ctl not nil; see DialControl), ctl.Env is added
+// to the child's environment, the host's signals go to the child's process
+// group as those bottle guest receives do, the exit code is sent back
+// before Run returns, and when the host side is gone the child is stopped
+// as when ctx ends.
+func Run(ctx context.Context, forwards []Forward, argv []string, stdio Stdio, lock Lockdown, ctl *Control) (int, error) {
 	if len(argv) == 0 {
 		return ExitSetupFailed, errors.New("no command to run: give it after --")
 	}
@@ -93,12 +99,20 @@ func Run(ctx context.Context, forwards []Forward, argv []string, stdio Stdio, lo
 	if len(forwards) > 0 {
 		go watchSidecars(relayCtx, forwards, lost)
 	}
-	code, err := runChild(childCtx, argv, stdio, lock)
-	if cause := context.Cause(childCtx); errors.Is(cause, ErrSidecarsGone) && log != nil {
+	code, err := runChild(childCtx, argv, stdio, lock, ctl, lost)
+	if cause := context.Cause(childCtx); (errors.Is(cause, ErrSidecarsGone) || errors.Is(cause, ErrControllerGone)) && log != nil {
 		fmt.Fprintf(log, "bottle guest: %v; stopped the command\n", cause)
+	}
+	if ctl != nil {
+		// The host may be gone; the code is still Run's result.
+		_ = ctl.SendExit(code)
 	}
 	return code, err
 }
+
+// ErrControllerGone is why bottle guest stops the command when the control
+// channel ends: bottle on the host is gone.
+var ErrControllerGone = errors.New("the control channel closed (bottle on the host is gone)")
 
 // ErrSidecarsGone is why bottle guest stops the command when every
 // sidecar socket has refused connections for SidecarsGoneAfter.
@@ -165,8 +179,10 @@ func listen(forwards []Forward) ([]*net.TCPListener, error) {
 }
 
 // runChild starts argv, forwards signals to its process group until it
-// exits, and returns its exit code.
-func runChild(ctx context.Context, argv []string, stdio Stdio, lock Lockdown) (int, error) {
+// exits, and returns its exit code. With ctl, ctl.Env joins the child's
+// environment, ctl's signals are forwarded too, and the end of ctl cancels
+// ctx through lost with ErrControllerGone.
+func runChild(ctx context.Context, argv []string, stdio Stdio, lock Lockdown, ctl *Control, lost context.CancelCauseFunc) (int, error) {
 	name := argv[0]
 	attr := &syscall.SysProcAttr{}
 	if !lock.Empty() {
@@ -176,6 +192,11 @@ func runChild(ctx context.Context, argv []string, stdio Stdio, lock Lockdown) (i
 		}
 	}
 	cmd := exec.Command(argv[0], argv[1:]...)
+	var hostSignals <-chan syscall.Signal
+	if ctl != nil {
+		cmd.Env = append(os.Environ(), ctl.Env...)
+		hostSignals = ctl.Signals()
+	}
 	if stdio.Stdin != nil {
 		cmd.Stdin = stdio.Stdin
 	}
@@ -221,6 +242,13 @@ func runChild(ctx context.Context, argv []string, stdio Stdio, lock Lockdown) (i
 		case sig := <-sigc:
 			// ESRCH only means the group is already gone.
 			_ = syscall.Kill(-pgid, sig.(syscall.Signal))
+		case sig, ok := <-hostSignals:
+			if !ok {
+				hostSignals = nil
+				lost(ErrControllerGone)
+				continue
+			}
+			_ = syscall.Kill(-pgid, sig)
 		case <-done:
 			done = nil
 			_ = syscall.Kill(-pgid, syscall.SIGTERM)

@@ -35,7 +35,7 @@ func runCaptured(t *testing.T, forwards []Forward, argv ...string) (code int, st
 	defer errf.Close()
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	code, err = Run(ctx, forwards, argv, Stdio{Stdout: out, Stderr: errf}, Lockdown{})
+	code, err = Run(ctx, forwards, argv, Stdio{Stdout: out, Stderr: errf}, Lockdown{}, nil)
 	o, _ := os.ReadFile(out.Name())
 	e, _ := os.ReadFile(errf.Name())
 	return code, string(o), string(e), err
@@ -280,7 +280,7 @@ func TestRunContextDone(t *testing.T) {
 	}()
 	script := `trap 'exit 5' TERM; touch ` + ready + `; sleep 60 & wait`
 	start := time.Now()
-	code, err := Run(ctx, nil, []string{"/bin/sh", "-c", script}, Stdio{}, Lockdown{})
+	code, err := Run(ctx, nil, []string{"/bin/sh", "-c", script}, Stdio{}, Lockdown{}, nil)
 	if err != nil || code != 5 {
 		t.Errorf("Run after its context ended = %d, %v; want the command's 5 from its TERM trap", code, err)
 	}

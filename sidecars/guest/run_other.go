@@ -9,7 +9,7 @@ import (
 
 // Run is `bottle guest`. It runs only inside a Linux guest; elsewhere it
 // returns an error and ExitSetupFailed.
-func Run(ctx context.Context, forwards []Forward, argv []string, stdio Stdio, lock Lockdown) (int, error) {
+func Run(ctx context.Context, forwards []Forward, argv []string, stdio Stdio, lock Lockdown, ctl *Control) (int, error) {
 	return ExitSetupFailed, errors.New("bottle guest runs only inside a Linux sandbox")
 }
 
