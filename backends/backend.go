@@ -9,6 +9,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -17,6 +18,7 @@ import (
 	"sort"
 	"strconv"
 	"sync"
+	"syscall"
 
 	"github.com/bottle-dev/bottle/plan"
 )
@@ -38,7 +40,9 @@ type Backend interface {
 	// one-off command with the given stdio, tears everything down in
 	// reverse order and returns the command's exit code. When ctx is
 	// cancelled (Ctrl-C, SIGTERM, bottle stop) it tears down what exists
-	// so far and returns ctx's error.
+	// so far and returns ctx's error, or, when the agent had started and
+	// exited with a code of its own after the stop reached it, that code
+	// and a nil error.
 	Launch(ctx context.Context, b *Bottle, io Stdio) (int, error)
 	// Resources lists the resources of this backend that carry bottle's
 	// label, running or not.
@@ -46,6 +50,24 @@ type Backend interface {
 	// Remove deletes resources, ignoring those already gone: it returns
 	// nil when there is nothing left to remove.
 	Remove(ctx context.Context, rs []Resource) error
+}
+
+// SignalCause is the cause of a launch context that ended because bottle
+// received a signal (Ctrl-C, SIGTERM from bottle stop, a closed terminal).
+type SignalCause struct{ Signal os.Signal }
+
+func (c SignalCause) Error() string { return fmt.Sprintf("received %v", c.Signal) }
+
+// StopSignal is the signal a backend passes to the agent when ctx has
+// ended: the one bottle received (SignalCause), else SIGTERM.
+func StopSignal(ctx context.Context) syscall.Signal {
+	var sc SignalCause
+	if errors.As(context.Cause(ctx), &sc) {
+		if s, ok := sc.Signal.(syscall.Signal); ok {
+			return s
+		}
+	}
+	return syscall.SIGTERM
 }
 
 // Bottle is one bottle being launched: its plan, its claimed state

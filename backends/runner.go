@@ -31,6 +31,12 @@ type Cmd struct {
 	Env []string
 	// Stdin, when set, feeds the program.
 	Stdin io.Reader
+	// OwnGroup runs the program in a process group of its own (Attach
+	// only), so a terminal's Ctrl-C reaches bottle and not the program.
+	OwnGroup bool
+	// StopSignal is what Attach sends the program when ctx ends; nil
+	// means SIGINT.
+	StopSignal os.Signal
 }
 
 func (c Cmd) String() string { return c.Path + " " + strings.Join(c.Args, " ") }
@@ -65,6 +71,13 @@ func (Exec) Attach(ctx context.Context, c Cmd, stdio Stdio) (int, error) {
 	cmd := exec.Command(c.Path, c.Args...)
 	cmd.Env = append(os.Environ(), c.Env...)
 	cmd.Stdin, cmd.Stdout, cmd.Stderr = stdio.Stdin, stdio.Stdout, stdio.Stderr
+	if c.OwnGroup {
+		cmd.SysProcAttr = ownGroup()
+	}
+	stop := c.StopSignal
+	if stop == nil {
+		stop = os.Interrupt
+	}
 	if err := cmd.Start(); err != nil {
 		return -1, fmt.Errorf("run %s: %w", c.Path, err)
 	}
@@ -72,7 +85,7 @@ func (Exec) Attach(ctx context.Context, c Cmd, stdio Stdio) (int, error) {
 	go func() {
 		select {
 		case <-ctx.Done():
-			cmd.Process.Signal(os.Interrupt)
+			cmd.Process.Signal(stop)
 		case <-done:
 		}
 	}()

@@ -60,7 +60,19 @@ func isolationHelper(role string, args []string) int {
 // as the CLI does and run by bottleguest.Run.
 func guestRole(args []string) int {
 	var forwards []bottleguest.Forward
+	var ctl *bottleguest.Control
 	for len(args) > 0 && args[0] != "--" {
+		if args[0] == "--control" && len(args) >= 2 {
+			c, err := bottleguest.DialControl(context.Background(), args[1])
+			if err != nil {
+				fmt.Fprintln(os.Stderr, "bottle guest:", err)
+				return bottleguest.ExitSetupFailed
+			}
+			defer c.Close()
+			ctl = c
+			args = args[2:]
+			continue
+		}
 		if args[0] != "--forward" || len(args) < 2 {
 			fmt.Fprintf(os.Stderr, "bottle guest: unexpected argument %q\n", args[0])
 			return bottleguest.ExitSetupFailed
@@ -76,7 +88,7 @@ func guestRole(args []string) int {
 	if len(args) > 0 {
 		args = args[1:]
 	}
-	code, err := bottleguest.Run(context.Background(), forwards, args, bottleguest.Stdio{Stdin: os.Stdin, Stdout: os.Stdout, Stderr: os.Stderr}, bottleguest.Lockdown{}, nil)
+	code, err := bottleguest.Run(context.Background(), forwards, args, bottleguest.Stdio{Stdin: os.Stdin, Stdout: os.Stdout, Stderr: os.Stderr}, bottleguest.Lockdown{}, ctl)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "bottle guest:", err)
 	}
@@ -325,6 +337,8 @@ func isolationPlan(state string, fixturePort int, upstream string) *plan.Plan {
 			{Host: fixtureHost, Ports: []int{fixturePort}, AllowPrivate: true, From: "//isolation.star:3:1"},
 		}},
 		Sidecars: []plan.Sidecar{eg, gate, sup},
+		// The agent's token reaches it over the control channel.
+		Secrets: []plan.Secret{{Name: tokenEnv, FromEnv: tokenEnv}},
 	}
 }
 
@@ -337,19 +351,30 @@ type vm struct {
 	guestMount string
 	// mountArgs are vmScript's arguments before the command.
 	mountArgs []string
+	// ctl serves the control channel of the last command.
+	ctl *bottleguest.ControlServer
 }
 
 // command returns the argv that runs cmd in the stand-in microVM, as
 // `bottle guest` started by the backend's own `machine exec` line, and the
-// environment the backend's Smolfile gives it.
-func (v *vm) command(t *testing.T, cmd ...string) (argv, env []string) {
+// environment the backend's Smolfile gives it. The control channel is
+// served as Launch serves it, with secrets as the agent's secrets.
+func (v *vm) command(t *testing.T, secrets map[string]string, cmd ...string) (argv, env []string) {
 	t.Helper()
 	b := *v.b
 	b.Command = cmd
-	spec, err := buildSpec(&b, v.guestMount, v.guestMount, filepath.Join(v.guestMount, smolfileName), false, bottleguest.Lockdown{})
+	b.Secrets = secrets
+	spec, err := buildSpec(&b, v.guestMount, v.guestMount, filepath.Join(v.guestMount, smolfileName), "/images/agent.tar", false, bottleguest.Lockdown{})
 	if err != nil {
 		t.Fatalf("buildSpec: %v", err)
 	}
+	if v.ctl != nil {
+		v.ctl.Close()
+	}
+	if v.ctl, err = bottleguest.ListenControl(spec.control, spec.secrets); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { v.ctl.Close() })
 	// smolvm runs what follows the first "--" of `machine exec`.
 	i := slices.Index(spec.exec, "--")
 	if i < 0 || len(spec.exec) < i+3 || spec.exec[i+1] != filepath.Join(v.guestMount, guestBinaryName) || spec.exec[i+2] != "guest" {
@@ -470,6 +495,9 @@ func TestIsolationWithRealSidecars(t *testing.T) {
 	for i, f := range fws {
 		v.mountArgs = append(v.mountArgs, f.Socket+"="+sockets[i])
 	}
+	// The control socket, which each command's ListenControl creates
+	// again, is bound by vmScript like a sidecar's.
+	v.mountArgs = append(v.mountArgs, guestControlSocket+"="+filepath.Join(state, controlSocketName))
 	v.mountArgs = append(v.mountArgs, "--", state, upstreamDir, "--")
 
 	t.Run("network", func(t *testing.T) {
@@ -572,7 +600,7 @@ func testGuestNetwork(t *testing.T, ctx context.Context, v *vm, exe string, fixt
 	for _, c := range through {
 		probes = append(probes, c.probe)
 	}
-	argv, env := v.command(t, exe, "probe")
+	argv, env := v.command(t, nil, exe, "probe")
 	outcomes, err := netns.RunProbes(ctx, env, argv, probes)
 	if err != nil {
 		t.Fatal(err)
@@ -607,8 +635,8 @@ func testGuestAgent(t *testing.T, ctx context.Context, v *vm, exe, root, upstrea
 			mcpURL = sc.Listen.URL
 		}
 	}
-	argv, env := v.command(t, exe, "agent", upstreamURL, workDir, mcpURL)
-	res, err := netns.Run(ctx, append(env, tokenEnv+"="+token), argv...)
+	argv, env := v.command(t, map[string]string{tokenEnv: token}, exe, "agent", upstreamURL, workDir, mcpURL)
+	res, err := netns.Run(ctx, env, argv...)
 	if err != nil {
 		t.Fatal(err)
 	}

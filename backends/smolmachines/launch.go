@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/bottle-dev/bottle/backends"
@@ -31,11 +32,13 @@ const (
 	guestStageDir = "guest"
 	// pausedFile marks a launch paused by BOTTLE_SMOL_TEST_PAUSE.
 	pausedFile = "test-paused"
+	// controlSocketName is the control channel's socket (see
+	// bottleguest.ListenControl), beside the sidecars' sockets.
+	controlSocketName = "control.sock"
 )
 
-// secretEnvPrefix starts the names under which secrets reach smolvm's
-// environment, so that no secret can shadow a variable smolvm itself reads.
-const secretEnvPrefix = "BOTTLE_SECRET_"
+// guestControlSocket is where the guest sees the control socket.
+var guestControlSocket = path.Join(guestSocketDir, controlSocketName)
 
 // Launch steps, in order; BOTTLE_SMOL_TEST_PAUSE names one.
 var steps = []string{"sidecars", "create", "start", "exec"}
@@ -43,6 +46,13 @@ var steps = []string{"sidecars", "create", "start", "exec"}
 var (
 	// sidecarGrace is how long the sidecars get to stop before they are killed.
 	sidecarGrace = 5 * time.Second
+	// stopGrace is how long the agent gets, after the stop signal went to
+	// it over the control channel, before smolvm's exec is killed and the
+	// teardown stops the machine under it.
+	stopGrace = bottleguest.KillDelay
+	// exitCodeWait is how long bottle waits, once smolvm's exec has ended,
+	// for bottle guest's exit code to arrive over the control channel.
+	exitCodeWait = 2 * time.Second
 )
 
 // Teardown layers: the machine first, then the sidecars.
@@ -57,6 +67,11 @@ func forwards(p *plan.Plan) (fws []sidecars.Forward, hosts []string, err error) 
 	fws, err = sidecars.Forwards(p, guestSocketDir)
 	if err != nil {
 		return nil, nil, err
+	}
+	for _, f := range fws {
+		if f.Socket == guestControlSocket {
+			return nil, nil, fmt.Errorf("a sidecar's socket is at %s, where bottle's control socket goes", f.Socket)
+		}
 	}
 	for _, sc := range p.Sidecars {
 		if sc.Listen.Network != "unix" {
@@ -76,16 +91,20 @@ type launchSpec struct {
 	smolfile []byte
 	// create and exec are smolvm's arguments.
 	create, exec []string
-	// execEnv is added to smolvm exec's environment: the secrets.
-	execEnv []string
+	// control is the host path of the control socket.
+	control string
+	// secrets are the agent's secret variables, KEY=VALUE, which go to
+	// bottle guest over the control channel and nowhere else.
+	secrets []string
 }
 
 // buildSpec renders the Smolfile and the smolvm command lines of a
 // bottle. stageDir is the host directory holding the guest binary and
 // guestMount where the guest sees it; smolfilePath is where the Smolfile
-// will be; tty asks for a terminal; lock is what bottle guest applies to
-// the agent (see lockdown).
-func buildSpec(b *backends.Bottle, stageDir, guestMount, smolfilePath string, tty bool, lock bottleguest.Lockdown) (*launchSpec, error) {
+// will be; archive is the image's `docker save` archive (see image.go);
+// tty asks for a terminal; lock is what bottle guest applies to the agent
+// (see lockdown).
+func buildSpec(b *backends.Bottle, stageDir, guestMount, smolfilePath, archive string, tty bool, lock bottleguest.Lockdown) (*launchSpec, error) {
 	p := b.Plan
 	fws, hosts, err := forwards(p)
 	if err != nil {
@@ -111,28 +130,33 @@ func buildSpec(b *backends.Bottle, stageDir, guestMount, smolfilePath string, tt
 		return nil, err
 	}
 
-	s := &launchSpec{name: machineName(p.Slug), smolfile: smolfile}
-	s.create = []string{"machine", "create", "--name", s.name, "-s", smolfilePath}
+	s := &launchSpec{name: machineName(p.Slug), smolfile: smolfile, control: filepath.Join(p.StateDir, controlSocketName)}
+	if !filepath.IsAbs(archive) {
+		return nil, fmt.Errorf("the image archive %q is not an absolute path, which smolvm would read as a registry reference", archive)
+	}
+	s.create = []string{"machine", "create", "--name", s.name, "-s", smolfilePath, "--image", archive}
 	for i, f := range fws {
 		s.create = append(s.create, "--mount-socket", hosts[i]+":"+f.Socket)
 	}
+	s.create = append(s.create, "--mount-socket", s.control+":"+guestControlSocket)
 	s.create = append(s.create, "--label", LabelSlug+"="+p.Slug, "--label", backends.LabelOwner+"="+backends.PlanOwner(p), "--label", LabelDigest+"="+p.Digest)
 
 	s.exec = []string{"machine", "exec", "--name", s.name, "-i"}
 	if tty {
 		s.exec[len(s.exec)-1] = "-it"
 	}
-	// Secrets go by name: smolvm reads each value from the variable
-	// bottle sets in its environment, for this exec only.
+	// Secrets go over the control channel, not smolvm's --secret-env,
+	// whose values smolvm's agent passes to crun as `--env K=V` arguments
+	// inside the guest (see the package comment).
 	for _, sec := range p.Secrets {
-		hostVar := secretEnvPrefix + sec.Name
-		s.exec = append(s.exec, "--secret-env", sec.Name+"="+hostVar)
-		s.execEnv = append(s.execEnv, hostVar+"="+b.Secrets[sec.Name])
+		s.secrets = append(s.secrets, sec.Name+"="+b.Secrets[sec.Name])
 	}
 	args := sidecars.GuestArgs(fws, cmd)
+	head := []string{args[0], "--control", guestControlSocket}
 	if !lock.Empty() {
-		args = append([]string{args[0], "--lockdown", lock.String()}, args[1:]...)
+		head = append(head, "--lockdown", lock.String())
 	}
+	args = append(head, args[1:]...)
 	s.exec = append(append(s.exec, "--", guestBin), args...)
 	return s, nil
 }
@@ -203,7 +227,11 @@ func (s *Backend) Launch(ctx context.Context, b *backends.Bottle, stdio backends
 	if err != nil {
 		return -1, err
 	}
-	spec, err := buildSpec(b, stage, mount, smolfilePath, stdio.TTY, lock)
+	archive, err := s.imageArchive(ctx, p.Backend.Image, b.Progress)
+	if err != nil {
+		return -1, err
+	}
+	spec, err := buildSpec(b, stage, mount, smolfilePath, archive, stdio.TTY, lock)
 	if err != nil {
 		return -1, err
 	}
@@ -237,6 +265,16 @@ func (s *Backend) Launch(ctx context.Context, b *backends.Bottle, stdio backends
 		return -1, err
 	}
 	td.Add(layerSidecars, func(context.Context) error { return h.Stop(sidecarGrace) })
+	ctl, err := bottleguest.ListenControl(spec.control, spec.secrets)
+	if err != nil {
+		return -1, err
+	}
+	td.Add(layerSidecars, func(context.Context) error {
+		if n := ctl.Refused(); n > 0 {
+			fmt.Fprintf(b.Progress, "bottle: refused %d connection(s) to the control socket in the microVM: only bottle guest may use it\n", n)
+		}
+		return ctl.Close()
+	})
 
 	if err := pause(ctx, b, "create"); err != nil {
 		return -1, err
@@ -268,9 +306,59 @@ func (s *Backend) Launch(ctx context.Context, b *backends.Bottle, stdio backends
 	if err := pause(ctx, b, "exec"); err != nil {
 		return -1, err
 	}
-	code, err = s.runner().Attach(ctx, backends.Cmd{Path: cli, Args: spec.exec, Env: spec.execEnv}, stdio)
+	return s.runAgent(ctx, cli, spec, ctl, stdio, b.Progress)
+}
+
+// runAgent runs smolvm's exec of bottle guest and returns the agent's exit
+// code, which bottle guest reports over the control channel.
+//
+// smolvm's exec passes no signal on to the guest, so a stop (ctx ends)
+// goes to the agent over the control channel instead: the signal bottle
+// received, else SIGTERM. If the agent has not exited stopGrace later,
+// smolvm's exec is killed, and the teardown stops the machine under the
+// agent. Without a terminal, smolvm runs in a process group of its own,
+// so a Ctrl-C at the terminal reaches bottle (which passes it on) and not
+// smolvm (which would die of it). With a terminal smolvm must stay in the
+// foreground to read it; the terminal is in raw mode then, and Ctrl-C is
+// a key that reaches the agent.
+func (s *Backend) runAgent(ctx context.Context, cli string, spec *launchSpec, ctl *bottleguest.ControlServer, stdio backends.Stdio, progress io.Writer) (int, error) {
+	execCtx, killExec := context.WithCancel(context.WithoutCancel(ctx))
+	defer killExec()
+	ended := make(chan struct{})
+	defer close(ended)
+	go func() {
+		select {
+		case <-ended:
+			return
+		case <-ctx.Done():
+		}
+		sig := backends.StopSignal(ctx)
+		if err := ctl.Signal(sig); err != nil {
+			fmt.Fprintf(progress, "bottle: could not pass %v to the agent: %v\n", sig, err)
+		}
+		select {
+		case <-ended:
+		case <-time.After(stopGrace):
+			fmt.Fprintf(progress, "bottle: the agent did not exit %v after %v; stopping the microVM\n", stopGrace, sig)
+			killExec()
+		}
+	}()
+	code, err := s.runner().Attach(execCtx, backends.Cmd{Path: cli, Args: spec.exec, OwnGroup: !stdio.TTY, StopSignal: syscall.SIGKILL}, stdio)
 	if err != nil {
 		return -1, fmt.Errorf("run the agent: %w", err)
+	}
+	if agent, ok := ctl.ExitCode(exitCodeWait); ok {
+		// After a stop too: the agent exited with a code of its own.
+		return agent, nil
+	}
+	// bottle guest reported nothing: it never ran (smolvm's own failure,
+	// whose code this is), or smolvm died under it.
+	if code < 0 {
+		err = errors.New("smolvm's exec was killed before the agent's exit code came back")
+		if ctx.Err() != nil {
+			err = ctx.Err()
+		}
+		return -1, err
 	}
 	if ctx.Err() != nil {
 		return code, ctx.Err()

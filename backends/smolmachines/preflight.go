@@ -32,8 +32,9 @@ const defaultKVMDevice = "/dev/kvm"
 // terminating NUL).
 const maxSocketPath = 103
 
-// Preflight checks smolvm, its version, KVM, the guest binary, the mount
-// sources and the sidecars, without changing anything. It reports every
+// Preflight checks smolvm, its version, KVM, the guest binary, the image
+// (docker or podman has it, to save it as an archive), the mount sources
+// and the sidecars, without changing anything. It reports every
 // problem it finds, one line each.
 func (s *Backend) Preflight(ctx context.Context, b *backends.Bottle) error {
 	var errs []error
@@ -48,6 +49,12 @@ func (s *Backend) Preflight(ctx context.Context, b *backends.Bottle) error {
 		}
 	}
 	if _, err := guestBinary(b.Executable); err != nil {
+		errs = append(errs, err)
+	}
+	// The image must be one bottle can save as an archive (see image.go).
+	if e, err := findImageEngine(); err != nil {
+		errs = append(errs, err)
+	} else if _, err := s.imageID(ctx, e, b.Plan.Backend.Image); err != nil {
 		errs = append(errs, err)
 	}
 	errs = append(errs, checkPlan(b.Plan)...)
@@ -216,6 +223,9 @@ func checkPlan(p *plan.Plan) []error {
 		if len(sc.Listen.Address) > maxSocketPath {
 			errs = append(errs, fmt.Errorf("the %s sidecar's socket path %s is %d bytes, more than unix sockets allow (%d); set XDG_STATE_HOME to a shorter directory", sc.Name, sc.Listen.Address, len(sc.Listen.Address), maxSocketPath))
 		}
+	}
+	if ctl := filepath.Join(p.StateDir, controlSocketName); len(ctl) > maxSocketPath {
+		errs = append(errs, fmt.Errorf("the control socket's path %s is %d bytes, more than unix sockets allow (%d); set XDG_STATE_HOME to a shorter directory", ctl, len(ctl), maxSocketPath))
 	}
 	return errs
 }

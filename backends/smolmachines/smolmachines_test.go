@@ -70,17 +70,21 @@ func testBottle() *backends.Bottle {
 	return &backends.Bottle{Plan: testPlan(), Secrets: map[string]string{"ANTHROPIC_API_KEY": "sk-ant-secret", "NPM_TOKEN": "npm_secret"}}
 }
 
+// testArchive stands for the image's cached docker save archive.
+const testArchive = "/home/dev/.cache/bottle/images/sha256-0123.tar"
+
 func TestBuildSpecArgv(t *testing.T) {
 	b := testBottle()
-	s, err := buildSpec(b, state+"/guest", guestDir, state+"/Smolfile", true, bottleguest.Lockdown{})
+	s, err := buildSpec(b, state+"/guest", guestDir, state+"/Smolfile", testArchive, true, bottleguest.Lockdown{})
 	if err != nil {
 		t.Fatalf("buildSpec: %v", err)
 	}
 	wantCreate := []string{
-		"machine", "create", "--name", "bottle-app-1a2b3c", "-s", state + "/Smolfile",
+		"machine", "create", "--name", "bottle-app-1a2b3c", "-s", state + "/Smolfile", "--image", testArchive,
 		"--mount-socket", state + "/egress.sock:/run/bottle/egress.sock",
 		"--mount-socket", state + "/git-gate.sock:/run/bottle/git-gate.sock",
 		"--mount-socket", state + "/supervise.sock:/run/bottle/supervise.sock",
+		"--mount-socket", state + "/control.sock:/run/bottle/control.sock",
 		"--label", "dev.bottle.slug=app-1a2b3c", "--label", "dev.bottle.owner=" + backends.OwnerOf(filepath.Dir(state)), "--label", "dev.bottle.digest=sha256:0123",
 	}
 	if !slices.Equal(s.create, wantCreate) {
@@ -88,9 +92,7 @@ func TestBuildSpecArgv(t *testing.T) {
 	}
 	prefix := []string{
 		"machine", "exec", "--name", "bottle-app-1a2b3c", "-it",
-		"--secret-env", "ANTHROPIC_API_KEY=BOTTLE_SECRET_ANTHROPIC_API_KEY",
-		"--secret-env", "NPM_TOKEN=BOTTLE_SECRET_NPM_TOKEN",
-		"--", "/opt/bottle/bottle", "guest",
+		"--", "/opt/bottle/bottle", "guest", "--control", "/run/bottle/control.sock",
 		"--forward", "127.0.0.1:3128=/run/bottle/egress.sock",
 		"--forward", "127.0.0.1:8080=/run/bottle/git-gate.sock",
 		"--forward", "127.0.0.1:8765=/run/bottle/supervise.sock",
@@ -101,13 +103,14 @@ func TestBuildSpecArgv(t *testing.T) {
 	} else if !strings.Contains(s.exec[len(prefix)], "http://127.0.0.1:8765/mcp") {
 		t.Errorf("the MCP configuration %s does not name the supervise relay", s.exec[len(prefix)])
 	}
-	wantEnv := []string{"BOTTLE_SECRET_ANTHROPIC_API_KEY=sk-ant-secret", "BOTTLE_SECRET_NPM_TOKEN=npm_secret"}
-	if !slices.Equal(s.execEnv, wantEnv) {
-		t.Errorf("exec environment: got %q, want %q", s.execEnv, wantEnv)
+	// The secrets go over the control channel only.
+	wantSecrets := []string{"ANTHROPIC_API_KEY=sk-ant-secret", "NPM_TOKEN=npm_secret"}
+	if !slices.Equal(s.secrets, wantSecrets) {
+		t.Errorf("secrets for the control channel: got %q, want %q", s.secrets, wantSecrets)
 	}
 	for _, a := range append(slices.Clone(s.create), s.exec...) {
-		if strings.Contains(a, "secret") && !strings.HasPrefix(a, "--secret") {
-			t.Errorf("argument %q holds a secret's value", a)
+		if strings.Contains(a, "secret") || strings.Contains(a, "ANTHROPIC") {
+			t.Errorf("argument %q names or holds a secret", a)
 		}
 	}
 	if bytes.Contains(s.smolfile, []byte("sk-ant")) || bytes.Contains(s.smolfile, []byte("npm_secret")) {
@@ -119,13 +122,13 @@ func TestBuildSpecOneOff(t *testing.T) {
 	b := testBottle()
 	b.Command = []string{"sh", "-c", "exit 7"}
 	b.Plan.Secrets = nil
-	s, err := buildSpec(b, state+"/guest", guestDir, state+"/Smolfile", false, bottleguest.Lockdown{})
+	s, err := buildSpec(b, state+"/guest", guestDir, state+"/Smolfile", testArchive, false, bottleguest.Lockdown{})
 	if err != nil {
 		t.Fatalf("buildSpec: %v", err)
 	}
 	want := []string{
 		"machine", "exec", "--name", "bottle-app-1a2b3c", "-i",
-		"--", "/opt/bottle/bottle", "guest",
+		"--", "/opt/bottle/bottle", "guest", "--control", "/run/bottle/control.sock",
 		"--forward", "127.0.0.1:3128=/run/bottle/egress.sock",
 		"--forward", "127.0.0.1:8080=/run/bottle/git-gate.sock",
 		"--forward", "127.0.0.1:8765=/run/bottle/supervise.sock",
@@ -134,8 +137,8 @@ func TestBuildSpecOneOff(t *testing.T) {
 	if !slices.Equal(s.exec, want) {
 		t.Errorf("exec:\n got %q\nwant %q", s.exec, want)
 	}
-	if len(s.execEnv) != 0 {
-		t.Errorf("exec environment without secrets: %q", s.execEnv)
+	if len(s.secrets) != 0 {
+		t.Errorf("secrets without secrets in the plan: %q", s.secrets)
 	}
 }
 
@@ -152,7 +155,7 @@ type smolfileKeys struct {
 }
 
 func TestBuildSpecSmolfile(t *testing.T) {
-	s, err := buildSpec(testBottle(), state+"/guest", guestDir, state+"/Smolfile", true, bottleguest.Lockdown{})
+	s, err := buildSpec(testBottle(), state+"/guest", guestDir, state+"/Smolfile", testArchive, true, bottleguest.Lockdown{})
 	if err != nil {
 		t.Fatalf("buildSpec: %v", err)
 	}
@@ -172,7 +175,9 @@ func TestBuildSpecSmolfile(t *testing.T) {
 	if !slices.Equal(sf.Volumes, wantVolumes) {
 		t.Errorf("volumes = %q, want %q", sf.Volumes, wantVolumes)
 	}
-	if sf.Image != "images.example.com/acme/agent:1.4" || sf.Workdir != "/workspace" || sf.CPUs != 4 || sf.Memory != 8192 {
+	// A Smolfile image is a registry reference to smolvm, refused without a
+	// network; the image goes on create's command line as an archive.
+	if sf.Image != "" || sf.Workdir != "/workspace" || sf.CPUs != 4 || sf.Memory != 8192 {
 		t.Errorf("image, workdir, cpus, memory = %q, %q, %d, %d", sf.Image, sf.Workdir, sf.CPUs, sf.Memory)
 	}
 	env := map[string]string{}
@@ -203,7 +208,7 @@ func TestBuildSpecSmolfile(t *testing.T) {
 func TestBuildSpecNoSiblings(t *testing.T) {
 	b := testBottle()
 	b.Plan.Sidecars = b.Plan.Sidecars[:1]
-	s, err := buildSpec(b, state+"/guest", guestDir, state+"/Smolfile", false, bottleguest.Lockdown{})
+	s, err := buildSpec(b, state+"/guest", guestDir, state+"/Smolfile", testArchive, false, bottleguest.Lockdown{})
 	if err != nil {
 		t.Fatalf("buildSpec: %v", err)
 	}
@@ -224,7 +229,7 @@ func TestBuildSpecRefuses(t *testing.T) {
 		t.Run(name, func(t *testing.T) {
 			b := testBottle()
 			tc.edit(b.Plan)
-			_, err := buildSpec(b, state+"/guest", guestDir, state+"/Smolfile", false, bottleguest.Lockdown{})
+			_, err := buildSpec(b, state+"/guest", guestDir, state+"/Smolfile", testArchive, false, bottleguest.Lockdown{})
 			if err == nil || !strings.Contains(err.Error(), tc.want) {
 				t.Errorf("buildSpec: %v, want an error containing %q", err, tc.want)
 			}

@@ -57,6 +57,15 @@ func (c *StartCmd) launch(g *Globals, p *plan.Plan) error {
 	if errors.As(err, &pe) {
 		return &exitError{code: exitPreflight, err: pe}
 	}
+	if ctx.Err() != nil && err == nil {
+		// The stop reached the agent, which exited with a code of its own
+		// (see backends.Backend.Launch): that code is bottle's.
+		fmt.Fprintf(g.Stderr, "bottle: stopped; the agent exited with %d\n", code)
+		if code != 0 {
+			return &exitError{code: code, err: errSilent}
+		}
+		return nil
+	}
 	if cause := context.Cause(ctx); cause != nil && ctx.Err() != nil && g.Ctx.Err() == nil {
 		fmt.Fprintf(g.Stderr, "bottle: %v; stopped\n", cause)
 		return &exitError{code: exitStopped, err: errSilent}
@@ -89,7 +98,7 @@ func forceOnSecondSignal(g *Globals, cancel context.CancelCauseFunc) func() {
 				n++
 				if n == 1 {
 					fmt.Fprintf(g.Stderr, "bottle: %v: tearing down (again to force)\n", sig)
-					cancel(fmt.Errorf("received %v", sig))
+					cancel(backends.SignalCause{Signal: sig})
 					continue
 				}
 				fmt.Fprintln(g.Stderr, "bottle: forced exit; run bottle cleanup to remove what is left")

@@ -60,6 +60,8 @@ func (d *daemon) stateful(path, rest []string) (int, bool) {
 		return d.imageLs(rest), true
 	case "build":
 		return d.build(rest), true
+	case "save", "image save":
+		return d.save(rest), true
 	}
 	return 0, false
 }

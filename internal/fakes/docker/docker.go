@@ -57,7 +57,7 @@
 // With FAKE_DOCKER_STATE, the stand-in emulates a daemon's objects in a
 // JSON file there, changed under a lock so concurrent commands see each
 // other: create, run (attached or --detach), start, rm, ps, inspect, logs,
-// build, image ls (images), volume create, rm, ls and inspect, network
+// build, image ls (images), save (image save), volume create, rm, ls and inspect, network
 // create, rm, ls and inspect, with their container aliases ("container
 // rm"). Answers have the real CLI's shapes: IDs on create and run
 // --detach, names on rm, volume create and start, list JSON with the keys

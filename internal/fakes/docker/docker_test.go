@@ -1,8 +1,10 @@
 package docker
 
 import (
+	"archive/tar"
 	"bytes"
 	"encoding/json"
+	"io"
 	"maps"
 	"os"
 	"path/filepath"
@@ -702,5 +704,56 @@ func TestConcurrentCreates(t *testing.T) {
 	}
 	if ok != 1 {
 		t.Errorf("%d of 8 concurrent creates of one name succeeded, want 1", ok)
+	}
+}
+
+// TestSave writes an image as `docker save` does: a tar whose manifest.json
+// names the config and layer blobs it holds, by the image's ID or tag, to
+// a file or stdout; a missing image fails as the daemon does.
+func TestSave(t *testing.T) {
+	env := daemonEnv(t)
+	must(t, env, "build", "--tag", "agent:1", writeContext(t))
+	id := strings.TrimSpace(must(t, env, "image", "inspect", "--format", "{{.Id}}", "agent:1"))
+	file := filepath.Join(t.TempDir(), "a.tar")
+	must(t, env, "save", "-o", file, id)
+	body, err := os.ReadFile(file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if out := must(t, env, "image", "save", "agent:1"); out != string(body) {
+		t.Errorf("save to stdout differs from save -o")
+	}
+	files := map[string][]byte{}
+	tr := tar.NewReader(bytes.NewReader(body))
+	for {
+		h, err := tr.Next()
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			t.Fatalf("the archive is not a tar: %v", err)
+		}
+		b, _ := io.ReadAll(tr)
+		files[h.Name] = b
+	}
+	var manifest []struct {
+		Config   string
+		RepoTags []string
+		Layers   []string
+	}
+	if err := json.Unmarshal(files["manifest.json"], &manifest); err != nil || len(manifest) != 1 {
+		t.Fatalf("manifest.json: %v, %s", err, files["manifest.json"])
+	}
+	m := manifest[0]
+	if _, ok := files[m.Config]; !ok || len(m.Layers) != 1 || !slices.Equal(m.RepoTags, []string{"agent:1"}) {
+		t.Errorf("manifest %+v does not match the archive's files %v", m, slices.Collect(maps.Keys(files)))
+	}
+	for _, l := range m.Layers {
+		if _, ok := files[l]; !ok {
+			t.Errorf("layer %s is not in the archive", l)
+		}
+	}
+	if code, _, errs := runFake(env, "save", "-o", file, "missing:1"); code != 1 || !strings.Contains(errs, "No such image: missing:1") {
+		t.Errorf("save of a missing image: exit %d, %q", code, errs)
 	}
 }
