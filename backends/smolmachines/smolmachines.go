@@ -18,18 +18,35 @@
 // with its code. The agent reaches the egress proxy through HTTPS_PROXY and
 // HTTP_PROXY=http://127.0.0.1:<port>.
 //
-// The lifecycle is `machine create`, `machine start`, `machine exec -i
-// [-t] -- /opt/bottle/bottle guest --forward ... -- CMD`, and on the way
-// out (also on Ctrl-C and SIGTERM, from any step) `machine stop`, `machine
+// The image reaches the VM as a `docker save` archive that bottle makes
+// on the host and caches by image ID (image.go): smolvm pulls registry
+// images inside the guest and so refuses one on a machine without a
+// network (src/config.rs:828-872@v1.8.1).
+//
+// The lifecycle is `machine create --image ARCHIVE`, `machine start`,
+// `machine exec -i [-t] -- /opt/bottle/bottle guest --control
+// /run/bottle/control.sock --forward ... -- CMD`, and on the way out
+// (also on Ctrl-C and SIGTERM, from any step) `machine stop`, `machine
 // delete -f` and the sidecars' stop. The Smolfile's `cmd`, the machine's
 // persistent workload that smolvm starts detached on every boot, is
 // `bottle guest --idle`: were it empty, smolvm would start the image's own
 // ENTRYPOINT and CMD (an agent, outside bottle's control) instead.
 //
-// Secrets never appear in a process's arguments or in a file: `machine
-// exec --secret-env NAME=BOTTLE_SECRET_NAME` makes smolvm read each value
-// from its own environment, where bottle put it, for that exec only;
-// smolvm keeps the value out of its machine record.
+// smolvm's exec forwards no signals to the guest, and its `--secret-env`
+// values reach the guest's crun as `--env K=V` arguments
+// (crates/smolvm-agent/src/crun.rs:335-351@v1.8.1), which every process
+// in the guest can read. So bottle uses neither: a control socket in the
+// state directory, mounted into the guest like the sidecars' sockets,
+// carries the secrets to bottle guest (which puts them only in the agent's
+// environment), bottle's signals to the agent, and the agent's exit code
+// back (see bottleguest.ListenControl). When bottle dies the socket
+// closes, and bottle guest stops the agent. Without a terminal, smolvm's
+// exec runs in a process group of its own, so a terminal's Ctrl-C reaches
+// bottle, which passes it on; with one, smolvm stays in the foreground to
+// own the terminal, which is in raw mode, so Ctrl-C is a key for the agent.
+//
+// Secrets never appear in a process's arguments or in a file, on the host
+// or in the guest.
 //
 // The guest binary must be a static linux build for the host's
 // architecture (a microVM runs the host's). On a Linux host bottle uses
