@@ -204,3 +204,49 @@ func TestImageArchiveRealDocker(t *testing.T) {
 		t.Errorf("the archive was saved again")
 	}
 }
+
+// BenchmarkImageArchive measures what delivering the image costs a launch
+// with the real docker: the cached path (an image inspect and a stat)
+// beside a cold save of the same image, and the bare inspect as the
+// baseline every launch pays anyway in preflight.
+func BenchmarkImageArchive(b *testing.B) {
+	img := os.Getenv("BOTTLE_TEST_DEBIAN_IMAGE")
+	if err := exec.Command("docker", "info").Run(); err != nil || img == "" {
+		b.Skip("skipping: needs a Docker daemon and BOTTLE_TEST_DEBIAN_IMAGE")
+	}
+	b.Setenv("BOTTLE_DOCKER", "")
+	s := &Backend{}
+	ctx := context.Background()
+	e, err := findImageEngine()
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Run("inspect", func(b *testing.B) {
+		for b.Loop() {
+			if _, err := s.imageID(ctx, e, img); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	b.Run("cached", func(b *testing.B) {
+		b.Setenv("XDG_CACHE_HOME", b.TempDir())
+		if _, err := s.imageArchive(ctx, img, io.Discard); err != nil {
+			b.Fatal(err)
+		}
+		for b.Loop() {
+			if _, err := s.imageArchive(ctx, img, io.Discard); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	b.Run("save", func(b *testing.B) {
+		for b.Loop() {
+			b.StopTimer()
+			b.Setenv("XDG_CACHE_HOME", b.TempDir())
+			b.StartTimer()
+			if _, err := s.imageArchive(ctx, img, io.Discard); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+}
