@@ -219,9 +219,6 @@ func (s *Backend) Launch(ctx context.Context, b *backends.Bottle, stdio backends
 	// Render and write everything first, so that a bad plan starts nothing.
 	stage := filepath.Join(b.State.Dir, guestStageDir)
 	mount := guestDir
-	if g.standIn {
-		mount = stage // the stand-in smolvm runs `machine exec` on the host
-	}
 	smolfilePath := filepath.Join(b.State.Dir, smolfileName)
 	lock, err := lockdown(b)
 	if err != nil {

@@ -153,13 +153,11 @@ var elfMachines = map[string]elf.Machine{"amd64": elf.EM_X86_64, "arm64": elf.EM
 type guest struct {
 	// path is the host file.
 	path string
-	// standIn is true when a test stand-in replaces the guest binary.
-	standIn bool
 }
 
 // guestBinary finds the static linux bottle binary for the guest, which
 // runs the host's architecture: $BOTTLE_GUEST_BINARY, else on Linux exe,
-// bottle's own executable. The test stand-in of BOTTLE_SMOL_TEST_GUEST
+// bottle's own executable. BOTTLE_SMOL_TEST_GUEST, for bottle's tests,
 // takes precedence and is not checked.
 func guestBinary(exe string) (guest, error) {
 	if p := os.Getenv(envTestGuest); p != "" {
@@ -167,7 +165,7 @@ func guestBinary(exe string) (guest, error) {
 		if err != nil {
 			return guest{}, fmt.Errorf("%s: %w", envTestGuest, err)
 		}
-		return guest{path: abs, standIn: true}, nil
+		return guest{path: abs}, nil
 	}
 	arch := runtime.GOARCH
 	if _, ok := elfMachines[arch]; !ok {

@@ -62,10 +62,9 @@
 // the user may read and write on Linux, the guest binary fits, the mount
 // sources are directories, and the socket paths are short enough.
 //
-// Two environment variables exist for bottle's own tests, whose smolvm
-// stand-in runs `machine exec` on the host: BOTTLE_SMOL_TEST_GUEST names
-// a program that stands in for the guest binary (no ELF check, shared at
-// its host path so the stand-in finds it), and BOTTLE_SMOL_TEST_PAUSE=STEP
+// Two environment variables exist for bottle's own tests:
+// BOTTLE_SMOL_TEST_GUEST names a guest binary that is not checked (a
+// dynamically linked test binary), and BOTTLE_SMOL_TEST_PAUSE=STEP
 // (sidecars, create, start or exec) makes Launch stop before that step,
 // create the file test-paused in the state directory, and wait to be
 // cancelled or killed.
