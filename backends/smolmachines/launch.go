@@ -262,6 +262,13 @@ func (s *Backend) Launch(ctx context.Context, b *backends.Bottle, stdio backends
 		return -1, err
 	}
 	td.Add(layerSidecars, func(context.Context) error { return h.Stop(sidecarGrace) })
+	// smolvm publishes a mounted socket in the guest with mode 0777
+	// (crates/smolvm-agent/src/publish_socket.rs:207-211@v1.8.1) and dials
+	// the host socket once per guest connection (lines 286-291), so the
+	// agent can connect too: the control server serves only the first
+	// connection, bottle guest's, made before the agent exists. A close on
+	// the host reaches bottle guest as EOF (the relay's shutdown, lines
+	// 371-379), which is its dead man's switch.
 	ctl, err := bottleguest.ListenControl(spec.control, spec.secrets)
 	if err != nil {
 		return -1, err
