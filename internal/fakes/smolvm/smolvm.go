@@ -51,7 +51,6 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"slices"
 	"strconv"
@@ -80,24 +79,29 @@ var failSteps = []string{"create", "delete", "exec", "ls", "start", "status", "s
 // Main runs the stand-in with os.Args and the process environment and
 // returns its exit status.
 func Main() int {
-	return run(os.Args[1:], os.Getenv, os.Stdin, os.Stdout, os.Stderr)
+	if role := os.Getenv(roleEnv); role != "" {
+		return runRole(role)
+	}
+	return run(os.Args[1:], os.LookupEnv, os.Stdin, os.Stdout, os.Stderr)
 }
 
 type env struct {
-	getenv  func(string) string
-	stdin   io.Reader
-	stdout  io.Writer
-	stderr  io.Writer
-	version [3]int
-	fail    map[string]bool
+	getenv    func(string) string
+	lookupEnv func(string) (string, bool)
+	stdin     io.Reader
+	stdout    io.Writer
+	stderr    io.Writer
+	version   [3]int
+	fail      map[string]bool
 }
 
-func run(args []string, getenv func(string) string, stdin io.Reader, stdout, stderr io.Writer) int {
+func run(args []string, lookupEnv func(string) (string, bool), stdin io.Reader, stdout, stderr io.Writer) int {
+	getenv := func(k string) string { v, _ := lookupEnv(k); return v }
 	if err := fakes.AppendLog(getenv("FAKE_SMOLVM_LOG"), "smolvm", args); err != nil {
 		fmt.Fprintf(stderr, "fake smolvm: %v\n", err)
 		return exitFake
 	}
-	e := &env{getenv: getenv, stdin: stdin, stdout: stdout, stderr: stderr, fail: map[string]bool{}}
+	e := &env{getenv: getenv, lookupEnv: lookupEnv, stdin: stdin, stdout: stdout, stderr: stderr, fail: map[string]bool{}}
 	vs := getenv("FAKE_SMOLVM_VERSION")
 	if vs == "" {
 		vs = Version
@@ -150,8 +154,8 @@ var (
 		flags: []flagSpec{
 			{long: "name", short: 'n', value: "NAME"},
 			{long: "label", value: "KEY=VALUE", multi: true, since: [3]int{1, 8, 0}},
-			{long: "image", short: 'I', value: "IMAGE"},
-			{long: "max-image-size", value: "SIZE"},
+			{long: "image", short: 'I', value: "IMAGE", check: imageCheck},
+			{long: "max-image-size", value: "SIZE", check: sizeCheck},
 			{long: "cpus", value: "N", check: cpusCheck},
 			{long: "mem", value: "MiB", check: memCheck},
 			{long: "storage", value: "GiB", check: gibCheck},
@@ -332,6 +336,19 @@ type machineRecord struct {
 	MountSockets []string          `json:"mount_sockets"`
 	Labels       map[string]string `json:"labels"`
 	Network      bool              `json:"network"`
+	Init         []string          `json:"init"`
+	// SecretRefs are references only, resolved at each start and exec.
+	SecretRefs map[string]secretRefRecord `json:"secret_refs"`
+	// InitCompleted: the first boot's pull and init ran
+	// (src/cli/vm_common.rs:1444-1521@v1.8.1).
+	InitCompleted bool `json:"init_completed"`
+	// ImageConfig was recovered from a local archive at its first start.
+	ImageConfig *imageConfig `json:"image_config,omitempty"`
+	// The running machine's anchor process (see guest.go): pid, start time
+	// (to tell a reused pid) and the guest root inside its mount namespace.
+	AnchorPID   int    `json:"anchor_pid,omitempty"`
+	AnchorStart uint64 `json:"anchor_start,omitempty"`
+	GuestRoot   string `json:"guest_root,omitempty"`
 }
 
 type store struct{ dir string }
@@ -393,8 +410,40 @@ func (s *store) list() ([]*machineRecord, error) {
 }
 
 func (e *env) create(p *parsed, st *store) int {
+	// --max-image-size sets SMOLVM_MAX_IMAGE_BYTES for this run
+	// (src/cli/machine.rs:2917-2922@v1.8.1).
+	if v, ok := p.last("max-image-size"); ok {
+		n, _ := parseSizeBytes(v)
+		outer := e.lookupEnv
+		e.lookupEnv = func(k string) (string, bool) {
+			if k == "SMOLVM_MAX_IMAGE_BYTES" {
+				return strconv.FormatUint(n, 10), true
+			}
+			return outer(k)
+		}
+		e.getenv = func(k string) string { v, _ := e.lookupEnv(k); return v }
+	}
+	if p.has("from") {
+		fmt.Fprintln(e.stderr, "fake smolvm: \"machine create --from\" is not implemented by this stand-in")
+		return exitFake
+	}
+
+	m := &machineRecord{State: "created", CPUs: 4, MemoryMiB: 8192}
+	// --image is resolved on the host first: a local archive is staged,
+	// a directory canonicalised (src/cli/machine.rs:2948-2962@v1.8.1).
+	// Only --image: a Smolfile `image` is kept as written.
+	var cliImage *string
+	if img, ok := p.last("image"); ok {
+		ref, err := e.resolveImage(img, filepath.Join(st.dir, "image-archives"))
+		if err != nil {
+			return e.errorf("%v", err)
+		}
+		cliImage = &ref
+	}
+
 	labels := map[string]string{}
 	for _, l := range p.values["label"] {
+		// parse_labels, src/util.rs:172-190@v1.8.1.
 		k, v, ok := strings.Cut(l, "=")
 		if !ok {
 			return e.errorf("config operation failed: --label: expected KEY=VALUE, got '%s'", l)
@@ -404,12 +453,8 @@ func (e *env) create(p *parsed, st *store) int {
 		}
 		labels[k] = v
 	}
-	if p.has("from") {
-		fmt.Fprintln(e.stderr, "fake smolvm: \"machine create --from\" is not implemented by this stand-in")
-		return exitFake
-	}
+	m.Labels = labels
 
-	m := &machineRecord{State: "created", CPUs: 4, MemoryMiB: 8192, Labels: labels}
 	var sf smolfileSchema
 	if path, ok := p.last("smolfile"); ok {
 		data, err := os.ReadFile(path)
@@ -449,11 +494,13 @@ func (e *env) create(p *parsed, st *store) int {
 		return e.errorf("config operation failed: publish-socket: too many published sockets (%d); max is 64", n)
 	}
 
-	// Merge as src/cli/smolfile.rs build_create_params does: CLI values
-	// that differ from the defaults win, lists are Smolfile then CLI.
+	// Merge as src/cli/smolfile.rs build_create_params does
+	// (src/cli/smolfile.rs:133-260@v1.8.1): CLI values that differ from
+	// the defaults win, lists are Smolfile then CLI; the image is --image,
+	// else the Smolfile's (line 137).
 	m.Image = sf.Image
-	if img, ok := p.last("image"); ok {
-		m.Image = &img
+	if cliImage != nil {
+		m.Image = cliImage
 	}
 	m.Entrypoint = sf.Entrypoint
 	m.Cmd = sf.Cmd
@@ -481,7 +528,8 @@ func (e *env) create(p *parsed, st *store) int {
 		n := parseUintOrZero(v)
 		m.OverlayGiB = &n
 	}
-	// --net, an egress policy or a DNS server turns networking on.
+	// --net, an egress policy or a DNS server turns networking on
+	// (src/cli/machine.rs:58-86, src/cli/smolfile.rs:56, 208-248@v1.8.1).
 	m.Network = sf.Net != nil && *sf.Net || p.has("net") || p.has("allow-cidr") || p.has("allow-host") ||
 		p.has("outbound-localhost-only") || p.has("dns") ||
 		sf.Network != nil && len(sf.Network.AllowHosts)+len(sf.Network.AllowCIDRs) > 0
@@ -490,17 +538,27 @@ func (e *env) create(p *parsed, st *store) int {
 		volumes = sf.Dev.Volumes
 	}
 	volumes = append(slices.Clone(volumes), p.values["volume"]...)
+	var envSpecs []string
 	for _, kv := range sf.Env {
-		m.Env = append(m.Env, strings.TrimSpace(kv))
+		envSpecs = append(envSpecs, strings.TrimSpace(kv))
 	}
 	if sf.Dev != nil {
 		for _, kv := range sf.Dev.Env {
-			m.Env = append(m.Env, strings.TrimSpace(kv))
+			envSpecs = append(envSpecs, strings.TrimSpace(kv))
 		}
 	}
 	for _, kv := range p.values["env"] {
-		m.Env = append(m.Env, strings.TrimSpace(kv))
+		envSpecs = append(envSpecs, strings.TrimSpace(kv))
 	}
+	// parse_env_list at record time (src/cli/vm_common.rs:604-605@v1.8.1).
+	for _, kv := range e.parseEnvList(envSpecs) {
+		m.Env = append(m.Env, kv.k+"="+kv.v)
+	}
+	m.Init = sf.Init
+	if sf.Dev != nil && len(sf.Dev.Init) > 0 {
+		m.Init = sf.Dev.Init
+	}
+	m.Init = append(slices.Clone(m.Init), p.values["init"]...)
 	m.Workdir = sf.Workdir
 	if sf.Dev != nil && sf.Dev.Workdir != nil {
 		m.Workdir = sf.Dev.Workdir
@@ -509,7 +567,23 @@ func (e *env) create(p *parsed, st *store) int {
 		m.Workdir = &wd
 	}
 	m.Ports = append(slices.Clone(sf.Ports), p.values["port"]...)
+	if sf.Dev != nil && len(sf.Dev.Ports) > 0 {
+		m.Ports = append(slices.Clone(sf.Dev.Ports), p.values["port"]...)
+	}
 	m.MountSockets = sockets
+	// CLI secret references win over the Smolfile's of the same name
+	// (src/cli/machine.rs:3003-3008@v1.8.1).
+	cliRefs, err := parseCLISecretRefs(p.values["secret-env"], p.values["secret-file"])
+	if err != nil {
+		return e.errorf("%v", err)
+	}
+	m.SecretRefs = map[string]secretRefRecord{}
+	for k, r := range sf.Secrets {
+		m.SecretRefs[k] = secretRefRecord{FromEnv: r.FromEnv, FromFile: r.FromFile}
+	}
+	for k, r := range cliRefs {
+		m.SecretRefs[k] = r
+	}
 
 	switch {
 	case m.CPUs == 0:
@@ -535,6 +609,9 @@ func (e *env) create(p *parsed, st *store) int {
 		return e.errorf("%s", msg)
 	}
 	m.Mounts = mounts
+	if msg := validateImageFetchable(m); msg != "" {
+		return e.errorf("%s", msg)
+	}
 
 	existing, err := st.get(name)
 	if err != nil {
@@ -546,6 +623,7 @@ func (e *env) create(p *parsed, st *store) int {
 	if err := st.put(m); err != nil {
 		return e.fake(err)
 	}
+	// print_create_success, src/cli/vm_common.rs:696-721@v1.8.1.
 	fmt.Fprintf(e.stdout, "Created machine: %s\n", name)
 	fmt.Fprintf(e.stdout, "  CPUs: %d, Memory: %d MiB\n", m.CPUs, m.MemoryMiB)
 	if len(m.Mounts) > 0 {
@@ -554,9 +632,36 @@ func (e *env) create(p *parsed, st *store) int {
 	if len(m.Ports) > 0 {
 		fmt.Fprintf(e.stdout, "  Ports: %d\n", len(m.Ports))
 	}
+	if len(m.Init) > 0 {
+		fmt.Fprintf(e.stdout, "  Init commands: %d\n", len(m.Init))
+	}
 	fmt.Fprintf(e.stdout, "\nUse 'smolvm machine start --name %s' to start the machine\n", name)
 	fmt.Fprintf(e.stdout, "Then use 'smolvm machine exec --name %s -- <command>' to run commands\n", name)
 	return exitOK
+}
+
+// validateImageFetchable is VmRecord::validate_image_fetchable
+// (src/config.rs:808-872@v1.8.1), which create_vm runs on the record
+// before storing it (src/cli/vm_common.rs:689-691@v1.8.1): a registry
+// image needs the network, because the guest pulls it. A local reference
+// (local:/local-dir:) or anything classify does not call a registry
+// reference passes. plan_launch_network (src/network/launch.rs:89-110@v1.8.1)
+// wants a network for --net, a published port, an allowed CIDR or an
+// allowed host; the CLI and Smolfile paths already turn `net` on for every
+// one of those but ports (src/cli/machine.rs:58-86,
+// src/cli/smolfile.rs:56, 208-248@v1.8.1), so net or a port decides.
+func validateImageFetchable(m *machineRecord) string {
+	if m.Image == nil || isLocalRef(*m.Image) || classifyImage(*m.Image) != imageRegistry {
+		return ""
+	}
+	if m.Network || len(m.Ports) > 0 {
+		return ""
+	}
+	image := *m.Image
+	return "config operation failed: create machine: image '" + image + "' must be pulled from a registry, but this machine has no " +
+		"network, so the pull can never succeed. Add --net (or publish a port with -p, or set an egress policy with " +
+		"--allow-cidr/--allow-host). To keep the machine network-isolated, supply the image locally instead: " +
+		"`docker save " + image + " | smolvm machine create --image - ...`"
 }
 
 func (e *env) fake(err error) int {
@@ -693,160 +798,15 @@ func nameOrDefault(p *parsed) string {
 	return "default"
 }
 
-func (e *env) start(p *parsed, st *store) int {
-	name := nameOrDefault(p)
-	m, code := e.lookup(st, name)
-	if m == nil {
-		return code
-	}
-	if m.State == "running" {
-		fmt.Fprintf(e.stdout, "Machine '%s' already running (PID: %d)\n", name, fakePID)
-		return exitOK
-	}
-	fmt.Fprintf(e.stderr, "Starting machine '%s'...\n", name)
-	m.State = "running"
-	if err := st.put(m); err != nil {
-		return e.fake(err)
-	}
-	fmt.Fprintf(e.stdout, "Machine '%s' running (PID: %d)\n", name, fakePID)
-	return exitOK
-}
-
-func (e *env) stop(p *parsed, st *store) int {
-	name := nameOrDefault(p)
-	m, code := e.lookup(st, name)
-	if m == nil {
-		return code
-	}
-	if m.State == "running" {
-		fmt.Fprintf(e.stdout, "Stopping machine '%s'...\n", name)
-	}
-	m.State = "stopped"
-	if err := st.put(m); err != nil {
-		return e.fake(err)
-	}
-	fmt.Fprintf(e.stdout, "Stopped machine: %s\n", name)
-	return exitOK
-}
-
-func (e *env) delete(p *parsed, st *store) int {
-	name, _ := p.last("name")
-	m, code := e.lookup(st, name)
-	if m == nil {
-		return code
-	}
-	if m.State == "running" {
-		fmt.Fprintf(e.stdout, "Stopping machine '%s'...\n", name)
-		m.State = "stopped"
-		if err := st.put(m); err != nil {
-			return e.fake(err)
-		}
-	}
-	if !p.has("force") && !p.has("cascade") {
-		fmt.Fprintf(e.stderr, "Delete machine '%s'? [y/N] ", name)
-		line, _ := readLine(e.stdin)
-		if a := strings.ToLower(strings.TrimSpace(line)); a != "y" && a != "yes" {
-			fmt.Fprintln(e.stdout, "Cancelled")
-			return exitOK
-		}
-	}
-	if err := os.Remove(st.path(name)); err != nil {
-		return e.fake(fmt.Errorf("remove machine state: %w", err))
-	}
-	fmt.Fprintf(e.stdout, "Deleted machine: %s\n", name)
-	return exitOK
-}
-
-// readLine reads one line without buffering past it.
-func readLine(r io.Reader) (string, error) {
-	var b strings.Builder
-	buf := make([]byte, 1)
-	for {
-		n, err := r.Read(buf)
-		if n == 1 {
-			if buf[0] == '\n' {
-				return b.String(), nil
-			}
-			b.WriteByte(buf[0])
-		}
-		if err != nil {
-			return b.String(), err
-		}
-	}
-}
-
-func (e *env) exec(p *parsed, st *store) int {
-	name := nameOrDefault(p)
-	m, code := e.lookup(st, name)
-	if m == nil {
-		return code
-	}
-	if m.State != "running" {
-		hint := "smolvm machine start"
-		if p.has("name") {
-			hint += " --name " + name
-		}
-		return e.errorf("agent operation failed: connect: machine '%s' is not running. Use '%s' first.", name, hint)
-	}
-	// Each --secret-env GUEST=HOST is resolved on the host before anything
-	// runs (src/cli/machine.rs:2546-2552 at v1.8.1): the value of the host
-	// variable HOST, or, when it is unset, the error of
-	// resolve_secret_ref (src/secrets.rs:412-414 and 446-452: "resolve
-	// secret 'GUEST'" with the failure's name "env_unset", lines 335) in
-	// smolvm's Config error form (src/data/errors.rs:154).
-	var secrets []string
-	for _, spec := range p.values["secret-env"] {
-		// parse_cli_secret_refs, src/cli/machine.rs:213-246 at v1.8.1.
-		guest, host, ok := strings.Cut(spec, "=")
-		if !ok {
-			return e.errorf("config operation failed: --secret-env: expected KEY=VALUE, got '%s'", spec)
-		}
-		if guest == "" {
-			return e.errorf("config operation failed: --secret-env: empty secret name in '%s'", spec)
-		}
-		v, set := os.LookupEnv(host)
-		if !set {
-			return e.errorf("config operation failed: resolve secret '%s': env_unset", guest)
-		}
-		secrets = append(secrets, guest+"="+v)
-	}
-	cmd := exec.Command(p.command[0], p.command[1:]...)
-	cmd.Env = append(os.Environ(), m.Env...)
-	cmd.Env = append(cmd.Env, secrets...)
-	cmd.Env = append(cmd.Env, p.values["env"]...)
-	cmd.Stdin, cmd.Stdout, cmd.Stderr = e.stdin, e.stdout, e.stderr
-	if p.has("detach") {
-		cmd.Stdin, cmd.Stdout, cmd.Stderr = nil, nil, nil
-		if err := cmd.Start(); err != nil {
-			return e.errorf("agent operation failed: exec: %v", err)
-		}
-		fmt.Fprintln(e.stdout, cmd.Process.Pid)
-		if err := cmd.Process.Release(); err != nil {
-			return e.fake(fmt.Errorf("release detached process: %w", err))
-		}
-		return exitOK
-	}
-	err := cmd.Run()
-	var exitErr *exec.ExitError
-	switch {
-	case err == nil:
-		return exitOK
-	case errors.As(err, &exitErr):
-		if ws, ok := exitErr.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
-			return 128 + int(ws.Signal())
-		}
-		return exitErr.ExitCode()
-	default:
-		return e.errorf("agent operation failed: exec: %v", err)
-	}
-}
-
-// statusJSON renders a machine with the keys of smolvm 1.8.0's
-// machine_status_json (src/cli/vm_common.rs), which `ls --json` and
-// `status --json` print, sorted as serde_json sorts them.
+// statusJSON renders a machine with the keys of machine_status_json
+// (src/cli/vm_common.rs:2362-2413@v1.8.1), which `ls --json` and
+// `status --json` print, sorted as serde_json sorts them. "image" is the
+// record's image: a registry reference as given, or the resolved
+// "local:<sha256>" / "local-dir:<path>" of a local --image.
 func statusJSON(m *machineRecord) map[string]any {
 	var pid any
-	if m.State == "running" {
+	state := actualState(m)
+	if state == "running" {
 		pid = fakePID
 	}
 	labels := m.Labels
@@ -854,7 +814,7 @@ func statusJSON(m *machineRecord) map[string]any {
 		labels = map[string]string{}
 	}
 	return map[string]any{
-		"name": m.Name, "state": m.State, "cpus": m.CPUs, "memory_mib": m.MemoryMiB, "pid": pid,
+		"name": m.Name, "state": state, "cpus": m.CPUs, "memory_mib": m.MemoryMiB, "pid": pid,
 		"mounts": len(m.Mounts), "ports": len(m.Ports), "created_at": 0,
 		"storage_gb": m.StorageGiB, "overlay_gb": m.OverlayGiB,
 		"image": m.Image, "entrypoint": nonNil(m.Entrypoint), "cmd": nonNil(m.Cmd),
@@ -907,7 +867,7 @@ func (e *env) ls(p *parsed, st *store) int {
 		if len(name) > 18 {
 			name = name[:15] + "..."
 		}
-		fmt.Fprintf(e.stdout, "%-20s %-12s %5d %10s %7d %7d %8s %8s\n", name, m.State, m.CPUs,
+		fmt.Fprintf(e.stdout, "%-20s %-12s %5d %10s %7d %7d %8s %8s\n", name, actualState(m), m.CPUs,
 			fmt.Sprintf("%d MiB", m.MemoryMiB), len(m.Mounts), len(m.Ports),
 			fmt.Sprintf("%d GiB", storage), fmt.Sprintf("%d GiB", overlay))
 	}
@@ -929,7 +889,7 @@ func (e *env) status(p *parsed, st *store) int {
 	if p.has("json") {
 		return e.printJSON(statusJSON(m))
 	}
-	fmt.Fprintf(e.stdout, "Machine '%s': %s\n", name, m.State)
+	fmt.Fprintf(e.stdout, "Machine '%s': %s\n", name, actualState(m))
 	return exitOK
 }
 
@@ -950,7 +910,9 @@ func (e *env) lookup(st *store, name string) (*machineRecord, int) {
 		return nil, e.fake(err)
 	}
 	if m == nil {
-		// Error::VmNotFound, src/data/errors.rs:72 at v1.8.1.
+		// Error::VmNotFound (src/data/errors.rs:71-76@v1.8.1), as start
+		// (src/cli/vm_common.rs:1231), stop (:1833) and delete (:2159-2162)
+		// report a missing machine.
 		return nil, e.errorf("vm not found: %s", name)
 	}
 	return m, exitOK
