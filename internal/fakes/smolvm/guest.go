@@ -634,8 +634,10 @@ type guestRun struct {
 	env  []string
 	dir  string
 	// stdin, stdout, stderr: nil means /dev/null.
-	stdin          io.Reader
-	stdout, stderr io.Writer
+	stdin          *os.File
+	stdout, stderr *os.File
+	// ctty makes stdin the controlling terminal (a pty slave).
+	ctty bool
 	// detach: the process outlives this stand-in; it is not waited for.
 	detach bool
 	// dieWithParent: SIGKILL the process when this stand-in dies.
@@ -649,11 +651,19 @@ func startGuest(m *machineRecord, r *guestRun) (*exec.Cmd, string, error) {
 	if err != nil {
 		return nil, "", err
 	}
-	cmd.Stdin, cmd.Stdout, cmd.Stderr = r.stdin, r.stdout, r.stderr
+	if r.stdin != nil {
+		cmd.Stdin = r.stdin
+	}
+	if r.stdout != nil {
+		cmd.Stdout = r.stdout
+	}
+	if r.stderr != nil {
+		cmd.Stderr = r.stderr
+	}
 	// Its own session: terminal signals (^C) reach the caller, never the
 	// guest, and the guest never reads the caller's terminal as a
 	// background job.
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true, Setctty: r.ctty}
 	if r.dieWithParent {
 		cmd.SysProcAttr.Pdeathsig = syscall.SIGKILL
 	}
@@ -678,23 +688,6 @@ func startGuest(m *machineRecord, r *guestRun) (*exec.Cmd, string, error) {
 		return nil, strings.TrimSpace(string(msg)), nil
 	}
 	return cmd, "", nil
-}
-
-// exitStatus maps a finished guest command to smolvm's exit status: the
-// command's code, or 128+N when signal N killed it
-// (crates/smolvm-agent/src/process.rs:66-82@v1.8.1).
-func exitStatus(err error) (int, error) {
-	if err == nil {
-		return 0, nil
-	}
-	var ee *exec.ExitError
-	if !errors.As(err, &ee) {
-		return 0, err
-	}
-	if ws, ok := ee.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
-		return 128 + int(ws.Signal()), nil
-	}
-	return ee.ExitCode(), nil
 }
 
 // startAnchor starts m's anchor and waits until its guest view is built.

@@ -74,6 +74,19 @@ func TestExecExitStatus(t *testing.T) {
 	if out != "typed\ndone\n" {
 		t.Errorf("interactive exec stdin: %q", out)
 	}
+	// -t gives the command a terminal, -i pipes.
+	h.stdin = ""
+	h.must(0, "machine", "exec", "--name", "m", "-t", "--", "sh", "-c", "test -t 0 && test -t 1")
+	h.must(1, "machine", "exec", "--name", "m", "-i", "--", "sh", "-c", "test -t 0 || test -t 1")
+	// The exec ends when its command does, even if a child keeps the
+	// output open.
+	for _, flag := range []string{"-i", "-t"} {
+		begin := time.Now()
+		h.must(0, "machine", "exec", "--name", "m", flag, "--", "sh", "-c", "sleep 30 & echo started")
+		if d := time.Since(begin); d > 5*time.Second {
+			t.Errorf("exec %s waited %v for a background child", flag, d)
+		}
+	}
 }
 
 func TestExecEnvironment(t *testing.T) {
@@ -98,7 +111,8 @@ func TestExecEnvironment(t *testing.T) {
 	h2 := newHarness(t)
 	h2.runningMachine(sleeper)
 	out, _ = h2.must(0, "machine", "exec", "--name", "m", "-t", "--", "env")
-	got = strings.Split(strings.TrimSpace(out), "\n")
+	// A pty turns "\n" into "\r\n".
+	got = strings.Split(strings.TrimSpace(strings.ReplaceAll(out, "\r", "")), "\n")
 	slices.Sort(got)
 	want = []string{"HOME=/root", "PATH=" + defaultContainerPath, "TERM=xterm-256color"}
 	if !slices.Equal(got, want) {

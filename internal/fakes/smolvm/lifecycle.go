@@ -9,8 +9,12 @@ import (
 	"path/filepath"
 	"sort"
 	"strings"
+	"syscall"
+	"time"
 
+	"github.com/creack/pty"
 	"golang.org/x/sys/unix"
+	"golang.org/x/term"
 )
 
 // kv is one environment variable, as smolvm passes them around
@@ -466,7 +470,7 @@ func (e *env) runInit(m *machineRecord, execEnv []kv, cfg *imageConfig) int {
 	}
 	env, dir := execLaunch(env, cfg, m.Workdir)
 	for i, c := range m.Init {
-		code, failMsg, err := e.runGuestCommand(m, []string{"sh", "-c", c}, env, dir, true, false)
+		code, failMsg, err := e.runGuestCommand(m, []string{"sh", "-c", c}, env, dir, true, true, false)
 		if err != nil {
 			return e.fake(err)
 		}
@@ -563,34 +567,129 @@ func (e *env) launchWorkload(m *machineRecord, execEnv []kv, cfg *imageConfig) i
 	return exitOK
 }
 
-// runGuestCommand runs argv in m's guest and waits for it. interactive
-// passes this process's stdin, stdout and stderr through; otherwise stdin
-// is /dev/null and the output is captured and written once the command
-// ends, as the non-interactive exec returns it in one response
-// (src/cli/vm_common.rs:192-213@v1.8.1), and the command is killed if this
-// process dies (the agent kills it when the client disconnects,
-// crates/smolvm-agent/src/main.rs:5373-5383@v1.8.1).
-func (e *env) runGuestCommand(m *machineRecord, argv []string, env []kv, dir string, interactive, stream bool) (int, string, error) {
-	r := &guestRun{argv: argv, env: environ(env), dir: dir}
+// runGuestCommand runs argv in m's guest and waits for it. The command's
+// stdio is never this process's own: the agent gives it pipes (or, with
+// -t, a pty) and relays them to the client (crates/smolvm-agent/src/main.rs:3797-3889@v1.8.1),
+// so when the client dies the command's stdin ends, its output has
+// nowhere to go and, with -t, the pty hangs up.
+//
+//   - interactive: stdin is relayed, output relayed as it comes; once the
+//     command exits, what is already written is drained
+//     (main.rs:4387-4399, 4588-4614@v1.8.1).
+//   - tty: the same through a pty whose slave is the command's
+//     controlling terminal, this process's terminal (if stdin is one) in
+//     raw mode meanwhile (src/agent/client.rs:1348-1354@v1.8.1).
+//   - stream: stdin /dev/null, output relayed as it comes.
+//   - otherwise: stdin /dev/null, output written once the command ends, as
+//     the non-interactive exec returns it in one response
+//     (src/cli/vm_common.rs:192-213@v1.8.1), after waiting up to 5 s for
+//     the pipes to drain (crates/smolvm-agent/src/process.rs:90-92,
+//     290-316@v1.8.1).
+//
+// The non-interactive kinds kill the command when this process dies: the
+// agent kills the command when the client disconnects
+// (crates/smolvm-agent/src/main.rs:5373-5383@v1.8.1).
+func (e *env) runGuestCommand(m *machineRecord, argv []string, env []kv, dir string, interactive, tty, stream bool) (int, string, error) {
+	r := &guestRun{argv: argv, env: environ(env), dir: dir, dieWithParent: !interactive && !tty}
+	var closeAfterStart []*os.File
+	var relays []func(grace time.Duration)
+	outPipe := func(w io.Writer) (*os.File, error) {
+		pr, pw, err := os.Pipe()
+		if err != nil {
+			return nil, err
+		}
+		closeAfterStart = append(closeAfterStart, pw)
+		done := make(chan struct{})
+		go func() { io.Copy(w, pr); close(done) }()
+		relays = append(relays, func(grace time.Duration) {
+			pr.SetReadDeadline(time.Now().Add(grace))
+			<-done
+			pr.Close()
+		})
+		return pw, nil
+	}
 	var out, errb bytes.Buffer
+	var err error
 	switch {
+	case tty:
+		master, slave, perr := pty.Open()
+		if perr != nil {
+			return 0, "", perr
+		}
+		defer master.Close()
+		if term.IsTerminal(int(os.Stdin.Fd())) && e.stdin == os.Stdin {
+			if st, err := term.MakeRaw(int(os.Stdin.Fd())); err == nil {
+				defer term.Restore(int(os.Stdin.Fd()), st)
+			}
+		}
+		r.stdin, r.stdout, r.stderr, r.ctty = slave, slave, slave, true
+		closeAfterStart = append(closeAfterStart, slave)
+		go func() {
+			io.Copy(master, e.stdin)
+			// At the end of stdin the agent types VEOF twice
+			// (crates/smolvm-agent/src/main.rs:4729-4748@v1.8.1).
+			master.Write([]byte{4, 4})
+		}()
+		done := make(chan struct{})
+		go func() { io.Copy(e.stdout, master); close(done) }()
+		relays = append(relays, func(grace time.Duration) {
+			master.SetReadDeadline(time.Now().Add(grace))
+			<-done
+		})
 	case interactive:
-		r.stdin, r.stdout, r.stderr = e.stdin, e.stdout, e.stderr
+		pr, pw, perr := os.Pipe()
+		if perr != nil {
+			return 0, "", perr
+		}
+		r.stdin = pr
+		closeAfterStart = append(closeAfterStart, pr)
+		go func() { io.Copy(pw, e.stdin); pw.Close() }()
+		if r.stdout, err = outPipe(e.stdout); err == nil {
+			r.stderr, err = outPipe(e.stderr)
+		}
 	case stream:
-		r.stdout, r.stderr, r.dieWithParent = e.stdout, e.stderr, true
+		if r.stdout, err = outPipe(e.stdout); err == nil {
+			r.stderr, err = outPipe(e.stderr)
+		}
 	default:
-		r.stdout, r.stderr, r.dieWithParent = &out, &errb, true
+		if r.stdout, err = outPipe(&out); err == nil {
+			r.stderr, err = outPipe(&errb)
+		}
+	}
+	if err != nil {
+		return 0, "", err
 	}
 	cmd, failMsg, err := startGuest(m, r)
+	for _, f := range closeAfterStart {
+		f.Close()
+	}
+	grace := 20 * time.Millisecond
+	if !interactive && !tty && !stream {
+		grace = 5 * time.Second
+	}
 	if err != nil || failMsg != "" {
+		for _, drain := range relays {
+			drain(grace)
+		}
 		return 0, strings.TrimPrefix(failMsg, "crun: "), err
 	}
-	code, err := exitStatus(cmd.Wait())
-	if !interactive && !stream {
+	state, err := cmd.Process.Wait()
+	for _, drain := range relays {
+		drain(grace)
+	}
+	if err != nil {
+		return 0, "", err
+	}
+	code := state.ExitCode()
+	if ws, ok := state.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
+		// 128+N for signal N, crates/smolvm-agent/src/process.rs:66-82@v1.8.1.
+		code = 128 + int(ws.Signal())
+	}
+	if !interactive && !tty && !stream {
 		e.stdout.Write(out.Bytes())
 		e.stderr.Write(errb.Bytes())
 	}
-	return code, "", err
+	return code, "", nil
 }
 
 func (e *env) stop(p *parsed, st *store) int {
@@ -724,7 +823,6 @@ func (e *env) exec(p *parsed, st *store) int {
 		workdir = &w
 	}
 	tty := p.has("tty")
-	interactive := p.has("interactive") || tty
 	if tty && !hasKey(env, "TERM") {
 		// with_term_default, src/agent/client.rs:664-669@v1.8.1.
 		env = append(env, kv{"TERM", "xterm-256color"})
@@ -747,7 +845,7 @@ func (e *env) exec(p *parsed, st *store) int {
 		_ = cmd.Process.Release()
 		return exitOK
 	}
-	code, failMsg, err := e.runGuestCommand(m, p.command, env, dir, interactive, p.has("stream"))
+	code, failMsg, err := e.runGuestCommand(m, p.command, env, dir, p.has("interactive"), tty, p.has("stream"))
 	if err != nil {
 		return e.fake(err)
 	}
