@@ -492,7 +492,7 @@ func (e *env) runInit(m *machineRecord, execEnv []kv, cfg *imageConfig) int {
 
 // crunFailed is the status `crun exec` exits with when its process fails
 // before exec (the helper's error leaves main returning -1: crun 1.14.4
-// src/libcrun/container.c:3656-3661 and src/crun.c main), which the agent
+// src/libcrun/container.c:3660-3664 and src/crun.c main), which the agent
 // reports as the command's exit code.
 const crunFailed = 255
 

@@ -2,18 +2,15 @@
 // bottle's testscript suite registers Main as "smolvm" on machines that
 // cannot run microVMs (no KVM, no smolvm).
 //
-// It follows smolvm 1.8.0 (github.com/smol-machines/smolvm, tag v1.8.0):
-// the clap definitions in src/cli/machine.rs and src/main.rs, the Smolfile
-// schema in crates/smolvm-smolfile, name rules in src/data/mod.rs, volume
-// rules in src/data/storage.rs, and the output of src/cli/vm_common.rs. It
-// implements `smolvm --version` and the machine subcommands create, start,
-// stop, delete (rm), exec, ls (list) and status; anything else exits 3
-// saying the stand-in does not implement it. Argument errors print clap's
-// "error: ..." and exit 2; operation errors print smolvm's "Error: ..." and
-// exit 1.
-//
-// No VM is ever started. Machines are JSON files in a state directory;
-// `machine exec` runs the command on the host (see below).
+// It follows smolvm 1.8.1 (github.com/smol-machines/smolvm, tag v1.8.1).
+// Every emulated behaviour cites the source it was read from as
+// path:line@v1.8.1 beside the code; this comment lists them. It implements
+// `smolvm --version` and the machine subcommands create, start, stop,
+// delete (rm), exec, ls (list) and status; anything else exits 3 saying the
+// stand-in does not implement it. Argument errors print clap's
+// "error: ..." and exit 2; operation errors print smolvm's "Error: ..."
+// and exit 1 (src/main.rs:210-215@v1.8.1). A step the stand-in cannot
+// emulate faithfully exits 3 with a line starting "fake smolvm:".
 //
 // Environment:
 //
@@ -22,7 +19,7 @@
 //	FAKE_SMOLVM_LOG      file to which every invocation's argv is appended,
 //	                     one line each, as fakes.LogLine writes it
 //	                     ("smolvm machine start --name x").
-//	FAKE_SMOLVM_VERSION  version to report and emulate (default 1.8.0);
+//	FAKE_SMOLVM_VERSION  version to report and emulate (default 1.8.1);
 //	                     options newer than it are rejected as clap does
 //	                     (--mount-socket needs 1.6.4, --label 1.8.0).
 //	FAKE_SMOLVM_FAIL     comma-separated steps that fail after their
@@ -30,19 +27,182 @@
 //	                     error and exit status 1: create, start, stop,
 //	                     delete, exec, ls, status. An unknown step name
 //	                     exits 3, so a typo fails loudly.
+//	SMOLVM_MAX_IMAGE_BYTES  smolvm's own: the local image size limit.
 //
-// `machine exec` runs its command as a host process, with the host's
-// environment plus the machine's env (Smolfile and create -e) plus exec's
-// -e, in the current directory (the guest workdir and -w are ignored: they
-// name guest paths), with stdin, stdout and stderr passed through, and
-// exits with the command's status, as smolvm exits with the guest's (128+N
-// for a command killed by signal N). This lets a script
-// check that bottle passes the agent's exit code on. `exec -d` starts the
-// command and prints its PID without waiting.
+// start and exec (and stop/delete of a running machine) need root: the
+// guest is emulated with namespaces, mounts and chroot. Without root they
+// exit 3 with one line saying so. Scripts that reach them use a [root]
+// condition; Cleanup(stateDir) kills what a failed script leaves running.
 //
-// Deterministic values stand in for what only a VM has: created_at is 0
-// and a running machine's pid is 4242. The text of `machine status`
-// without --json is the stand-in's own.
+// # Emulated behaviour
+//
+// create:
+//   - --image is classified as smolvm does (src/data/image_source.rs:56-82):
+//     "-" is an archive on stdin; a value starting "/", "./" or "../" or
+//     ending .tar/.tar.gz/.tgz is local — an existing directory is a rootfs
+//     directory, anything else an archive file; every other value is a
+//     registry reference. An empty value is clap's error
+//     (src/cli/parsers.rs:35-43).
+//   - a local --image is resolved on the host before anything else
+//     (src/cli/machine.rs:2952-2962): a directory becomes
+//     "local-dir:<canonical path>"; an archive must exist and be a regular
+//     file, must not look like a Dockerfile (name or a first FROM/ARG
+//     line), and must not exceed the size limit — 8 GiB, or
+//     SMOLVM_MAX_IMAGE_BYTES (a byte count > 0), or --max-image-size, which
+//     sets that variable (src/cli/machine.rs:2917-2922) and takes
+//     parse_size_bytes' syntax (src/util.rs:128-160: a number with an
+//     optional binary K/M/G/T unit, optional "i"/"B", any case, "1.5G",
+//     "16GiB", "512M", "1024") — each with smolvm's message
+//     (src/data/image_source.rs:177-277, 330-340). The archive is staged by
+//     content hash and the record keeps "local:<sha256>", which
+//     `ls --json` and `status --json` show as "image".
+//   - the image is --image, else the Smolfile's (src/cli/smolfile.rs:137);
+//     only --image is resolved as a local source.
+//   - a registry image on a machine without network is refused with
+//     smolvm's message (src/config.rs:808-872, called from
+//     src/cli/vm_common.rs:687-691); network means --net, a published
+//     port, an egress policy or a DNS server (src/network/launch.rs:89-110,
+//     src/cli/machine.rs:58-86, src/cli/smolfile.rs:63, 210-252).
+//   - the Smolfile merge (src/cli/smolfile.rs:55-310), env parsed at record
+//     time (src/util.rs:75-106: a bare KEY takes this process's value),
+//     init commands, secret references (Smolfile [secrets], then CLI
+//     --secret-env/--secret-file, CLI winning: src/cli/machine.rs:213-252,
+//     3003-3008), labels (src/util.rs:172-190), names (src/data/mod.rs),
+//     volumes (src/data/storage.rs), sockets and the success output
+//     (src/cli/vm_common.rs:696-721).
+//
+// start:
+//   - "Starting machine 'NAME' with N mount(s) and N port mapping(s)..."
+//     (src/cli/vm_common.rs:1339-1349); "already running" when it is
+//     (:1245-1250).
+//   - first boot of a registry image prints the pull's lines
+//     (src/cli/vm_common.rs:1456-1464, src/cli/mod.rs:177-227); a staged
+//     archive is checked where the guest flattens it
+//     (crates/smolvm-agent/src/storage.rs:865-901, 1128-1271): it must be
+//     a tar (gzip allowed) holding manifest.json, the layers it names and
+//     its Config, else the agent's "crane export failed: ..." or
+//     "could not read ..." message fails the start.
+//   - init commands run once, on first boot, as `sh -c CMD` with a terminal
+//     (src/cli/vm_common.rs:248-319, 1447-1521); a failing one fails the
+//     start with "init[i] failed (exit N)".
+//   - the workload: the record's entrypoint+cmd (Smolfile cmd or create's
+//     trailing command), else the image's, starts detached in the guest
+//     (src/workload.rs:49-73, crates/smolvm-agent/src/main.rs:3386-3642)
+//     with the OCI spec's env (crates/smolvm-agent/src/oci.rs:494-504) and
+//     keeps running until stop/delete. A command crun cannot find or
+//     execute fails the start: "agent operation failed: start background
+//     CMD: agent operation failed: run container detached: crun create
+//     failed: " — the reason is empty because the agent discards crun's
+//     stderr (crates/smolvm-agent/src/crun.rs:177-189, main.rs:3565-3577).
+//     No command at all for a local image fails with the agent's "no
+//     command given ..." (main.rs:3251-3280). A failed start stops the
+//     machine and leaves its state as it was.
+//
+// exec:
+//   - a missing or stopped machine: smolvm's messages
+//     (src/cli/vm_common.rs:66-130).
+//   - the command's env is exactly what smolvm gives it
+//     (src/cli/machine.rs:2512-2571, src/cli/vm_common.rs:328-372,
+//     497-507, crates/smolvm-agent/src/main.rs:3283-3300,
+//     crates/smolvm-agent/src/crun.rs:19-32, src/agent/client.rs:664-669):
+//     the image's Env, overridden by key by the machine's env (Smolfile env,
+//     [dev].env, create -e), its secrets, this exec's --secret-env and
+//     --secret-file (resolved on the host now), then exec -e; TERM=
+//     xterm-256color with -t if unset; PATH=/usr/local/sbin:/usr/local/bin:
+//     /usr/sbin:/usr/bin:/sbin:/bin if unset; HOME from the guest's passwd
+//     if unset (crun). Never the host's environment.
+//   - the working directory is -w, else the machine's workdir, else the
+//     image's, else "/".
+//   - the command runs in the machine's guest (below); its exit code is
+//     passed on, 128+N when signal N killed it
+//     (crates/smolvm-agent/src/process.rs:66-82). A command crun cannot
+//     find prints crun's "executable file `X` not found in $PATH: No such
+//     file or directory" (or "open executable: Permission denied" /
+//     "Operation not permitted") and exits 255.
+//   - stdio: -i relays stdin and output through pipes, -t through a pty
+//     that is the command's terminal (the caller's terminal in raw mode);
+//     --stream relays output; otherwise stdin is empty and the output is
+//     written when the command ends (src/cli/vm_common.rs:192-213).
+//   - smolvm's exec forwards no signal to the guest (it installs no
+//     handler; src/agent/client.rs:1321-1477). When the client dies the
+//     agent kills a non-interactive command's process tree
+//     (crates/smolvm-agent/src/main.rs:5373-5383) but, for -i/-t, only
+//     the `crun exec` client (main.rs:4350-4354, 4528-4533), so the
+//     command keeps running — with its stdin at EOF, its output going
+//     nowhere and, under -t, its terminal hung up — until the machine
+//     stops. The stand-in does the same.
+//   - exec -d starts the command and prints a pid (src/cli/machine.rs:
+//     2576-2586).
+//
+// stop, delete, ls, status: smolvm's output (src/cli/vm_common.rs:
+// 1816-1927, 2155-2298, 2362-2413); a machine recorded as running whose
+// guest is gone is "stopped" (src/config.rs:777-787); a missing machine is
+// "vm not found: NAME" (src/data/errors.rs:71-76).
+//
+// # The guest
+//
+// `machine start` starts an anchor: a copy of the stand-in in new mount
+// and network namespaces, standing in for the VM. It brings lo up (the
+// only interface of a machine without --net; libkrun's init sets lo up)
+// and builds the guest's file system view: a tmpfs holding a bind mount of
+// each of the host's top-level entries, a fresh proc and sysfs, a fresh
+// tmpfs /run and the host's /dev; each volume bound at its guest path,
+// read-only when asked (crates/smolvm-agent/src/main.rs:3353-3360,
+// oci.rs:611-620); each --mount-socket a listener at its guest path with
+// mode 0777 whose connections are relayed to the host socket, half-close
+// included (crates/smolvm-agent/src/publish_socket.rs:116-136, 189-219,
+// 277-387). Nothing is created on the host's file systems: where a guest
+// path needs a directory or node inside a bound host directory, that bind
+// is replaced by a tmpfs mirroring the directory's entries.
+//
+// The workload, init commands and execs run a second copy of the stand-in
+// that joins the anchor's network namespace, chroots into its view
+// (/proc/ANCHOR/root/...), resolves the command as crun does (crun 1.14.4
+// find_executable: smolvm's guest installs Alpine 3.19's crun,
+// scripts/build-agent-rootfs.sh:40, 106) and execs it, in a session of
+// its own. All of a machine's processes thus share one network namespace
+// and one /run, as they share one VM, and stop/delete SIGKILL every
+// process in that namespace (and the anchor), repeating until none is
+// left.
+//
+// # Deviations
+//
+// The stand-in cannot boot a VM, so:
+//   - no image is pulled or unpacked: the guest's root is the host's,
+//     mirrored. A registry image's config (Env, Cmd, WorkingDir, User) is
+//     unknown, so its env is not applied and, without a machine command, no
+//     workload runs; a local archive's config is read from the archive.
+//     Commands run as root whatever the image's User.
+//   - the pull of a registry image always succeeds and prints no progress;
+//     the host-side probe for a .smolmachine pack behind a registry
+//     reference (src/cli/machine.rs:2924-2940) and --allow-host's DNS
+//     resolution are skipped (they would touch the network).
+//   - a Smolfile `image` naming a local path is kept as written at create,
+//     as smolvm does; smolvm's start would hand it to the registry pull,
+//     whose failure was not traced, so start exits 3.
+//   - a machine without an image runs commands in the agent's own root
+//     (bare VM); the stand-in does not emulate that: start with a command,
+//     and exec, exit 3.
+//   - no pid namespace: guest processes have host pids, and `exec -d`
+//     prints one.
+//   - smolvm leaves a 0-byte placeholder file on the host where a
+//     --mount-socket guest path lies inside a volume
+//     (crates/smolvm-agent/src/publish_socket.rs:232-246,
+//     src/cli/vm_common.rs:2025-2125); the stand-in creates nothing on the
+//     host.
+//   - the guest view is a snapshot: entries created later in a host
+//     directory the anchor had to mirror do not appear in the guest.
+//   - the staged archive cache is FAKE_SMOLVM_STATE/image-archives, not
+//     the user's cache directory; a zstd-compressed archive is not
+//     inspected (exit 3); crane's stderr is rendered as its error text
+//     alone.
+//   - exec --timeout is accepted and ignored; a detached exec whose
+//     command cannot start exits 3 (smolvm's answer was not traced).
+//   - the guest has no /storage disk and no /workspace fallback
+//     (crates/smolvm-agent/src/storage.rs:518-563).
+//   - deterministic values stand in for what only a VM has: created_at is
+//     0 and a running machine's pid is 4242. The text of `machine status`
+//     without --json is the stand-in's own.
 package smolvm
 
 import (
@@ -143,7 +303,8 @@ func run(args []string, lookupEnv func(string) (string, bool), stdin io.Reader, 
 	return exitUsage
 }
 
-// Option sets of the emulated subcommands (smolvm 1.8.0 src/cli/machine.rs).
+// Option sets of the emulated subcommands (src/cli/machine.rs@v1.8.1:
+// CreateCmd 2749-2914, ExecCmd 2451-2501; the others as in v1.8.0).
 var (
 	cpusCheck = uintCheck(8)
 	memCheck  = uintCheck(32)
@@ -430,7 +591,7 @@ func (e *env) create(p *parsed, st *store) int {
 
 	m := &machineRecord{State: "created", CPUs: 4, MemoryMiB: 8192}
 	// --image is resolved on the host first: a local archive is staged,
-	// a directory canonicalised (src/cli/machine.rs:2948-2962@v1.8.1).
+	// a directory canonicalised (src/cli/machine.rs:2952-2962@v1.8.1).
 	// Only --image: a Smolfile `image` is kept as written.
 	var cliImage *string
 	if img, ok := p.last("image"); ok {
@@ -495,7 +656,7 @@ func (e *env) create(p *parsed, st *store) int {
 	}
 
 	// Merge as src/cli/smolfile.rs build_create_params does
-	// (src/cli/smolfile.rs:133-260@v1.8.1): CLI values that differ from
+	// (src/cli/smolfile.rs:55-310@v1.8.1): CLI values that differ from
 	// the defaults win, lists are Smolfile then CLI; the image is --image,
 	// else the Smolfile's (line 137).
 	m.Image = sf.Image
@@ -529,7 +690,7 @@ func (e *env) create(p *parsed, st *store) int {
 		m.OverlayGiB = &n
 	}
 	// --net, an egress policy or a DNS server turns networking on
-	// (src/cli/machine.rs:58-86, src/cli/smolfile.rs:56, 208-248@v1.8.1).
+	// (src/cli/machine.rs:58-86, src/cli/smolfile.rs:63, 210-252@v1.8.1).
 	m.Network = sf.Net != nil && *sf.Net || p.has("net") || p.has("allow-cidr") || p.has("allow-host") ||
 		p.has("outbound-localhost-only") || p.has("dns") ||
 		sf.Network != nil && len(sf.Network.AllowHosts)+len(sf.Network.AllowCIDRs) > 0
@@ -550,7 +711,7 @@ func (e *env) create(p *parsed, st *store) int {
 	for _, kv := range p.values["env"] {
 		envSpecs = append(envSpecs, strings.TrimSpace(kv))
 	}
-	// parse_env_list at record time (src/cli/vm_common.rs:604-605@v1.8.1).
+	// parse_env_list at record time (src/cli/vm_common.rs:597-598@v1.8.1).
 	for _, kv := range e.parseEnvList(envSpecs) {
 		m.Env = append(m.Env, kv.k+"="+kv.v)
 	}
@@ -572,7 +733,7 @@ func (e *env) create(p *parsed, st *store) int {
 	}
 	m.MountSockets = sockets
 	// CLI secret references win over the Smolfile's of the same name
-	// (src/cli/machine.rs:3003-3008@v1.8.1).
+	// (src/cli/machine.rs:3003-3007@v1.8.1).
 	cliRefs, err := parseCLISecretRefs(p.values["secret-env"], p.values["secret-file"])
 	if err != nil {
 		return e.errorf("%v", err)
@@ -642,14 +803,14 @@ func (e *env) create(p *parsed, st *store) int {
 
 // validateImageFetchable is VmRecord::validate_image_fetchable
 // (src/config.rs:808-872@v1.8.1), which create_vm runs on the record
-// before storing it (src/cli/vm_common.rs:689-691@v1.8.1): a registry
+// before storing it (src/cli/vm_common.rs:687-691@v1.8.1): a registry
 // image needs the network, because the guest pulls it. A local reference
 // (local:/local-dir:) or anything classify does not call a registry
 // reference passes. plan_launch_network (src/network/launch.rs:89-110@v1.8.1)
 // wants a network for --net, a published port, an allowed CIDR or an
 // allowed host; the CLI and Smolfile paths already turn `net` on for every
 // one of those but ports (src/cli/machine.rs:58-86,
-// src/cli/smolfile.rs:56, 208-248@v1.8.1), so net or a port decides.
+// src/cli/smolfile.rs:63, 210-252@v1.8.1), so net or a port decides.
 func validateImageFetchable(m *machineRecord) string {
 	if m.Image == nil || isLocalRef(*m.Image) || classifyImage(*m.Image) != imageRegistry {
 		return ""

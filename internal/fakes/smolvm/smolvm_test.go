@@ -252,6 +252,9 @@ func TestArgvAccepted(t *testing.T) {
 	vol := h.mkdir("src")
 	h.must(0, "machine", "create", "--name=a1", "-I", "alpine", "--cpus", "1", "--mem=512", "-v", vol+":/src:ro",
 		"-e", "A=1", "-w", "/src", "--net", "--", "sleep", "infinity")
+	h.must(0, "machine", "list", "-v")
+	h.must(0, "machine", "status", "--name", "a1", "--json")
+	needRoot(t)
 	h.must(0, "vm", "start", "-na1")
 	h.must(0, "machine", "exec", "--name", "a1", "-i", "-t", "true")
 	h.must(0, "machine", "exec", "--name=a1", "--timeout", "30s", "--stream", "--", "true")
