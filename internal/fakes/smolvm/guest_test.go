@@ -283,17 +283,23 @@ func TestStartWorkload(t *testing.T) {
 	}
 }
 
+// readPid waits up to ten seconds for path to hold a pid: the shell
+// creates the file before it writes to it.
 func readPid(t *testing.T, path string) int {
 	t.Helper()
-	b, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatal(err)
+	var last error
+	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(10 * time.Millisecond) {
+		b, err := os.ReadFile(path)
+		if err == nil {
+			var pid int
+			if pid, err = strconv.Atoi(strings.TrimSpace(string(b))); err == nil {
+				return pid
+			}
+		}
+		last = err
 	}
-	pid, err := strconv.Atoi(strings.TrimSpace(string(b)))
-	if err != nil {
-		t.Fatal(err)
-	}
-	return pid
+	t.Fatalf("no pid in %s: %v", path, last)
+	return 0
 }
 
 func alive(pid int) bool {
