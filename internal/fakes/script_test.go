@@ -39,8 +39,20 @@ func TestScripts(t *testing.T) {
 			"waithealth": cmdWaithealth,
 			"proxyreq":   cmdProxyreq,
 		},
+		Condition: func(cond string) (bool, error) {
+			switch cond {
+			case "root":
+				// The smolvm stand-in emulates the guest with namespaces,
+				// mounts and chroot, which need root.
+				return os.Geteuid() == 0, nil
+			}
+			return false, fmt.Errorf("unknown condition %q", cond)
+		},
 		Setup: func(env *testscript.Env) error {
-			env.Setenv("FAKE_SMOLVM_STATE", filepath.Join(env.WorkDir, "smolvm-state"))
+			state := filepath.Join(env.WorkDir, "smolvm-state")
+			// A script that fails half-way must not leave guests running.
+			env.Defer(func() { smolvm.Cleanup(state) })
+			env.Setenv("FAKE_SMOLVM_STATE", state)
 			env.Setenv("FAKE_SMOLVM_LOG", filepath.Join(env.WorkDir, "argv.log"))
 			env.Setenv("FAKE_DOCKER_LOG", filepath.Join(env.WorkDir, "argv.log"))
 			env.Setenv("FAKE_PIPELOCK_LOG", filepath.Join(env.WorkDir, "argv.log"))

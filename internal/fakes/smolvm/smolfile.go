@@ -9,8 +9,8 @@ import (
 	"github.com/pelletier/go-toml/v2"
 )
 
-// smolfileSchema mirrors smolvm 1.8.0's Smolfile (crate smolfile 1.8.0,
-// crates/smolvm-smolfile/src/lib.rs): every table is
+// smolfileSchema mirrors smolvm 1.8.1's Smolfile (crate smolfile 1.8.1,
+// crates/smolvm-smolfile/src/lib.rs@v1.8.1, unchanged since v1.8.0): every table is
 // #[serde(deny_unknown_fields)], optional scalars are Option<T> and lists
 // default to empty. Integer widths follow the Rust types, so an
 // out-of-range value is a parse error as it is for serde.
@@ -139,9 +139,9 @@ func describeTOMLError(err error) string {
 	return "TOML parse error: " + err.Error()
 }
 
-// checkSmolfileSemantics applies the checks smolvm 1.8.0 makes on a parsed
+// checkSmolfileSemantics applies the checks smolvm 1.8.1 makes on a parsed
 // Smolfile while building the machine: the [fork] rules of
-// src/cli/smolfile.rs (with its messages) and the structure of secret
+// src/cli/smolfile.rs:108-133@v1.8.1 (with its messages) and the structure of secret
 // references enforced by smolvm::secrets::validate_ref (in this
 // stand-in's own words).
 func checkSmolfileSemantics(sf *smolfileSchema) error {

@@ -2,18 +2,15 @@
 // bottle's testscript suite registers Main as "smolvm" on machines that
 // cannot run microVMs (no KVM, no smolvm).
 //
-// It follows smolvm 1.8.0 (github.com/smol-machines/smolvm, tag v1.8.0):
-// the clap definitions in src/cli/machine.rs and src/main.rs, the Smolfile
-// schema in crates/smolvm-smolfile, name rules in src/data/mod.rs, volume
-// rules in src/data/storage.rs, and the output of src/cli/vm_common.rs. It
-// implements `smolvm --version` and the machine subcommands create, start,
-// stop, delete (rm), exec, ls (list) and status; anything else exits 3
-// saying the stand-in does not implement it. Argument errors print clap's
-// "error: ..." and exit 2; operation errors print smolvm's "Error: ..." and
-// exit 1.
-//
-// No VM is ever started. Machines are JSON files in a state directory;
-// `machine exec` runs the command on the host (see below).
+// It follows smolvm 1.8.1 (github.com/smol-machines/smolvm, tag v1.8.1).
+// Every emulated behaviour cites the source it was read from as
+// path:line@v1.8.1 beside the code; this comment lists them. It implements
+// `smolvm --version` and the machine subcommands create, start, stop,
+// delete (rm), exec, ls (list) and status; anything else exits 3 saying the
+// stand-in does not implement it. Argument errors print clap's
+// "error: ..." and exit 2; operation errors print smolvm's "Error: ..."
+// and exit 1 (src/main.rs:210-215@v1.8.1). A step the stand-in cannot
+// emulate faithfully exits 3 with a line starting "fake smolvm:".
 //
 // Environment:
 //
@@ -22,7 +19,7 @@
 //	FAKE_SMOLVM_LOG      file to which every invocation's argv is appended,
 //	                     one line each, as fakes.LogLine writes it
 //	                     ("smolvm machine start --name x").
-//	FAKE_SMOLVM_VERSION  version to report and emulate (default 1.8.0);
+//	FAKE_SMOLVM_VERSION  version to report and emulate (default 1.8.1);
 //	                     options newer than it are rejected as clap does
 //	                     (--mount-socket needs 1.6.4, --label 1.8.0).
 //	FAKE_SMOLVM_FAIL     comma-separated steps that fail after their
@@ -30,19 +27,182 @@
 //	                     error and exit status 1: create, start, stop,
 //	                     delete, exec, ls, status. An unknown step name
 //	                     exits 3, so a typo fails loudly.
+//	SMOLVM_MAX_IMAGE_BYTES  smolvm's own: the local image size limit.
 //
-// `machine exec` runs its command as a host process, with the host's
-// environment plus the machine's env (Smolfile and create -e) plus exec's
-// -e, in the current directory (the guest workdir and -w are ignored: they
-// name guest paths), with stdin, stdout and stderr passed through, and
-// exits with the command's status, as smolvm exits with the guest's (128+N
-// for a command killed by signal N). This lets a script
-// check that bottle passes the agent's exit code on. `exec -d` starts the
-// command and prints its PID without waiting.
+// start and exec (and stop/delete of a running machine) need root: the
+// guest is emulated with namespaces, mounts and chroot. Without root they
+// exit 3 with one line saying so. Scripts that reach them use a [root]
+// condition; Cleanup(stateDir) kills what a failed script leaves running.
 //
-// Deterministic values stand in for what only a VM has: created_at is 0
-// and a running machine's pid is 4242. The text of `machine status`
-// without --json is the stand-in's own.
+// # Emulated behaviour
+//
+// create:
+//   - --image is classified as smolvm does (src/data/image_source.rs:56-82):
+//     "-" is an archive on stdin; a value starting "/", "./" or "../" or
+//     ending .tar/.tar.gz/.tgz is local — an existing directory is a rootfs
+//     directory, anything else an archive file; every other value is a
+//     registry reference. An empty value is clap's error
+//     (src/cli/parsers.rs:35-43).
+//   - a local --image is resolved on the host before anything else
+//     (src/cli/machine.rs:2952-2962): a directory becomes
+//     "local-dir:<canonical path>"; an archive must exist and be a regular
+//     file, must not look like a Dockerfile (name or a first FROM/ARG
+//     line), and must not exceed the size limit — 8 GiB, or
+//     SMOLVM_MAX_IMAGE_BYTES (a byte count > 0), or --max-image-size, which
+//     sets that variable (src/cli/machine.rs:2917-2922) and takes
+//     parse_size_bytes' syntax (src/util.rs:128-160: a number with an
+//     optional binary K/M/G/T unit, optional "i"/"B", any case, "1.5G",
+//     "16GiB", "512M", "1024") — each with smolvm's message
+//     (src/data/image_source.rs:177-277, 330-340). The archive is staged by
+//     content hash and the record keeps "local:<sha256>", which
+//     `ls --json` and `status --json` show as "image".
+//   - the image is --image, else the Smolfile's (src/cli/smolfile.rs:137);
+//     only --image is resolved as a local source.
+//   - a registry image on a machine without network is refused with
+//     smolvm's message (src/config.rs:808-872, called from
+//     src/cli/vm_common.rs:687-691); network means --net, a published
+//     port, an egress policy or a DNS server (src/network/launch.rs:89-110,
+//     src/cli/machine.rs:58-86, src/cli/smolfile.rs:63, 210-252).
+//   - the Smolfile merge (src/cli/smolfile.rs:55-310), env parsed at record
+//     time (src/util.rs:75-106: a bare KEY takes this process's value),
+//     init commands, secret references (Smolfile [secrets], then CLI
+//     --secret-env/--secret-file, CLI winning: src/cli/machine.rs:213-252,
+//     3003-3008), labels (src/util.rs:172-190), names (src/data/mod.rs),
+//     volumes (src/data/storage.rs), sockets and the success output
+//     (src/cli/vm_common.rs:696-721).
+//
+// start:
+//   - "Starting machine 'NAME' with N mount(s) and N port mapping(s)..."
+//     (src/cli/vm_common.rs:1339-1349); "already running" when it is
+//     (:1245-1250).
+//   - first boot of a registry image prints the pull's lines
+//     (src/cli/vm_common.rs:1456-1464, src/cli/mod.rs:177-227); a staged
+//     archive is checked where the guest flattens it
+//     (crates/smolvm-agent/src/storage.rs:865-901, 1128-1271): it must be
+//     a tar (gzip allowed) holding manifest.json, the layers it names and
+//     its Config, else the agent's "crane export failed: ..." or
+//     "could not read ..." message fails the start.
+//   - init commands run once, on first boot, as `sh -c CMD` with a terminal
+//     (src/cli/vm_common.rs:248-319, 1447-1521); a failing one fails the
+//     start with "init[i] failed (exit N)".
+//   - the workload: the record's entrypoint+cmd (Smolfile cmd or create's
+//     trailing command), else the image's, starts detached in the guest
+//     (src/workload.rs:49-73, crates/smolvm-agent/src/main.rs:3386-3642)
+//     with the OCI spec's env (crates/smolvm-agent/src/oci.rs:494-504) and
+//     keeps running until stop/delete. A command crun cannot find or
+//     execute fails the start: "agent operation failed: start background
+//     CMD: agent operation failed: run container detached: crun create
+//     failed: " — the reason is empty because the agent discards crun's
+//     stderr (crates/smolvm-agent/src/crun.rs:177-189, main.rs:3565-3577).
+//     No command at all for a local image fails with the agent's "no
+//     command given ..." (main.rs:3251-3280). A failed start stops the
+//     machine and leaves its state as it was.
+//
+// exec:
+//   - a missing or stopped machine: smolvm's messages
+//     (src/cli/vm_common.rs:66-130).
+//   - the command's env is exactly what smolvm gives it
+//     (src/cli/machine.rs:2512-2571, src/cli/vm_common.rs:328-372,
+//     497-507, crates/smolvm-agent/src/main.rs:3283-3300,
+//     crates/smolvm-agent/src/crun.rs:19-32, src/agent/client.rs:664-669):
+//     the image's Env, overridden by key by the machine's env (Smolfile env,
+//     [dev].env, create -e), its secrets, this exec's --secret-env and
+//     --secret-file (resolved on the host now), then exec -e; TERM=
+//     xterm-256color with -t if unset; PATH=/usr/local/sbin:/usr/local/bin:
+//     /usr/sbin:/usr/bin:/sbin:/bin if unset; HOME from the guest's passwd
+//     if unset (crun). Never the host's environment.
+//   - the working directory is -w, else the machine's workdir, else the
+//     image's, else "/".
+//   - the command runs in the machine's guest (below); its exit code is
+//     passed on, 128+N when signal N killed it
+//     (crates/smolvm-agent/src/process.rs:66-82). A command crun cannot
+//     find prints crun's "executable file `X` not found in $PATH: No such
+//     file or directory" (or "open executable: Permission denied" /
+//     "Operation not permitted") and exits 255.
+//   - stdio: -i relays stdin and output through pipes, -t through a pty
+//     that is the command's terminal (the caller's terminal in raw mode);
+//     --stream relays output; otherwise stdin is empty and the output is
+//     written when the command ends (src/cli/vm_common.rs:192-213).
+//   - smolvm's exec forwards no signal to the guest (it installs no
+//     handler; src/agent/client.rs:1321-1477). When the client dies the
+//     agent kills a non-interactive command's process tree
+//     (crates/smolvm-agent/src/main.rs:5373-5383) but, for -i/-t, only
+//     the `crun exec` client (main.rs:4350-4354, 4528-4533), so the
+//     command keeps running — with its stdin at EOF, its output going
+//     nowhere and, under -t, its terminal hung up — until the machine
+//     stops. The stand-in does the same.
+//   - exec -d starts the command and prints a pid (src/cli/machine.rs:
+//     2576-2586).
+//
+// stop, delete, ls, status: smolvm's output (src/cli/vm_common.rs:
+// 1816-1927, 2155-2298, 2362-2413); a machine recorded as running whose
+// guest is gone is "stopped" (src/config.rs:777-787); a missing machine is
+// "vm not found: NAME" (src/data/errors.rs:71-76).
+//
+// # The guest
+//
+// `machine start` starts an anchor: a copy of the stand-in in new mount
+// and network namespaces, standing in for the VM. It brings lo up (the
+// only interface of a machine without --net; libkrun's init sets lo up)
+// and builds the guest's file system view: a tmpfs holding a bind mount of
+// each of the host's top-level entries, a fresh proc and sysfs, a fresh
+// tmpfs /run and the host's /dev; each volume bound at its guest path,
+// read-only when asked (crates/smolvm-agent/src/main.rs:3353-3360,
+// oci.rs:611-620); each --mount-socket a listener at its guest path with
+// mode 0777 whose connections are relayed to the host socket, half-close
+// included (crates/smolvm-agent/src/publish_socket.rs:116-136, 189-219,
+// 277-387). Nothing is created on the host's file systems: where a guest
+// path needs a directory or node inside a bound host directory, that bind
+// is replaced by a tmpfs mirroring the directory's entries.
+//
+// The workload, init commands and execs run a second copy of the stand-in
+// that joins the anchor's network namespace, chroots into its view
+// (/proc/ANCHOR/root/...), resolves the command as crun does (crun 1.14.4
+// find_executable: smolvm's guest installs Alpine 3.19's crun,
+// scripts/build-agent-rootfs.sh:40, 106) and execs it, in a session of
+// its own. All of a machine's processes thus share one network namespace
+// and one /run, as they share one VM, and stop/delete SIGKILL every
+// process in that namespace (and the anchor), repeating until none is
+// left.
+//
+// # Deviations
+//
+// The stand-in cannot boot a VM, so:
+//   - no image is pulled or unpacked: the guest's root is the host's,
+//     mirrored. A registry image's config (Env, Cmd, WorkingDir, User) is
+//     unknown, so its env is not applied and, without a machine command, no
+//     workload runs; a local archive's config is read from the archive.
+//     Commands run as root whatever the image's User.
+//   - the pull of a registry image always succeeds and prints no progress;
+//     the host-side probe for a .smolmachine pack behind a registry
+//     reference (src/cli/machine.rs:2924-2940) and --allow-host's DNS
+//     resolution are skipped (they would touch the network).
+//   - a Smolfile `image` naming a local path is kept as written at create,
+//     as smolvm does; smolvm's start would hand it to the registry pull,
+//     whose failure was not traced, so start exits 3.
+//   - a machine without an image runs commands in the agent's own root
+//     (bare VM); the stand-in does not emulate that: start with a command,
+//     and exec, exit 3.
+//   - no pid namespace: guest processes have host pids, and `exec -d`
+//     prints one.
+//   - smolvm leaves a 0-byte placeholder file on the host where a
+//     --mount-socket guest path lies inside a volume
+//     (crates/smolvm-agent/src/publish_socket.rs:232-246,
+//     src/cli/vm_common.rs:2025-2125); the stand-in creates nothing on the
+//     host.
+//   - the guest view is a snapshot: entries created later in a host
+//     directory the anchor had to mirror do not appear in the guest.
+//   - the staged archive cache is FAKE_SMOLVM_STATE/image-archives, not
+//     the user's cache directory; a zstd-compressed archive is not
+//     inspected (exit 3); crane's stderr is rendered as its error text
+//     alone.
+//   - exec --timeout is accepted and ignored; a detached exec whose
+//     command cannot start exits 3 (smolvm's answer was not traced).
+//   - the guest has no /storage disk and no /workspace fallback
+//     (crates/smolvm-agent/src/storage.rs:518-563).
+//   - deterministic values stand in for what only a VM has: created_at is
+//     0 and a running machine's pid is 4242. The text of `machine status`
+//     without --json is the stand-in's own.
 package smolvm
 
 import (
@@ -51,7 +211,6 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"slices"
 	"strconv"
@@ -80,24 +239,29 @@ var failSteps = []string{"create", "delete", "exec", "ls", "start", "status", "s
 // Main runs the stand-in with os.Args and the process environment and
 // returns its exit status.
 func Main() int {
-	return run(os.Args[1:], os.Getenv, os.Stdin, os.Stdout, os.Stderr)
+	if role := os.Getenv(roleEnv); role != "" {
+		return runRole(role)
+	}
+	return run(os.Args[1:], os.LookupEnv, os.Stdin, os.Stdout, os.Stderr)
 }
 
 type env struct {
-	getenv  func(string) string
-	stdin   io.Reader
-	stdout  io.Writer
-	stderr  io.Writer
-	version [3]int
-	fail    map[string]bool
+	getenv    func(string) string
+	lookupEnv func(string) (string, bool)
+	stdin     io.Reader
+	stdout    io.Writer
+	stderr    io.Writer
+	version   [3]int
+	fail      map[string]bool
 }
 
-func run(args []string, getenv func(string) string, stdin io.Reader, stdout, stderr io.Writer) int {
+func run(args []string, lookupEnv func(string) (string, bool), stdin io.Reader, stdout, stderr io.Writer) int {
+	getenv := func(k string) string { v, _ := lookupEnv(k); return v }
 	if err := fakes.AppendLog(getenv("FAKE_SMOLVM_LOG"), "smolvm", args); err != nil {
 		fmt.Fprintf(stderr, "fake smolvm: %v\n", err)
 		return exitFake
 	}
-	e := &env{getenv: getenv, stdin: stdin, stdout: stdout, stderr: stderr, fail: map[string]bool{}}
+	e := &env{getenv: getenv, lookupEnv: lookupEnv, stdin: stdin, stdout: stdout, stderr: stderr, fail: map[string]bool{}}
 	vs := getenv("FAKE_SMOLVM_VERSION")
 	if vs == "" {
 		vs = Version
@@ -139,7 +303,8 @@ func run(args []string, getenv func(string) string, stdin io.Reader, stdout, std
 	return exitUsage
 }
 
-// Option sets of the emulated subcommands (smolvm 1.8.0 src/cli/machine.rs).
+// Option sets of the emulated subcommands (src/cli/machine.rs@v1.8.1:
+// CreateCmd 2749-2914, ExecCmd 2451-2501; the others as in v1.8.0).
 var (
 	cpusCheck = uintCheck(8)
 	memCheck  = uintCheck(32)
@@ -150,8 +315,8 @@ var (
 		flags: []flagSpec{
 			{long: "name", short: 'n', value: "NAME"},
 			{long: "label", value: "KEY=VALUE", multi: true, since: [3]int{1, 8, 0}},
-			{long: "image", short: 'I', value: "IMAGE"},
-			{long: "max-image-size", value: "SIZE"},
+			{long: "image", short: 'I', value: "IMAGE", check: imageCheck},
+			{long: "max-image-size", value: "SIZE", check: sizeCheck},
 			{long: "cpus", value: "N", check: cpusCheck},
 			{long: "mem", value: "MiB", check: memCheck},
 			{long: "storage", value: "GiB", check: gibCheck},
@@ -332,6 +497,19 @@ type machineRecord struct {
 	MountSockets []string          `json:"mount_sockets"`
 	Labels       map[string]string `json:"labels"`
 	Network      bool              `json:"network"`
+	Init         []string          `json:"init"`
+	// SecretRefs are references only, resolved at each start and exec.
+	SecretRefs map[string]secretRefRecord `json:"secret_refs"`
+	// InitCompleted: the first boot's pull and init ran
+	// (src/cli/vm_common.rs:1444-1521@v1.8.1).
+	InitCompleted bool `json:"init_completed"`
+	// ImageConfig was recovered from a local archive at its first start.
+	ImageConfig *imageConfig `json:"image_config,omitempty"`
+	// The running machine's anchor process (see guest.go): pid, start time
+	// (to tell a reused pid) and the guest root inside its mount namespace.
+	AnchorPID   int    `json:"anchor_pid,omitempty"`
+	AnchorStart uint64 `json:"anchor_start,omitempty"`
+	GuestRoot   string `json:"guest_root,omitempty"`
 }
 
 type store struct{ dir string }
@@ -393,8 +571,40 @@ func (s *store) list() ([]*machineRecord, error) {
 }
 
 func (e *env) create(p *parsed, st *store) int {
+	// --max-image-size sets SMOLVM_MAX_IMAGE_BYTES for this run
+	// (src/cli/machine.rs:2917-2922@v1.8.1).
+	if v, ok := p.last("max-image-size"); ok {
+		n, _ := parseSizeBytes(v)
+		outer := e.lookupEnv
+		e.lookupEnv = func(k string) (string, bool) {
+			if k == "SMOLVM_MAX_IMAGE_BYTES" {
+				return strconv.FormatUint(n, 10), true
+			}
+			return outer(k)
+		}
+		e.getenv = func(k string) string { v, _ := e.lookupEnv(k); return v }
+	}
+	if p.has("from") {
+		fmt.Fprintln(e.stderr, "fake smolvm: \"machine create --from\" is not implemented by this stand-in")
+		return exitFake
+	}
+
+	m := &machineRecord{State: "created", CPUs: 4, MemoryMiB: 8192}
+	// --image is resolved on the host first: a local archive is staged,
+	// a directory canonicalised (src/cli/machine.rs:2952-2962@v1.8.1).
+	// Only --image: a Smolfile `image` is kept as written.
+	var cliImage *string
+	if img, ok := p.last("image"); ok {
+		ref, err := e.resolveImage(img, filepath.Join(st.dir, "image-archives"))
+		if err != nil {
+			return e.errorf("%v", err)
+		}
+		cliImage = &ref
+	}
+
 	labels := map[string]string{}
 	for _, l := range p.values["label"] {
+		// parse_labels, src/util.rs:172-190@v1.8.1.
 		k, v, ok := strings.Cut(l, "=")
 		if !ok {
 			return e.errorf("config operation failed: --label: expected KEY=VALUE, got '%s'", l)
@@ -404,12 +614,8 @@ func (e *env) create(p *parsed, st *store) int {
 		}
 		labels[k] = v
 	}
-	if p.has("from") {
-		fmt.Fprintln(e.stderr, "fake smolvm: \"machine create --from\" is not implemented by this stand-in")
-		return exitFake
-	}
+	m.Labels = labels
 
-	m := &machineRecord{State: "created", CPUs: 4, MemoryMiB: 8192, Labels: labels}
 	var sf smolfileSchema
 	if path, ok := p.last("smolfile"); ok {
 		data, err := os.ReadFile(path)
@@ -449,11 +655,13 @@ func (e *env) create(p *parsed, st *store) int {
 		return e.errorf("config operation failed: publish-socket: too many published sockets (%d); max is 64", n)
 	}
 
-	// Merge as src/cli/smolfile.rs build_create_params does: CLI values
-	// that differ from the defaults win, lists are Smolfile then CLI.
+	// Merge as src/cli/smolfile.rs build_create_params does
+	// (src/cli/smolfile.rs:55-310@v1.8.1): CLI values that differ from
+	// the defaults win, lists are Smolfile then CLI; the image is --image,
+	// else the Smolfile's (line 137).
 	m.Image = sf.Image
-	if img, ok := p.last("image"); ok {
-		m.Image = &img
+	if cliImage != nil {
+		m.Image = cliImage
 	}
 	m.Entrypoint = sf.Entrypoint
 	m.Cmd = sf.Cmd
@@ -481,7 +689,8 @@ func (e *env) create(p *parsed, st *store) int {
 		n := parseUintOrZero(v)
 		m.OverlayGiB = &n
 	}
-	// --net, an egress policy or a DNS server turns networking on.
+	// --net, an egress policy or a DNS server turns networking on
+	// (src/cli/machine.rs:58-86, src/cli/smolfile.rs:63, 210-252@v1.8.1).
 	m.Network = sf.Net != nil && *sf.Net || p.has("net") || p.has("allow-cidr") || p.has("allow-host") ||
 		p.has("outbound-localhost-only") || p.has("dns") ||
 		sf.Network != nil && len(sf.Network.AllowHosts)+len(sf.Network.AllowCIDRs) > 0
@@ -490,17 +699,27 @@ func (e *env) create(p *parsed, st *store) int {
 		volumes = sf.Dev.Volumes
 	}
 	volumes = append(slices.Clone(volumes), p.values["volume"]...)
+	var envSpecs []string
 	for _, kv := range sf.Env {
-		m.Env = append(m.Env, strings.TrimSpace(kv))
+		envSpecs = append(envSpecs, strings.TrimSpace(kv))
 	}
 	if sf.Dev != nil {
 		for _, kv := range sf.Dev.Env {
-			m.Env = append(m.Env, strings.TrimSpace(kv))
+			envSpecs = append(envSpecs, strings.TrimSpace(kv))
 		}
 	}
 	for _, kv := range p.values["env"] {
-		m.Env = append(m.Env, strings.TrimSpace(kv))
+		envSpecs = append(envSpecs, strings.TrimSpace(kv))
 	}
+	// parse_env_list at record time (src/cli/vm_common.rs:597-598@v1.8.1).
+	for _, kv := range e.parseEnvList(envSpecs) {
+		m.Env = append(m.Env, kv.k+"="+kv.v)
+	}
+	m.Init = sf.Init
+	if sf.Dev != nil && len(sf.Dev.Init) > 0 {
+		m.Init = sf.Dev.Init
+	}
+	m.Init = append(slices.Clone(m.Init), p.values["init"]...)
 	m.Workdir = sf.Workdir
 	if sf.Dev != nil && sf.Dev.Workdir != nil {
 		m.Workdir = sf.Dev.Workdir
@@ -509,7 +728,23 @@ func (e *env) create(p *parsed, st *store) int {
 		m.Workdir = &wd
 	}
 	m.Ports = append(slices.Clone(sf.Ports), p.values["port"]...)
+	if sf.Dev != nil && len(sf.Dev.Ports) > 0 {
+		m.Ports = append(slices.Clone(sf.Dev.Ports), p.values["port"]...)
+	}
 	m.MountSockets = sockets
+	// CLI secret references win over the Smolfile's of the same name
+	// (src/cli/machine.rs:3003-3007@v1.8.1).
+	cliRefs, err := parseCLISecretRefs(p.values["secret-env"], p.values["secret-file"])
+	if err != nil {
+		return e.errorf("%v", err)
+	}
+	m.SecretRefs = map[string]secretRefRecord{}
+	for k, r := range sf.Secrets {
+		m.SecretRefs[k] = secretRefRecord{FromEnv: r.FromEnv, FromFile: r.FromFile}
+	}
+	for k, r := range cliRefs {
+		m.SecretRefs[k] = r
+	}
 
 	switch {
 	case m.CPUs == 0:
@@ -535,6 +770,9 @@ func (e *env) create(p *parsed, st *store) int {
 		return e.errorf("%s", msg)
 	}
 	m.Mounts = mounts
+	if msg := validateImageFetchable(m); msg != "" {
+		return e.errorf("%s", msg)
+	}
 
 	existing, err := st.get(name)
 	if err != nil {
@@ -546,6 +784,7 @@ func (e *env) create(p *parsed, st *store) int {
 	if err := st.put(m); err != nil {
 		return e.fake(err)
 	}
+	// print_create_success, src/cli/vm_common.rs:696-721@v1.8.1.
 	fmt.Fprintf(e.stdout, "Created machine: %s\n", name)
 	fmt.Fprintf(e.stdout, "  CPUs: %d, Memory: %d MiB\n", m.CPUs, m.MemoryMiB)
 	if len(m.Mounts) > 0 {
@@ -554,9 +793,36 @@ func (e *env) create(p *parsed, st *store) int {
 	if len(m.Ports) > 0 {
 		fmt.Fprintf(e.stdout, "  Ports: %d\n", len(m.Ports))
 	}
+	if len(m.Init) > 0 {
+		fmt.Fprintf(e.stdout, "  Init commands: %d\n", len(m.Init))
+	}
 	fmt.Fprintf(e.stdout, "\nUse 'smolvm machine start --name %s' to start the machine\n", name)
 	fmt.Fprintf(e.stdout, "Then use 'smolvm machine exec --name %s -- <command>' to run commands\n", name)
 	return exitOK
+}
+
+// validateImageFetchable is VmRecord::validate_image_fetchable
+// (src/config.rs:808-872@v1.8.1), which create_vm runs on the record
+// before storing it (src/cli/vm_common.rs:687-691@v1.8.1): a registry
+// image needs the network, because the guest pulls it. A local reference
+// (local:/local-dir:) or anything classify does not call a registry
+// reference passes. plan_launch_network (src/network/launch.rs:89-110@v1.8.1)
+// wants a network for --net, a published port, an allowed CIDR or an
+// allowed host; the CLI and Smolfile paths already turn `net` on for every
+// one of those but ports (src/cli/machine.rs:58-86,
+// src/cli/smolfile.rs:63, 210-252@v1.8.1), so net or a port decides.
+func validateImageFetchable(m *machineRecord) string {
+	if m.Image == nil || isLocalRef(*m.Image) || classifyImage(*m.Image) != imageRegistry {
+		return ""
+	}
+	if m.Network || len(m.Ports) > 0 {
+		return ""
+	}
+	image := *m.Image
+	return "config operation failed: create machine: image '" + image + "' must be pulled from a registry, but this machine has no " +
+		"network, so the pull can never succeed. Add --net (or publish a port with -p, or set an egress policy with " +
+		"--allow-cidr/--allow-host). To keep the machine network-isolated, supply the image locally instead: " +
+		"`docker save " + image + " | smolvm machine create --image - ...`"
 }
 
 func (e *env) fake(err error) int {
@@ -693,160 +959,15 @@ func nameOrDefault(p *parsed) string {
 	return "default"
 }
 
-func (e *env) start(p *parsed, st *store) int {
-	name := nameOrDefault(p)
-	m, code := e.lookup(st, name)
-	if m == nil {
-		return code
-	}
-	if m.State == "running" {
-		fmt.Fprintf(e.stdout, "Machine '%s' already running (PID: %d)\n", name, fakePID)
-		return exitOK
-	}
-	fmt.Fprintf(e.stderr, "Starting machine '%s'...\n", name)
-	m.State = "running"
-	if err := st.put(m); err != nil {
-		return e.fake(err)
-	}
-	fmt.Fprintf(e.stdout, "Machine '%s' running (PID: %d)\n", name, fakePID)
-	return exitOK
-}
-
-func (e *env) stop(p *parsed, st *store) int {
-	name := nameOrDefault(p)
-	m, code := e.lookup(st, name)
-	if m == nil {
-		return code
-	}
-	if m.State == "running" {
-		fmt.Fprintf(e.stdout, "Stopping machine '%s'...\n", name)
-	}
-	m.State = "stopped"
-	if err := st.put(m); err != nil {
-		return e.fake(err)
-	}
-	fmt.Fprintf(e.stdout, "Stopped machine: %s\n", name)
-	return exitOK
-}
-
-func (e *env) delete(p *parsed, st *store) int {
-	name, _ := p.last("name")
-	m, code := e.lookup(st, name)
-	if m == nil {
-		return code
-	}
-	if m.State == "running" {
-		fmt.Fprintf(e.stdout, "Stopping machine '%s'...\n", name)
-		m.State = "stopped"
-		if err := st.put(m); err != nil {
-			return e.fake(err)
-		}
-	}
-	if !p.has("force") && !p.has("cascade") {
-		fmt.Fprintf(e.stderr, "Delete machine '%s'? [y/N] ", name)
-		line, _ := readLine(e.stdin)
-		if a := strings.ToLower(strings.TrimSpace(line)); a != "y" && a != "yes" {
-			fmt.Fprintln(e.stdout, "Cancelled")
-			return exitOK
-		}
-	}
-	if err := os.Remove(st.path(name)); err != nil {
-		return e.fake(fmt.Errorf("remove machine state: %w", err))
-	}
-	fmt.Fprintf(e.stdout, "Deleted machine: %s\n", name)
-	return exitOK
-}
-
-// readLine reads one line without buffering past it.
-func readLine(r io.Reader) (string, error) {
-	var b strings.Builder
-	buf := make([]byte, 1)
-	for {
-		n, err := r.Read(buf)
-		if n == 1 {
-			if buf[0] == '\n' {
-				return b.String(), nil
-			}
-			b.WriteByte(buf[0])
-		}
-		if err != nil {
-			return b.String(), err
-		}
-	}
-}
-
-func (e *env) exec(p *parsed, st *store) int {
-	name := nameOrDefault(p)
-	m, code := e.lookup(st, name)
-	if m == nil {
-		return code
-	}
-	if m.State != "running" {
-		hint := "smolvm machine start"
-		if p.has("name") {
-			hint += " --name " + name
-		}
-		return e.errorf("agent operation failed: connect: machine '%s' is not running. Use '%s' first.", name, hint)
-	}
-	// Each --secret-env GUEST=HOST is resolved on the host before anything
-	// runs (src/cli/machine.rs:2546-2552 at v1.8.1): the value of the host
-	// variable HOST, or, when it is unset, the error of
-	// resolve_secret_ref (src/secrets.rs:412-414 and 446-452: "resolve
-	// secret 'GUEST'" with the failure's name "env_unset", lines 335) in
-	// smolvm's Config error form (src/data/errors.rs:154).
-	var secrets []string
-	for _, spec := range p.values["secret-env"] {
-		// parse_cli_secret_refs, src/cli/machine.rs:213-246 at v1.8.1.
-		guest, host, ok := strings.Cut(spec, "=")
-		if !ok {
-			return e.errorf("config operation failed: --secret-env: expected KEY=VALUE, got '%s'", spec)
-		}
-		if guest == "" {
-			return e.errorf("config operation failed: --secret-env: empty secret name in '%s'", spec)
-		}
-		v, set := os.LookupEnv(host)
-		if !set {
-			return e.errorf("config operation failed: resolve secret '%s': env_unset", guest)
-		}
-		secrets = append(secrets, guest+"="+v)
-	}
-	cmd := exec.Command(p.command[0], p.command[1:]...)
-	cmd.Env = append(os.Environ(), m.Env...)
-	cmd.Env = append(cmd.Env, secrets...)
-	cmd.Env = append(cmd.Env, p.values["env"]...)
-	cmd.Stdin, cmd.Stdout, cmd.Stderr = e.stdin, e.stdout, e.stderr
-	if p.has("detach") {
-		cmd.Stdin, cmd.Stdout, cmd.Stderr = nil, nil, nil
-		if err := cmd.Start(); err != nil {
-			return e.errorf("agent operation failed: exec: %v", err)
-		}
-		fmt.Fprintln(e.stdout, cmd.Process.Pid)
-		if err := cmd.Process.Release(); err != nil {
-			return e.fake(fmt.Errorf("release detached process: %w", err))
-		}
-		return exitOK
-	}
-	err := cmd.Run()
-	var exitErr *exec.ExitError
-	switch {
-	case err == nil:
-		return exitOK
-	case errors.As(err, &exitErr):
-		if ws, ok := exitErr.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
-			return 128 + int(ws.Signal())
-		}
-		return exitErr.ExitCode()
-	default:
-		return e.errorf("agent operation failed: exec: %v", err)
-	}
-}
-
-// statusJSON renders a machine with the keys of smolvm 1.8.0's
-// machine_status_json (src/cli/vm_common.rs), which `ls --json` and
-// `status --json` print, sorted as serde_json sorts them.
+// statusJSON renders a machine with the keys of machine_status_json
+// (src/cli/vm_common.rs:2362-2413@v1.8.1), which `ls --json` and
+// `status --json` print, sorted as serde_json sorts them. "image" is the
+// record's image: a registry reference as given, or the resolved
+// "local:<sha256>" / "local-dir:<path>" of a local --image.
 func statusJSON(m *machineRecord) map[string]any {
 	var pid any
-	if m.State == "running" {
+	state := actualState(m)
+	if state == "running" {
 		pid = fakePID
 	}
 	labels := m.Labels
@@ -854,7 +975,7 @@ func statusJSON(m *machineRecord) map[string]any {
 		labels = map[string]string{}
 	}
 	return map[string]any{
-		"name": m.Name, "state": m.State, "cpus": m.CPUs, "memory_mib": m.MemoryMiB, "pid": pid,
+		"name": m.Name, "state": state, "cpus": m.CPUs, "memory_mib": m.MemoryMiB, "pid": pid,
 		"mounts": len(m.Mounts), "ports": len(m.Ports), "created_at": 0,
 		"storage_gb": m.StorageGiB, "overlay_gb": m.OverlayGiB,
 		"image": m.Image, "entrypoint": nonNil(m.Entrypoint), "cmd": nonNil(m.Cmd),
@@ -907,7 +1028,7 @@ func (e *env) ls(p *parsed, st *store) int {
 		if len(name) > 18 {
 			name = name[:15] + "..."
 		}
-		fmt.Fprintf(e.stdout, "%-20s %-12s %5d %10s %7d %7d %8s %8s\n", name, m.State, m.CPUs,
+		fmt.Fprintf(e.stdout, "%-20s %-12s %5d %10s %7d %7d %8s %8s\n", name, actualState(m), m.CPUs,
 			fmt.Sprintf("%d MiB", m.MemoryMiB), len(m.Mounts), len(m.Ports),
 			fmt.Sprintf("%d GiB", storage), fmt.Sprintf("%d GiB", overlay))
 	}
@@ -929,7 +1050,7 @@ func (e *env) status(p *parsed, st *store) int {
 	if p.has("json") {
 		return e.printJSON(statusJSON(m))
 	}
-	fmt.Fprintf(e.stdout, "Machine '%s': %s\n", name, m.State)
+	fmt.Fprintf(e.stdout, "Machine '%s': %s\n", name, actualState(m))
 	return exitOK
 }
 
@@ -950,7 +1071,9 @@ func (e *env) lookup(st *store, name string) (*machineRecord, int) {
 		return nil, e.fake(err)
 	}
 	if m == nil {
-		// Error::VmNotFound, src/data/errors.rs:72 at v1.8.1.
+		// Error::VmNotFound (src/data/errors.rs:71-76@v1.8.1), as start
+		// (src/cli/vm_common.rs:1231), stop (:1833) and delete (:2159-2162)
+		// report a missing machine.
 		return nil, e.errorf("vm not found: %s", name)
 	}
 	return m, exitOK
