@@ -37,8 +37,9 @@ func TestMain(m *testing.M) {
 }
 
 func TestScripts(t *testing.T) {
-	static := staticBinary(t, "./testdata/static")
-	staticPipelock := staticBinary(t, "../../internal/fakes/pipelock/cmd/pipelock")
+	static := staticBinary(t, "./testdata/static", "static")
+	staticPipelock := staticBinary(t, "../../internal/fakes/pipelock/cmd/pipelock", "pipelock")
+	staticBottle := staticBinary(t, ".", "bottle")
 	testscript.Run(t, testscript.Params{
 		Dir:                 "testdata/script",
 		RequireExplicitExec: true,
@@ -57,6 +58,13 @@ func TestScripts(t *testing.T) {
 			// A static build of the pipelock stand-in, for the docker
 			// backend, which copies pipelock into its bundle image.
 			env.Setenv("STATIC_PIPELOCK", plk)
+			// A static build of bottle itself, for the microVM's guest
+			// binary, which the smolvm stand-in runs in its guest view.
+			bottle, err := staticBottle()
+			if err != nil {
+				return err
+			}
+			env.Setenv("STATIC_BOTTLE", bottle)
 			env.Setenv("FAKE_DOCKER_STATE", filepath.Join(env.WorkDir, ".docker"))
 			env.Setenv("XDG_STATE_HOME", filepath.Join(env.WorkDir, ".state"))
 			env.Setenv("XDG_CONFIG_HOME", filepath.Join(env.WorkDir, ".config"))
@@ -93,12 +101,12 @@ func TestScripts(t *testing.T) {
 }
 
 // staticBinary returns a function that builds the package pkg with cgo
-// off the first time it is called and returns its path: a static linux
+// off, as name, the first time it is called and returns its path: a static linux
 // executable for the docker backend's binary checks, which refuse the
 // dynamically linked test binary. It is built from Setup, not from
 // TestMain, which runs again in every process the scripts start, into a
 // directory of t's that lives as long as the scripts do.
-func staticBinary(t *testing.T, pkg string) func() (string, error) {
+func staticBinary(t *testing.T, pkg, name string) func() (string, error) {
 	var (
 		once sync.Once
 		path string
@@ -106,7 +114,7 @@ func staticBinary(t *testing.T, pkg string) func() (string, error) {
 	)
 	return func() (string, error) {
 		once.Do(func() {
-			path = filepath.Join(t.TempDir(), filepath.Base(pkg))
+			path = filepath.Join(t.TempDir(), name)
 			cmd := exec.Command("go", "build", "-o", path, pkg)
 			cmd.Env = append(os.Environ(), "CGO_ENABLED=0", "GOOS=linux")
 			if out, berr := cmd.CombinedOutput(); berr != nil {
