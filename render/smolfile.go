@@ -71,7 +71,7 @@ const (
 
 // Smolfile renders the Smolfile for the plan's smolmachines sandbox, for
 // smolvm SmolvmVersion: the workload command, the literal
-// environment, the working directory, CPUs, memory (MiB) and disk size
+// environment, CPUs, memory (MiB) and disk size
 // (GiB) from the plan, the given volumes, and `net = false` — the VM gets
 // no network device; the sidecars reach it through --mount-socket on the
 // `machine create` command line, which is not part of the Smolfile.
@@ -121,12 +121,8 @@ func Smolfile(p *plan.Plan, guestCmd []string, env map[string]string, volumes []
 		return nil, fmt.Errorf("render Smolfile: %w", err)
 	}
 
-	sf.Workdir = p.Agent.Workdir
-	if sf.Workdir == "" {
-		sf.Workdir = p.Backend.Workdir
-	}
-	if sf.Workdir != "" && !isGuestPath(sf.Workdir) {
-		return nil, fmt.Errorf("render Smolfile: workdir %q is not an absolute guest path", sf.Workdir)
+	if _, err := SmolWorkdir(p); err != nil {
+		return nil, fmt.Errorf("render Smolfile: %w", err)
 	}
 
 	if sf.CPUs, err = smolvmCPUs(p.Backend.CPUs); err != nil {
@@ -157,6 +153,27 @@ func Smolfile(p *plan.Plan, guestCmd []string, env map[string]string, volumes []
 	buf.WriteString("# image: " + p.Backend.Image + " (given to machine create as a docker save archive)\n")
 	buf.Write(body)
 	return buf.Bytes(), nil
+}
+
+// SmolWorkdir is the agent's working directory in the microVM: the
+// agent's workdir, else the backend's, which must be an absolute guest
+// path; "" when neither is set.
+//
+// The Smolfile does not set it: smolvm hands `workdir` to crun as the
+// working directory of the workload and of every exec, and crun fails
+// when it does not exist in the image (libcrun_safe_chdir, crun's
+// src/libcrun/linux.c; the smolvm stand-in emulates it), which a
+// workdir that no mount provides would not. bottle guest creates it and
+// runs the agent there instead.
+func SmolWorkdir(p *plan.Plan) (string, error) {
+	dir := p.Agent.Workdir
+	if dir == "" {
+		dir = p.Backend.Workdir
+	}
+	if dir != "" && !isGuestPath(dir) {
+		return "", fmt.Errorf("workdir %q is not an absolute guest path", dir)
+	}
+	return dir, nil
 }
 
 // checkImage refuses an empty image and one holding white space or

@@ -76,7 +76,7 @@ func TestSmolfileRoundTrip(t *testing.T) {
 	}
 	want := map[string]any{
 		"cmd": []any{"x", hostile}, "env": []any{"H=" + hostile},
-		"workdir": "/workspace", "cpus": int64(4), "memory": int64(1431), "net": false, "volumes": []any{"/a:/b:ro"},
+		"cpus": int64(4), "memory": int64(1431), "net": false, "volumes": []any{"/a:/b:ro"},
 	}
 	if len(got) != len(want) {
 		t.Errorf("keys = %v, want %v", got, want)

@@ -153,6 +153,13 @@ func buildSpec(b *backends.Bottle, stageDir, guestMount, smolfilePath, archive s
 	}
 	args := sidecars.GuestArgs(fws, cmd)
 	head := []string{args[0], "--control", guestControlSocket}
+	workdir, err := render.SmolWorkdir(p)
+	if err != nil {
+		return nil, err
+	}
+	if workdir != "" {
+		head = append(head, "--workdir", workdir)
+	}
 	if !lock.Empty() {
 		head = append(head, "--lockdown", lock.String())
 	}

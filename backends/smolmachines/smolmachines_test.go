@@ -92,7 +92,7 @@ func TestBuildSpecArgv(t *testing.T) {
 	}
 	prefix := []string{
 		"machine", "exec", "--name", "bottle-app-1a2b3c", "-it",
-		"--", "/opt/bottle/bottle", "guest", "--control", "/run/bottle/control.sock",
+		"--", "/opt/bottle/bottle", "guest", "--control", "/run/bottle/control.sock", "--workdir", "/workspace",
 		"--forward", "127.0.0.1:3128=/run/bottle/egress.sock",
 		"--forward", "127.0.0.1:8080=/run/bottle/git-gate.sock",
 		"--forward", "127.0.0.1:8765=/run/bottle/supervise.sock",
@@ -128,7 +128,7 @@ func TestBuildSpecOneOff(t *testing.T) {
 	}
 	want := []string{
 		"machine", "exec", "--name", "bottle-app-1a2b3c", "-i",
-		"--", "/opt/bottle/bottle", "guest", "--control", "/run/bottle/control.sock",
+		"--", "/opt/bottle/bottle", "guest", "--control", "/run/bottle/control.sock", "--workdir", "/workspace",
 		"--forward", "127.0.0.1:3128=/run/bottle/egress.sock",
 		"--forward", "127.0.0.1:8080=/run/bottle/git-gate.sock",
 		"--forward", "127.0.0.1:8765=/run/bottle/supervise.sock",
@@ -176,8 +176,9 @@ func TestBuildSpecSmolfile(t *testing.T) {
 		t.Errorf("volumes = %q, want %q", sf.Volumes, wantVolumes)
 	}
 	// A Smolfile image is a registry reference to smolvm, refused without a
-	// network; the image goes on create's command line as an archive.
-	if sf.Image != "" || sf.Workdir != "/workspace" || sf.CPUs != 4 || sf.Memory != 8192 {
+	// network; the image goes on create's command line as an archive. The
+	// workdir is bottle guest's to make (render.SmolWorkdir).
+	if sf.Image != "" || sf.Workdir != "" || sf.CPUs != 4 || sf.Memory != 8192 {
 		t.Errorf("image, workdir, cpus, memory = %q, %q, %d, %d", sf.Image, sf.Workdir, sf.CPUs, sf.Memory)
 	}
 	env := map[string]string{}

@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"os"
 	"os/signal"
@@ -25,6 +26,9 @@ type GuestCmd struct {
 	Forward []guest.Forward `sep:"none" placeholder:"LISTEN=SOCKET" help:"Relay connections to this loopback address to this sidecar socket (repeatable)."`
 	Idle    bool            `help:"Run no command: wait for SIGTERM or SIGINT, reaping orphaned processes."`
 	Wait    time.Duration   `help:"Wait up to this long for every sidecar socket to accept connections before running the command (0: they must already)."`
+	// Workdir is created if missing and becomes the command's working
+	// directory (the smolmachines backend cannot leave it to smolvm).
+	Workdir string `placeholder:"DIR" help:"Run the command in this directory, created first if it does not exist."`
 	// Control is the host's control socket (guest.DialControl): secrets,
 	// signals and the exit code go over it.
 	Control string `placeholder:"SOCKET" help:"Take the command's secrets and signals from bottle on the host over this unix socket, report the exit code there, and stop the command when it closes."`
@@ -68,6 +72,14 @@ func (c *GuestCmd) Run(g *Globals) error {
 	if c.Wait > 0 {
 		if err := guest.WaitSockets(g.Ctx, c.Forward, c.Wait); err != nil {
 			return &exitError{code: guest.ExitSetupFailed, err: err}
+		}
+	}
+	if c.Workdir != "" {
+		if err := os.MkdirAll(c.Workdir, 0o755); err != nil {
+			return &exitError{code: guest.ExitSetupFailed, err: fmt.Errorf("working directory: %w", err)}
+		}
+		if err := os.Chdir(c.Workdir); err != nil {
+			return &exitError{code: guest.ExitSetupFailed, err: fmt.Errorf("working directory: %w", err)}
 		}
 	}
 	var ctl *guest.Control

@@ -71,7 +71,10 @@ func TestScripts(t *testing.T) {
 			env.Setenv("HOME", filepath.Join(env.WorkDir, "home"))
 			env.Setenv("FAKE_DOCKER_LOG", filepath.Join(env.WorkDir, "docker.log"))
 			env.Setenv("FAKE_SMOLVM_LOG", filepath.Join(env.WorkDir, "smolvm.log"))
-			env.Setenv("FAKE_SMOLVM_STATE", filepath.Join(env.WorkDir, ".smolvm"))
+			smolState := filepath.Join(env.WorkDir, ".smolvm")
+			// A script that fails half-way must not leave guests running.
+			env.Defer(func() { fakesmolvm.Cleanup(smolState) })
+			env.Setenv("FAKE_SMOLVM_STATE", smolState)
 			env.Setenv("FAKE_PIPELOCK_LOG", filepath.Join(env.WorkDir, "pipelock.log"))
 			env.Setenv("XDG_CACHE_HOME", filepath.Join(env.WorkDir, ".cache"))
 			// Scripts make their repositories with the real git, isolated

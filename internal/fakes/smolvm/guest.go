@@ -453,7 +453,13 @@ func (a *anchor) listenSocket(s socketSpec) (net.Listener, error) {
 			return nil, err
 		}
 	}
-	ln, err := net.Listen("unix", path)
+	// The host path of the guest view can be longer than a socket address
+	// holds (108 bytes): bind by a name relative to the directory, which the
+	// anchor (one goroutine sets it up) makes its working directory.
+	if err := unix.Chdir(dir); err != nil {
+		return nil, err
+	}
+	ln, err := net.Listen("unix", filepath.Base(s.Guest))
 	if err != nil {
 		return nil, err
 	}
@@ -512,14 +518,11 @@ func runGuest(p *guestParams, status *os.File) int {
 		return exitFake
 	}
 	unix.CloseOnExec(3)
-	nsfd, err := unix.Open(fmt.Sprintf("/proc/%d/ns/net", p.Anchor), unix.O_RDONLY|unix.O_CLOEXEC, 0)
-	if err != nil {
-		return fail("setup: open the machine's network namespace: " + err.Error())
-	}
-	if err := unix.Setns(nsfd, unix.CLONE_NEWNET); err != nil {
-		return fail("setup: join the machine's network namespace: " + err.Error())
-	}
-	unix.Close(nsfd)
+	// nsenter has put this process in the anchor's mount and network
+	// namespaces (see startGuest): a Go program cannot join a mount
+	// namespace itself once it has threads, and a process whose root is in
+	// another mount namespace could not mount anything in the guest view,
+	// as bottle's lockdown in the guest must.
 	if err := unix.Chroot(fmt.Sprintf("/proc/%d/root%s", p.Anchor, p.Root)); err != nil {
 		return fail("setup: chroot into the guest view: " + err.Error())
 	}
@@ -534,7 +537,7 @@ func runGuest(p *guestParams, status *os.File) int {
 	if err := unix.Chdir(p.Dir); err != nil {
 		return fail(fmt.Sprintf("crun: chdir to `%s`: %s", p.Dir, muslStrerror(err)))
 	}
-	err = syscall.Exec(path, p.Argv, p.Env)
+	err := syscall.Exec(path, p.Argv, p.Env)
 	return fail(fmt.Sprintf("crun: exec: %s", muslStrerror(err)))
 }
 
@@ -651,6 +654,29 @@ func startGuest(m *machineRecord, r *guestRun) (*exec.Cmd, string, error) {
 	if err != nil {
 		return nil, "", err
 	}
+	// The guest joins the anchor's mount and network namespaces through
+	// nsenter(1), which calls setns(2) before it becomes this program: a
+	// multithreaded Go process cannot join a mount namespace. It runs this
+	// program by a link named smolvm, so that a test binary standing in
+	// for smolvm (which dispatches on argv[0]) runs Main.
+	self, err := os.Executable()
+	if err != nil {
+		return nil, "", err
+	}
+	link := filepath.Join(filepath.Dir(m.GuestRoot), "smolvm")
+	if err := os.Symlink(self, link); err != nil && !errors.Is(err, os.ErrExist) {
+		return nil, "", err
+	}
+	nsenter, err := exec.LookPath("nsenter")
+	if err != nil {
+		// The caller's environment may have no PATH; util-linux's place.
+		nsenter = "/usr/bin/nsenter"
+		if _, serr := os.Stat(nsenter); serr != nil {
+			return nil, "", fmt.Errorf("the stand-in runs guest processes with nsenter (util-linux): %w", err)
+		}
+	}
+	cmd.Path = nsenter
+	cmd.Args = []string{"nsenter", "--target", strconv.Itoa(m.AnchorPID), "--mount", "--net", "--", link}
 	if r.stdin != nil {
 		cmd.Stdin = r.stdin
 	}

@@ -158,7 +158,8 @@ func TestLifecycle(t *testing.T) {
 	}
 	waitFile(t, filepath.Join(work, "up"))
 	h.must(7, "machine", "exec", "--name", "bottle-app-1a2b", "-it", "--", "sh", "-c", "exit 7")
-	out, _ = h.must(0, "machine", "exec", "--name", "bottle-app-1a2b", "-e", "FROM_EXEC=1", "sh", "-c", `echo "$FROM_SMOLFILE $FROM_EXEC $(pwd)"`)
+	// bottle's Smolfile sets no workdir (render.SmolWorkdir): -w does.
+	out, _ = h.must(0, "machine", "exec", "--name", "bottle-app-1a2b", "-e", "FROM_EXEC=1", "-w", "/workspace", "sh", "-c", `echo "$FROM_SMOLFILE $FROM_EXEC $(pwd)"`)
 	if out != "yes 1 /workspace\n" {
 		t.Errorf("exec environment = %q, want %q", out, "yes 1 /workspace\n")
 	}
