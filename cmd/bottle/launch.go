@@ -36,7 +36,10 @@ func (c *StartCmd) launch(g *Globals, p *plan.Plan) error {
 	if err != nil {
 		return fmt.Errorf("find bottle's executable: %w", err)
 	}
-	ctx, cancel := context.WithCancelCause(g.Ctx)
+	// Only forceOnSecondSignal ends the launch, so that the cause names
+	// the signal (backends.SignalCause), which smolmachines passes on to
+	// the agent; g.Ctx, which ends on the same signals, would race it.
+	ctx, cancel := context.WithCancelCause(context.WithoutCancel(g.Ctx))
 	defer cancel(nil)
 	stopSignals := forceOnSecondSignal(g, cancel)
 	defer stopSignals()
