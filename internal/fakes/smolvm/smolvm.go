@@ -30,8 +30,9 @@
 //	SMOLVM_MAX_IMAGE_BYTES  smolvm's own: the local image size limit.
 //
 // start and exec (and stop/delete of a running machine) need root: the
-// guest is emulated with namespaces, mounts and chroot. Without root they
-// exit 3 with one line saying so. Scripts that reach them use a [root]
+// guest is emulated with namespaces, mounts and chroot, and guest
+// processes enter the guest's mount and network namespaces with nsenter
+// (util-linux). Without root they exit 3 with one line saying so. Scripts that reach them use a [root]
 // condition; Cleanup(stateDir) kills what a failed script leaves running.
 //
 // # Emulated behaviour
