@@ -265,3 +265,43 @@ func TestControlRejectsBadInput(t *testing.T) {
 		t.Errorf("DialControl = %v, want an error about the missing environment", err)
 	}
 }
+
+// BenchmarkGuestStart measures bottle guest running `true` to its end, as
+// a process, without a control channel (the baseline) and with one: the
+// dial, the environment with one secret, and the exit code sent back.
+func BenchmarkGuestStart(b *testing.B) {
+	run := func(b *testing.B, args ...string) {
+		argv := helperCommand(b, "guest", append(args, "--", "/bin/true")...)
+		for b.Loop() {
+			cmd := exec.Command(argv[0], argv[1:]...)
+			cmd.Env = helperEnviron()
+			if out, err := cmd.CombinedOutput(); err != nil {
+				b.Fatalf("bottle guest: %v\n%s", err, out)
+			}
+		}
+	}
+	b.Run("baseline", func(b *testing.B) { run(b) })
+	b.Run("control", func(b *testing.B) {
+		sock := filepath.Join(b.TempDir(), "control.sock")
+		for b.Loop() {
+			b.StopTimer()
+			srv, err := ListenControl(sock, []string{"TOKEN=secret"})
+			if err != nil {
+				b.Fatal(err)
+			}
+			argv := helperCommand(b, "guest", "--control", sock, "--", "/bin/true")
+			cmd := exec.Command(argv[0], argv[1:]...)
+			cmd.Env = helperEnviron()
+			b.StartTimer()
+			if out, err := cmd.CombinedOutput(); err != nil {
+				b.Fatalf("bottle guest: %v\n%s", err, out)
+			}
+			if code, ok := srv.ExitCode(5 * time.Second); !ok || code != 0 {
+				b.Fatalf("exit code %d, %t", code, ok)
+			}
+			b.StopTimer()
+			srv.Close()
+			b.StartTimer()
+		}
+	})
+}
