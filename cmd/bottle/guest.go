@@ -50,6 +50,12 @@ func (c *GuestCmd) Run(g *Globals) error {
 			return &exitError{code: guest.ExitSetupFailed, err: err}
 		}
 		code, err := guest.ExecLocked(l, g.Passthrough)
+		if err == nil {
+			if code == 0 {
+				return nil
+			}
+			err = errSilent
+		}
 		return &exitError{code: code, err: err}
 	}
 	if err := guest.CheckMounts(c.ExpectMount); err != nil {

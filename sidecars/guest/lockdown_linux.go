@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"os/signal"
 	"path/filepath"
 	"runtime"
 	"strconv"
@@ -15,10 +16,16 @@ import (
 )
 
 // lockdownCommand returns the argv and process attributes that start argv
-// through bottle guest's LockdownFlag, in a new mount namespace: as root
-// (the smolvm workload) a plain one; as anyone else a user namespace too,
-// mapping only the caller's uid and gid, so that the mounts work without
-// privilege and grant nothing outside it.
+// through bottle guest's LockdownFlag, in a new mount namespace and a new
+// PID namespace: as root (the smolvm workload) plain ones; as anyone else
+// a user namespace too, mapping only the caller's uid and gid, so that
+// the mounts work without privilege and grant nothing outside it.
+//
+// The process started is pid 1 of its PID namespace (see ExecLocked):
+// when it dies, the kernel kills every process the command started,
+// those in sessions of their own included, so stopping it stops all of
+// the agent; and the command sees no process outside, bottle guest's
+// included, to signal or trace.
 func lockdownCommand(l Lockdown, argv []string) ([]string, *syscall.SysProcAttr, error) {
 	exe, err := os.Executable()
 	if err != nil {
@@ -26,23 +33,28 @@ func lockdownCommand(l Lockdown, argv []string) ([]string, *syscall.SysProcAttr,
 	}
 	attr := &syscall.SysProcAttr{}
 	if os.Geteuid() == 0 {
-		// The kernel's fork-and-exec makes the new namespace's mounts
-		// private before the exec.
-		attr.Unshareflags = syscall.CLONE_NEWNS
+		attr.Cloneflags = syscall.CLONE_NEWNS | syscall.CLONE_NEWPID
 	} else {
 		// The caller is root of the new namespace: capabilities there
 		// survive the exec into bottle guest's lockdown only for uid 0.
-		attr.Cloneflags = syscall.CLONE_NEWUSER | syscall.CLONE_NEWNS
+		attr.Cloneflags = syscall.CLONE_NEWUSER | syscall.CLONE_NEWNS | syscall.CLONE_NEWPID
 		attr.UidMappings = []syscall.SysProcIDMap{{ContainerID: 0, HostID: os.Getuid(), Size: 1}}
 		attr.GidMappings = []syscall.SysProcIDMap{{ContainerID: 0, HostID: os.Getgid(), Size: 1}}
 	}
 	return append([]string{exe, "guest", LockdownFlag, l.String(), "--"}, argv...), attr, nil
 }
 
-// ExecLocked applies l to the calling process and replaces it with argv
-// (found on PATH). It returns only on failure, with the exit code to use:
+// ExecLocked applies l to the calling process, pid 1 of the PID namespace
+// lockdownCommand made, then runs argv (found on PATH) as its only child
+// and waits for it, reaping every orphan meanwhile, as an init does. It
+// returns argv's exit code (128+N when signal N killed it); when pid 1
+// exits, the kernel kills what argv left running. Errors come with
 // ExitSetupFailed when the lockdown cannot be applied (nothing runs
 // unprotected), ExitNotFound or ExitCannotInvoke when argv cannot run.
+//
+// The command starts in the directory it was given, entered again once
+// the lockdown's mounts are made: a directory entered before them would
+// be the one under the binds, from which relative paths never cross them.
 func ExecLocked(l Lockdown, argv []string) (int, error) {
 	if len(argv) == 0 {
 		return ExitSetupFailed, errors.New("no command to run: give it after --")
@@ -51,6 +63,14 @@ func ExecLocked(l Lockdown, argv []string) (int, error) {
 	// Nothing done here may reach the parent namespace.
 	if err := unix.Mount("", "/", "", unix.MS_REC|unix.MS_PRIVATE, ""); err != nil {
 		return ExitSetupFailed, fmt.Errorf("lockdown: make the mounts private: %w", err)
+	}
+	if os.Getpid() != 1 {
+		return ExitSetupFailed, errors.New("lockdown: not the first process of a PID namespace of its own")
+	}
+	// A /proc of this PID namespace: the command sees its own processes
+	// only.
+	if err := unix.Mount("proc", "/proc", "proc", unix.MS_NOSUID|unix.MS_NODEV|unix.MS_NOEXEC, ""); err != nil {
+		return ExitSetupFailed, fmt.Errorf("lockdown: mount /proc for the command's PID namespace: %w", err)
 	}
 	for _, p := range l.NoSuid {
 		if err := bindSelf(p, unix.MS_NOSUID|unix.MS_NODEV); err != nil {
@@ -89,6 +109,17 @@ func ExecLocked(l Lockdown, argv []string) (int, error) {
 		if err := closeKernel(); err != nil {
 			return ExitSetupFailed, fmt.Errorf("lockdown: %w", err)
 		}
+	}
+	// Every mount is made: enter the working directory again, through
+	// them.
+	wd, err := os.Getwd()
+	if err == nil {
+		err = os.Chdir(wd)
+	}
+	if err != nil {
+		return ExitSetupFailed, fmt.Errorf("lockdown: enter the working directory again: %w", err)
+	}
+	if l.DropCaps {
 		if err := dropPrivileges(); err != nil {
 			return ExitSetupFailed, fmt.Errorf("lockdown: %w", err)
 		}
@@ -116,6 +147,18 @@ func ExecLocked(l Lockdown, argv []string) (int, error) {
 			return ExitSetupFailed, fmt.Errorf("lockdown: %w", err)
 		}
 	}
+	return runInit(argv)
+}
+
+// runInit runs argv as the child of this process, pid 1 of its PID
+// namespace, and returns its exit code, reaping every other process that
+// ends meanwhile.
+//
+// Signals bottle guest passes on go to the whole process group, argv
+// included, so pid 1 neither dies of them nor passes them on again: it
+// catches them (a caught signal, unlike an ignored one, is the default
+// again in argv after the exec, so its shell can trap it).
+func runInit(argv []string) (int, error) {
 	path, err := exec.LookPath(argv[0])
 	if err != nil {
 		return ExitNotFound, fmt.Errorf("start %q: %w", argv[0], err)
@@ -125,8 +168,33 @@ func ExecLocked(l Lockdown, argv []string) (int, error) {
 			return ExitCannotInvoke, err
 		}
 	}
-	err = syscall.Exec(path, argv, os.Environ())
-	return ExitCannotInvoke, fmt.Errorf("start %q: %w", argv[0], err)
+	sigc := make(chan os.Signal, 16)
+	signal.Notify(sigc, ForwardedSignals...)
+	go func() {
+		for range sigc {
+		}
+	}()
+	p, err := os.StartProcess(path, argv, &os.ProcAttr{Env: os.Environ(), Files: []*os.File{os.Stdin, os.Stdout, os.Stderr}})
+	if err != nil {
+		return ExitCannotInvoke, fmt.Errorf("start %q: %w", argv[0], err)
+	}
+	for {
+		var ws syscall.WaitStatus
+		pid, err := syscall.Wait4(-1, &ws, 0, nil)
+		if errors.Is(err, syscall.EINTR) {
+			continue
+		}
+		if err != nil {
+			return ExitSetupFailed, fmt.Errorf("wait for %q: %w", argv[0], err)
+		}
+		if pid != p.Pid {
+			continue // an orphan of the command's, reaped
+		}
+		if ws.Signaled() {
+			return 128 + int(ws.Signal()), nil
+		}
+		return ws.ExitStatus(), nil
+	}
 }
 
 // bindSelf binds p onto itself and, when add is not zero, remounts that

@@ -1,6 +1,7 @@
 package guest
 
 import (
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -8,6 +9,7 @@ import (
 	"strings"
 	"syscall"
 	"testing"
+	"time"
 )
 
 // TestLockdown runs a command under a Lockdown with real mounts in a
@@ -214,4 +216,55 @@ func TestLockdownSetuid(t *testing.T) {
 			t.Errorf("control: only %d plants worked without the lockdown, want 6:\n%s", planted, s)
 		}
 	}
+}
+
+// TestLockdownPIDNamespace: the command under a lockdown is the child of
+// pid 1 of a PID namespace of its own, with a /proc of that namespace. It
+// sees no process outside (bottle guest's included, which it could
+// otherwise stop or signal), cannot stop its pid 1, and a process it put
+// in a session of its own ends when the command does: the kernel kills
+// the namespace with its pid 1.
+func TestLockdownPIDNamespace(t *testing.T) {
+	dir := t.TempDir()
+	script := `echo "pid=$$"
+	echo "procs=$(ls -d /proc/[0-9]* | wc -l)"
+	kill -STOP 1 2>/dev/null; kill -KILL 1 2>/dev/null
+	setsid sh -c 'while :; do touch "$1/beat"; sleep 0.05; done' sh "$1" </dev/null >/dev/null 2>&1 &
+	sleep 0.3
+	echo "init=$(tr '\0' ' ' < /proc/1/cmdline)"`
+	argv := helperCommand(t, "guest", "--lockdown", Lockdown{DropCaps: true}.String(), "--", "/bin/sh", "-c", script, "sh", dir)
+	cmd := exec.Command(argv[0], argv[1:]...)
+	cmd.Env = helperEnviron()
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("guest: %v\n%s", err, out)
+	}
+	s := string(out)
+	// pid 1's threads take the first few numbers.
+	var pid, procs int
+	fmt.Sscanf(s[strings.Index(s, "pid=")+len("pid="):], "%d", &pid)
+	fmt.Sscanf(s[strings.Index(s, "procs=")+len("procs="):], "%d", &procs)
+	if pid < 2 || pid > 64 {
+		t.Errorf("the command's pid is %d, not one of a new PID namespace:\n%s", pid, s)
+	}
+	if procs < 2 || procs > 6 {
+		t.Errorf("the command sees %d processes, want its own few:\n%s", procs, s)
+	}
+	if !strings.Contains(s, "init="+argv[0]+" guest "+LockdownFlag) {
+		t.Errorf("pid 1 is not bottle guest's lockdown, or a kill from inside stopped it:\n%s", s)
+	}
+	// The setsid loop ended with the command.
+	beat := filepath.Join(dir, "beat")
+	if _, err := os.Stat(beat); err != nil {
+		t.Fatalf("the setsid loop never ran: %v\n%s", err, s)
+	}
+	for i := 0; i < 3; i++ {
+		os.Remove(beat)
+		time.Sleep(200 * time.Millisecond)
+		if _, err := os.Stat(beat); err == nil {
+			continue
+		}
+		return
+	}
+	t.Errorf("a process the command put in a session of its own outlived it")
 }

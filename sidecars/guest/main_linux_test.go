@@ -85,7 +85,9 @@ func guestHelper(args []string) int {
 			}
 			if args[0] == LockdownFlag {
 				code, err := ExecLocked(l, args[3:])
-				fmt.Fprintln(os.Stderr, "bottle guest:", err)
+				if err != nil {
+					fmt.Fprintln(os.Stderr, "bottle guest:", err)
+				}
 				return code
 			}
 			lock = l
