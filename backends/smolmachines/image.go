@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/bottle-dev/bottle/backends"
 )
@@ -139,7 +140,8 @@ func (s *Backend) imageArchive(ctx context.Context, image string, progress io.Wr
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return "", fmt.Errorf("create the image cache: %w", err)
 	}
-	tmp, err := os.CreateTemp(dir, ".save-*.tar")
+	removeStaleSaves(dir)
+	tmp, err := os.CreateTemp(dir, saveTempPattern)
 	if err != nil {
 		return "", fmt.Errorf("create the image cache: %w", err)
 	}
@@ -160,6 +162,25 @@ func (s *Backend) imageArchive(ctx context.Context, image string, progress io.Wr
 		return "", fmt.Errorf("cache the image archive: %w", err)
 	}
 	return dst, nil
+}
+
+// saveTempPattern names the file a save writes before it is renamed.
+const saveTempPattern = ".save-*.tar"
+
+// staleSaveAge is how long a save's temporary file must have been left
+// unwritten before removeStaleSaves takes it for a dead bottle's (a
+// forced exit skips the removal).
+const staleSaveAge = time.Hour
+
+// removeStaleSaves removes the temporary files of saves that ended without
+// removing them; a save still running writes to its file and is left.
+func removeStaleSaves(dir string) {
+	stale, _ := filepath.Glob(filepath.Join(dir, saveTempPattern))
+	for _, f := range stale {
+		if st, err := os.Lstat(f); err == nil && st.Mode().IsRegular() && time.Since(st.ModTime()) > staleSaveAge {
+			os.Remove(f)
+		}
+	}
 }
 
 // checkArchiveSize refuses an archive smolvm would refuse.

@@ -12,6 +12,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/bottle-dev/bottle/backends"
 )
@@ -249,4 +250,35 @@ func BenchmarkImageArchive(b *testing.B) {
 			}
 		}
 	})
+}
+
+// TestImageStaleSaves: a save's temporary file left by a bottle that was
+// forced to exit (a second Ctrl-C) is removed by the next save once it has
+// not been written for an hour; a recent one, maybe another bottle's save
+// in progress, is left.
+func TestImageStaleSaves(t *testing.T) {
+	dir := imageEnv(t)
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	old, recent := filepath.Join(dir, ".save-1.tar"), filepath.Join(dir, ".save-2.tar")
+	for _, f := range []string{old, recent} {
+		if err := os.WriteFile(f, []byte("partial"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	past := time.Now().Add(-2 * time.Hour)
+	if err := os.Chtimes(old, past, past); err != nil {
+		t.Fatal(err)
+	}
+	s := &Backend{Runner: &engineRunner{id: idA, size: 10}}
+	if _, err := s.imageArchive(context.Background(), "agent:1", io.Discard); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(old); !os.IsNotExist(err) {
+		t.Errorf("the stale save is still there: %v", err)
+	}
+	if _, err := os.Stat(recent); err != nil {
+		t.Errorf("a recent save was removed: %v", err)
+	}
 }

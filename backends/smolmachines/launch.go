@@ -337,12 +337,14 @@ func (s *Backend) runAgent(ctx context.Context, cli string, spec *launchSpec, ct
 	defer killExec()
 	ended := make(chan struct{})
 	defer close(ended)
+	signalled := make(chan time.Time, 1)
 	go func() {
 		select {
 		case <-ended:
 			return
 		case <-ctx.Done():
 		}
+		signalled <- time.Now()
 		sig := backends.StopSignal(ctx)
 		if err := ctl.Signal(sig); err != nil {
 			fmt.Fprintf(progress, "bottle: could not pass %v to the agent: %v\n", sig, err)
@@ -358,7 +360,18 @@ func (s *Backend) runAgent(ctx context.Context, cli string, spec *launchSpec, ct
 	if err != nil {
 		return -1, fmt.Errorf("run the agent: %w", err)
 	}
-	if agent, ok := ctl.ExitCode(exitCodeWait); ok {
+	wait := exitCodeWait
+	select {
+	case at := <-signalled:
+		// A stop is under way; smolvm's exec may have died of the same
+		// signal (with a terminal it shares bottle's process group), while
+		// the agent still runs in the machine: it gets its grace.
+		if rest := stopGrace - time.Since(at); rest > wait {
+			wait = rest
+		}
+	default:
+	}
+	if agent, ok := ctl.ExitCode(wait); ok {
 		// After a stop too: the agent exited with a code of its own.
 		return agent, nil
 	}
