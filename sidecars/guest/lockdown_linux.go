@@ -111,8 +111,9 @@ func ExecLocked(l Lockdown, argv []string) (int, error) {
 		}
 	}
 	// Every mount is made: enter the working directory again, through
-	// them.
-	wd, err := os.Getwd()
+	// them. Its name comes from the kernel: os.Getwd would take $PWD,
+	// and a $PWD of /proc/self/cwd names the directory under the binds.
+	wd, err := syscall.Getwd()
 	if err == nil {
 		err = os.Chdir(wd)
 	}
@@ -134,6 +135,12 @@ func ExecLocked(l Lockdown, argv []string) (int, error) {
 		}
 		if err := syscall.Setuid(uid); err != nil {
 			return ExitSetupFailed, fmt.Errorf("lockdown: set uid %d: %w", uid, err)
+		}
+		// A change of uid clears the parent-death signal bottle guest
+		// gave this process (on this thread, locked above): set it
+		// again, or pid 1 and the command would outlive bottle guest.
+		if err := unix.Prctl(unix.PR_SET_PDEATHSIG, uintptr(unix.SIGKILL), 0, 0, 0); err != nil {
+			return ExitSetupFailed, fmt.Errorf("lockdown: set the parent-death signal: %w", err)
 		}
 		if l.Home != "" {
 			os.Setenv("HOME", l.Home)
@@ -168,6 +175,12 @@ func runInit(argv []string) (int, error) {
 			return ExitCannotInvoke, err
 		}
 	}
+	// A descriptor this process inherited was opened outside the
+	// lockdown's mount namespace (a directory's reaches past every
+	// bind): the command gets its stdio only.
+	if err := closeInherited(); err != nil {
+		return ExitSetupFailed, fmt.Errorf("lockdown: close inherited descriptors: %w", err)
+	}
 	sigc := make(chan os.Signal, 16)
 	signal.Notify(sigc, ForwardedSignals...)
 	go func() {
@@ -195,6 +208,31 @@ func runInit(argv []string) (int, error) {
 		}
 		return ws.ExitStatus(), nil
 	}
+}
+
+// closeInherited marks every descriptor above stderr close-on-exec, so
+// that no exec passes one on.
+func closeInherited() error {
+	err := unix.CloseRange(3, ^uint(0), unix.CLOSE_RANGE_CLOEXEC)
+	if err == nil || !(errors.Is(err, unix.ENOSYS) || errors.Is(err, unix.EINVAL)) {
+		return err
+	}
+	// Before Linux 5.11.
+	d, err := os.Open("/proc/self/fd")
+	if err != nil {
+		return err
+	}
+	names, err := d.Readdirnames(-1)
+	d.Close()
+	if err != nil {
+		return err
+	}
+	for _, n := range names {
+		if fd, err := strconv.Atoi(n); err == nil && fd > 2 {
+			unix.CloseOnExec(fd)
+		}
+	}
+	return nil
 }
 
 // bindSelf binds p onto itself and, when add is not zero, remounts that
