@@ -8,6 +8,7 @@ import (
 	"os/signal"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -44,6 +45,78 @@ func lockdownCommand(l Lockdown, argv []string) ([]string, *syscall.SysProcAttr,
 	return append([]string{exe, "guest", LockdownFlag, l.String(), "--"}, argv...), attr, nil
 }
 
+// lockdownPipesEnv, set to 1 in the lockdown's environment, says that it
+// has two pipes from bottle guest: descriptor 3, the read end of link,
+// whose write end only bottle guest holds, so that its end (EOF) means
+// bottle guest is gone; descriptor 4, the write end of ready, closed once
+// pid 1 catches the signals bottle guest passes on.
+const lockdownPipesEnv = "BOTTLE_LOCKDOWN_PIPES"
+
+// lockdownPipes are bottle guest's ends of the two pipes.
+type lockdownPipes struct {
+	linkR, linkW, readyR, readyW *os.File
+	ready                        chan struct{}
+}
+
+func newLockdownPipes() (*lockdownPipes, error) {
+	p := &lockdownPipes{ready: make(chan struct{})}
+	var err error
+	if p.linkR, p.linkW, err = os.Pipe(); err != nil {
+		return nil, fmt.Errorf("lockdown: %w", err)
+	}
+	if p.readyR, p.readyW, err = os.Pipe(); err != nil {
+		p.linkR.Close()
+		p.linkW.Close()
+		return nil, fmt.Errorf("lockdown: %w", err)
+	}
+	go func() {
+		var b [1]byte
+		p.readyR.Read(b[:]) // EOF: closed by pid 1, or it exited
+		close(p.ready)
+	}()
+	return p, nil
+}
+
+// child returns the child's ends, descriptors 3 and 4 in order.
+func (p *lockdownPipes) child() []*os.File { return []*os.File{p.linkR, p.readyW} }
+
+// started closes the child's ends in bottle guest once the child has
+// them: ready reads EOF when the child closes its end.
+func (p *lockdownPipes) started() {
+	p.linkR.Close()
+	p.readyW.Close()
+}
+
+// close closes every end; linkW, whose closing tells the child that
+// bottle guest is gone, only when the child is.
+func (p *lockdownPipes) close() {
+	p.linkR.Close()
+	p.readyW.Close()
+	p.linkW.Close()
+	p.readyR.Close()
+}
+
+// takePipes reads lockdownPipesEnv: it starts watching link, exiting when
+// bottle guest is gone, and returns ready's write end (nil without pipes).
+func takePipes() *os.File {
+	if os.Getenv(lockdownPipesEnv) != "1" {
+		return nil
+	}
+	os.Unsetenv(lockdownPipesEnv)
+	link, ready := os.NewFile(3, "link"), os.NewFile(4, "ready")
+	go func() {
+		var b [1]byte
+		link.Read(b[:])
+		// bottle guest is gone: so is pid 1, and with it everything in
+		// its PID namespace.
+		os.Exit(ExitSetupFailed)
+	}()
+	return ready
+}
+
+// stopSignals are the ForwardedSignals that stop the command.
+var stopSignals = []os.Signal{syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP, syscall.SIGQUIT}
+
 // ExecLocked applies l to the calling process, pid 1 of the PID namespace
 // lockdownCommand made, then runs argv (found on PATH) as its only child
 // and waits for it, reaping every orphan meanwhile, as an init does. It
@@ -58,6 +131,14 @@ func lockdownCommand(l Lockdown, argv []string) ([]string, *syscall.SysProcAttr,
 func ExecLocked(l Lockdown, argv []string) (int, error) {
 	if len(argv) == 0 {
 		return ExitSetupFailed, errors.New("no command to run: give it after --")
+	}
+	// First of all, catch the signals bottle guest passes on: pid 1 drops
+	// a signal it has no handler for, and Go's runtime would exit of one
+	// it was not told to catch. Then say so.
+	sigc := make(chan os.Signal, 16)
+	signal.Notify(sigc, ForwardedSignals...)
+	if ready := takePipes(); ready != nil {
+		ready.Close()
 	}
 	runtime.LockOSThread()
 	// Nothing done here may reach the parent namespace.
@@ -154,18 +235,34 @@ func ExecLocked(l Lockdown, argv []string) (int, error) {
 			return ExitSetupFailed, fmt.Errorf("lockdown: %w", err)
 		}
 	}
-	return runInit(argv)
+	// A stop that came during the setup: the command never runs.
+	for {
+		select {
+		case sig := <-sigc:
+			if slices.Contains(stopSignals, sig) {
+				return 128 + int(sig.(syscall.Signal)), nil
+			}
+			continue
+		default:
+		}
+		break
+	}
+	return runInit(argv, sigc)
 }
 
 // runInit runs argv as the child of this process, pid 1 of its PID
 // namespace, and returns its exit code, reaping every other process that
 // ends meanwhile.
 //
-// Signals bottle guest passes on go to the whole process group, argv
-// included, so pid 1 neither dies of them nor passes them on again: it
-// catches them (a caught signal, unlike an ignored one, is the default
-// again in argv after the exec, so its shell can trap it).
-func runInit(argv []string) (int, error) {
+// argv runs in a process group of its own, the terminal's foreground
+// group when pid 1 owns the terminal, as the command of a bottle guest
+// without a lockdown does: an interactive shell, which makes a group of
+// its own when it does not lead one, stays where signals reach it. The
+// signals bottle guest passes on reach pid 1's group, so pid 1 passes
+// what it catches on sigc to argv's group; it never dies of them (a
+// caught signal, unlike an ignored one, is the default again in argv
+// after the exec, so its shell can trap it).
+func runInit(argv []string, sigc chan os.Signal) (int, error) {
 	path, err := exec.LookPath(argv[0])
 	if err != nil {
 		return ExitNotFound, fmt.Errorf("start %q: %w", argv[0], err)
@@ -181,16 +278,19 @@ func runInit(argv []string) (int, error) {
 	if err := closeInherited(); err != nil {
 		return ExitSetupFailed, fmt.Errorf("lockdown: close inherited descriptors: %w", err)
 	}
-	sigc := make(chan os.Signal, 16)
-	signal.Notify(sigc, ForwardedSignals...)
-	go func() {
-		for range sigc {
-		}
-	}()
-	p, err := os.StartProcess(path, argv, &os.ProcAttr{Env: os.Environ(), Files: []*os.File{os.Stdin, os.Stdout, os.Stderr}})
+	sys := &syscall.SysProcAttr{Setpgid: true}
+	if fd, ok := ownedTerminal(os.Stdin); ok {
+		sys.Foreground, sys.Ctty = true, fd
+	}
+	p, err := os.StartProcess(path, argv, &os.ProcAttr{Env: os.Environ(), Files: []*os.File{os.Stdin, os.Stdout, os.Stderr}, Sys: sys})
 	if err != nil {
 		return ExitCannotInvoke, fmt.Errorf("start %q: %w", argv[0], err)
 	}
+	go func() {
+		for sig := range sigc {
+			_ = syscall.Kill(-p.Pid, sig.(syscall.Signal))
+		}
+	}()
 	for {
 		var ws syscall.WaitStatus
 		pid, err := syscall.Wait4(-1, &ws, 0, nil)

@@ -197,6 +197,25 @@ func runChild(ctx context.Context, argv []string, stdio Stdio, lock Lockdown, ct
 		cmd.Env = append(os.Environ(), ctl.Env...)
 		hostSignals = ctl.Signals()
 	}
+	// Under a lockdown the child is pid 1 of a PID namespace, which drops
+	// signals it has no handler for: signals wait until it says it has
+	// them (ready), and it watches link to die with bottle guest.
+	var ready <-chan struct{}
+	var pipes *lockdownPipes
+	if !lock.Empty() {
+		p, err := newLockdownPipes()
+		if err != nil {
+			return ExitSetupFailed, err
+		}
+		defer p.close()
+		pipes = p
+		if cmd.Env == nil {
+			cmd.Env = os.Environ()
+		}
+		cmd.Env = append(cmd.Env, lockdownPipesEnv+"=1")
+		cmd.ExtraFiles = p.child()
+		ready = p.ready
+	}
 	if stdio.Stdin != nil {
 		cmd.Stdin = stdio.Stdin
 	}
@@ -231,30 +250,48 @@ func runChild(ctx context.Context, argv []string, stdio Stdio, lock Lockdown, ct
 		}
 		return code, fmt.Errorf("start %q: %w", name, err)
 	}
+	if pipes != nil {
+		pipes.started()
+	}
 	pgid := cmd.Process.Pid
 	waitc := make(chan error, 1)
 	go func() { waitc <- cmd.Wait() }()
 
+	// send passes a signal to the child's group, or holds it until the
+	// child is ready for it. ESRCH only means the group is already gone.
+	var held []syscall.Signal
+	send := func(sig syscall.Signal) {
+		if ready != nil && sig != syscall.SIGKILL {
+			held = append(held, sig)
+			return
+		}
+		_ = syscall.Kill(-pgid, sig)
+	}
 	done := ctx.Done()
 	var kill <-chan time.Time
 	for {
 		select {
+		case <-ready:
+			ready = nil
+			for _, sig := range held {
+				send(sig)
+			}
+			held = nil
 		case sig := <-sigc:
-			// ESRCH only means the group is already gone.
-			_ = syscall.Kill(-pgid, sig.(syscall.Signal))
+			send(sig.(syscall.Signal))
 		case sig, ok := <-hostSignals:
 			if !ok {
 				hostSignals = nil
 				lost(ErrControllerGone)
 				continue
 			}
-			_ = syscall.Kill(-pgid, sig)
+			send(sig)
 		case <-done:
 			done = nil
-			_ = syscall.Kill(-pgid, syscall.SIGTERM)
+			send(syscall.SIGTERM)
 			kill = time.After(KillDelay)
 		case <-kill:
-			_ = syscall.Kill(-pgid, syscall.SIGKILL)
+			send(syscall.SIGKILL)
 		case err := <-waitc:
 			return exitCode(cmd.ProcessState, err)
 		}

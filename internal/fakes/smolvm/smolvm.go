@@ -1,4 +1,7 @@
-// Package smolvm is a stand-in for the smolvm command line, for tests only:
+//go:build linux
+
+// Package smolvm is a stand-in for the smolvm command line, for tests only,
+// on Linux (it emulates the guest with Linux namespaces):
 // bottle's testscript suite registers Main as "smolvm" on machines that
 // cannot run microVMs (no KVM, no smolvm).
 //
