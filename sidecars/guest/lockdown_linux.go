@@ -8,7 +8,6 @@ import (
 	"os/signal"
 	"path/filepath"
 	"runtime"
-	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -87,6 +86,9 @@ func (p *lockdownPipes) started() {
 	p.readyW.Close()
 }
 
+// goAhead tells the child the terminal is its own (or there is none).
+func (p *lockdownPipes) goAhead() { p.linkW.Write([]byte{1}) }
+
 // close closes every end; linkW, whose closing tells the child that
 // bottle guest is gone, only when the child is.
 func (p *lockdownPipes) close() {
@@ -96,22 +98,30 @@ func (p *lockdownPipes) close() {
 	p.readyR.Close()
 }
 
-// takePipes reads lockdownPipesEnv: it starts watching link, exiting when
-// bottle guest is gone, and returns ready's write end (nil without pipes).
-func takePipes() *os.File {
+// takePipes reads lockdownPipesEnv: it starts watching link, whose first
+// byte says bottle guest has handed this process the terminal (or has
+// none to hand over) and whose end means bottle guest is gone, on which
+// it exits. It returns ready's write end and a channel closed on that
+// first byte; without pipes, nil and a closed channel.
+func takePipes() (*os.File, <-chan struct{}) {
+	goAhead := make(chan struct{})
 	if os.Getenv(lockdownPipesEnv) != "1" {
-		return nil
+		close(goAhead)
+		return nil, goAhead
 	}
 	os.Unsetenv(lockdownPipesEnv)
 	link, ready := os.NewFile(3, "link"), os.NewFile(4, "ready")
 	go func() {
 		var b [1]byte
-		link.Read(b[:])
+		if n, _ := link.Read(b[:]); n == 1 {
+			close(goAhead)
+			link.Read(b[:])
+		}
 		// bottle guest is gone: so is pid 1, and with it everything in
 		// its PID namespace.
 		os.Exit(ExitSetupFailed)
 	}()
-	return ready
+	return ready, goAhead
 }
 
 // stopSignals are the ForwardedSignals that stop the command.
@@ -134,10 +144,15 @@ func ExecLocked(l Lockdown, argv []string) (int, error) {
 	}
 	// First of all, catch the signals bottle guest passes on: pid 1 drops
 	// a signal it has no handler for, and Go's runtime would exit of one
-	// it was not told to catch. Then say so.
-	sigc := make(chan os.Signal, 16)
+	// it was not told to catch. Then say so. A stop also lands in stopc,
+	// which nothing else fills: sigc may fill up with window resizes
+	// during the setup, and a full channel drops what comes next.
+	sigc := make(chan os.Signal, 64)
 	signal.Notify(sigc, ForwardedSignals...)
-	if ready := takePipes(); ready != nil {
+	stopc := make(chan os.Signal, 1)
+	signal.Notify(stopc, stopSignals...)
+	ready, goAhead := takePipes()
+	if ready != nil {
 		ready.Close()
 	}
 	runtime.LockOSThread()
@@ -235,17 +250,18 @@ func ExecLocked(l Lockdown, argv []string) (int, error) {
 			return ExitSetupFailed, fmt.Errorf("lockdown: %w", err)
 		}
 	}
-	// A stop that came during the setup: the command never runs.
-	for {
-		select {
-		case sig := <-sigc:
-			if slices.Contains(stopSignals, sig) {
-				return 128 + int(sig.(syscall.Signal)), nil
-			}
-			continue
-		default:
-		}
-		break
+	// The terminal, if any, is this process's now (see runChild).
+	<-goAhead
+	// A stop that came during the setup: the command never runs. What
+	// else came (resizes) is past.
+	select {
+	case sig := <-stopc:
+		return 128 + int(sig.(syscall.Signal)), nil
+	default:
+	}
+	signal.Stop(stopc)
+	for len(sigc) > 0 {
+		<-sigc
 	}
 	return runInit(argv, sigc)
 }

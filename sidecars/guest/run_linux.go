@@ -227,9 +227,13 @@ func runChild(ctx context.Context, argv []string, stdio Stdio, lock Lockdown, ct
 	}
 	attr.Setpgid, attr.Pdeathsig = true, syscall.SIGKILL
 	cmd.SysProcAttr = attr
-	if fd, ok := ownedTerminal(stdio.Stdin); ok {
+	// The child's group gets the terminal: at once, or under a lockdown
+	// once its pid 1 catches signals (a Ctrl-C before would be lost, or
+	// kill it), which it waits for.
+	termFd, ownsTerm := ownedTerminal(stdio.Stdin)
+	if ownsTerm && pipes == nil {
 		cmd.SysProcAttr.Foreground = true
-		cmd.SysProcAttr.Ctty = fd
+		cmd.SysProcAttr.Ctty = termFd
 	}
 
 	// Listen before the child exists, so no signal meant for it can kill
@@ -273,6 +277,12 @@ func runChild(ctx context.Context, argv []string, stdio Stdio, lock Lockdown, ct
 		select {
 		case <-ready:
 			ready = nil
+			if ownsTerm {
+				// ENOTTY or EPERM leaves the terminal where it is; the
+				// command then runs in the background of it.
+				_ = unix.IoctlSetPointerInt(termFd, unix.TIOCSPGRP, pgid)
+			}
+			pipes.goAhead()
 			for _, sig := range held {
 				send(sig)
 			}
