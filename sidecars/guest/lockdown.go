@@ -6,8 +6,9 @@ import (
 )
 
 // LockdownFlag is the hidden `bottle guest` flag that makes it apply a
-// Lockdown (given as JSON) to itself and become the command given after
-// "--": Run starts the command this way when its Lockdown is not empty.
+// Lockdown (given as JSON) to itself, as pid 1 of a PID namespace, and run
+// the command given after "--" as its child (see ExecLocked): Run starts
+// the command this way when its Lockdown is not empty.
 const LockdownFlag = "--lockdown-exec"
 
 // Lockdown is what bottle guest does to the command's view of the file
@@ -16,7 +17,10 @@ const LockdownFlag = "--lockdown-exec"
 // smolvm workload); the docker backend does the same with the container's
 // own options instead.
 //
-// The command gets a mount namespace of its own, in which:
+// The command gets a mount namespace and a PID namespace of its own (with
+// a /proc of it), under bottle guest as pid 1, and starts in its working
+// directory as seen through the mounts below, with no descriptor but its
+// stdio. In the mount namespace:
 //   - each of NoSuid (the mount points of the profile's mounts) is
 //     remounted nosuid and nodev, keeping its other flags;
 //   - each of Binds, in order (parents first, see backends.Protect), is
