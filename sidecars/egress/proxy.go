@@ -88,6 +88,8 @@ type Proxy struct {
 	log            *Log
 	srv            *http.Server
 	forward        *httputil.ReverseProxy
+	// upstreams keeps the plain-HTTP upstream connections, per decision.
+	upstreams upstreamPool
 
 	// The connections the HTTP server no longer manages, CONNECT tunnels
 	// and upgraded connections, which its Shutdown and Close leave alone.
@@ -146,15 +148,11 @@ func New(opts Options) (*Proxy, error) {
 				pr.Out.Body = &countingBody{ReadCloser: pr.Out.Body, n: &st.up}
 			}
 		},
-		Transport: &http.Transport{
-			Proxy:       nil,
-			DialContext: p.dialForward,
-			// Each request dials afresh, so every connection to a
-			// destination is checked against the rules and addresses
-			// of its own moment.
-			DisableKeepAlives:     true,
-			ResponseHeaderTimeout: 0,
-		},
+		// Upstream connections are kept per decision (upstreamPool): a
+		// connection is reused only for a request decided by the same
+		// rule for the same host and port, under the same rules, and
+		// goes to the address checked when it was dialled.
+		Transport: &p.upstreams,
 		FlushInterval: -1,
 		ModifyResponse: func(resp *http.Response) error {
 			st := resp.Request.Context().Value(forwardKey{}).(*forwardState)
@@ -172,6 +170,7 @@ func New(opts Options) (*Proxy, error) {
 		ErrorHandler: p.forwardError,
 		ErrorLog:     opts.ErrorLog,
 	}
+	p.upstreams.dial = p.dialForward
 	return p, nil
 }
 
@@ -214,6 +213,7 @@ func (p *Proxy) SetRules(rules []plan.Rule) error {
 	p.rulesMu.Lock()
 	defer p.rulesMu.Unlock()
 	p.rules.Store(&rs)
+	p.upstreams.reset()
 	return nil
 }
 
@@ -233,6 +233,7 @@ func (p *Proxy) AddRule(r plan.Rule) error {
 	}
 	rs := cloneRules(append(slices.Clip(cur), r))
 	p.rules.Store(&rs)
+	p.upstreams.reset()
 	return nil
 }
 
@@ -266,6 +267,7 @@ func (p *Proxy) Serve(ln net.Listener) error {
 // connection has been logged when it returns.
 func (p *Proxy) Shutdown(ctx context.Context) error {
 	defer p.log.Flush()
+	defer p.upstreams.reset()
 	p.stopHijacked(false)
 	err := p.srv.Shutdown(ctx)
 	done := make(chan struct{})
@@ -293,6 +295,7 @@ func (p *Proxy) Shutdown(ctx context.Context) error {
 // tunnels and upgraded connections; it returns once they are logged.
 func (p *Proxy) Close() error {
 	defer p.log.Flush()
+	defer p.upstreams.reset()
 	err := p.srv.Close()
 	p.stopHijacked(true)
 	p.hijackedWG.Wait()
