@@ -152,7 +152,7 @@ func New(opts Options) (*Proxy, error) {
 		// connection is reused only for a request decided by the same
 		// rule for the same host and port, under the same rules, and
 		// goes to the address checked when it was dialled.
-		Transport: &p.upstreams,
+		Transport:     &p.upstreams,
 		FlushInterval: -1,
 		ModifyResponse: func(resp *http.Response) error {
 			st := resp.Request.Context().Value(forwardKey{}).(*forwardState)
