@@ -124,6 +124,15 @@ func takePipes() (*os.File, <-chan struct{}) {
 	return ready, goAhead
 }
 
+// swallowedSignals are the signals, beyond ForwardedSignals, that pid 1
+// catches only not to die of them: a process of the command can send
+// them to pid 1 (those of a program fault, when sent with kill, can be
+// caught too).
+var swallowedSignals = []os.Signal{syscall.SIGUSR1, syscall.SIGUSR2, syscall.SIGALRM, syscall.SIGPIPE,
+	syscall.SIGABRT, syscall.SIGTRAP, syscall.SIGSYS, syscall.SIGBUS, syscall.SIGFPE, syscall.SIGSEGV,
+	syscall.SIGILL, syscall.SIGVTALRM, syscall.SIGPROF, syscall.SIGXCPU, syscall.SIGXFSZ, syscall.SIGSTKFLT,
+	syscall.SIGPWR, syscall.SIGTTIN, syscall.SIGTTOU, syscall.SIGTSTP}
+
 // stopSignals are the ForwardedSignals that stop the command.
 var stopSignals = []os.Signal{syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP, syscall.SIGQUIT}
 
@@ -151,6 +160,15 @@ func ExecLocked(l Lockdown, argv []string) (int, error) {
 	signal.Notify(sigc, ForwardedSignals...)
 	stopc := make(chan os.Signal, 1)
 	signal.Notify(stopc, stopSignals...)
+	// The command may send pid 1 any signal; those it would die of
+	// otherwise (Go's runtime exits 2 on them) are caught and dropped, so
+	// the exit code stays the command's own.
+	swallowed := make(chan os.Signal, 8)
+	signal.Notify(swallowed, swallowedSignals...)
+	go func() {
+		for range swallowed {
+		}
+	}()
 	ready, goAhead := takePipes()
 	if ready != nil {
 		ready.Close()

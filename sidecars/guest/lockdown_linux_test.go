@@ -1,6 +1,7 @@
 package guest
 
 import (
+	"errors"
 	"fmt"
 	"os"
 	"os/exec"
@@ -291,5 +292,29 @@ func BenchmarkLockdownStart(b *testing.B) {
 				}
 			}
 		})
+	}
+}
+
+// TestLockdownPID1SurvivesSignals: the command sends pid 1 every signal a
+// process may send it but those pid 1 passes on to the command's group
+// (which would come back to the command); pid 1 dies of none (it would
+// take the command with it and report a made-up code), and the command's
+// own exit code is the result.
+func TestLockdownPID1SurvivesSignals(t *testing.T) {
+	script := `for s in USR1 USR2 ALRM PIPE ABRT TRAP SYS BUS FPE SEGV ILL VTALRM PROF XCPU XFSZ STKFLT PWR TTIN TTOU TSTP STOP KILL; do
+		kill -s $s 1 2>/dev/null
+	done
+	sleep 0.3
+	exit 5`
+	argv := helperCommand(t, "guest", "--lockdown", Lockdown{DropCaps: true}.String(), "--", "/bin/sh", "-c", script)
+	cmd := exec.Command(argv[0], argv[1:]...)
+	cmd.Env = helperEnviron()
+	out, err := cmd.CombinedOutput()
+	var ee *exec.ExitError
+	if err != nil && !errors.As(err, &ee) {
+		t.Fatal(err)
+	}
+	if code := cmd.ProcessState.ExitCode(); code != 5 {
+		t.Errorf("bottle guest exited %d after the command signalled pid 1, want the command's 5:\n%s", code, out)
 	}
 }
