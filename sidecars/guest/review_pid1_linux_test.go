@@ -72,34 +72,13 @@ func TestLockdownDiesWithGuest(t *testing.T) {
 // Many NoSuid entries (a relative path, to keep the argument short) make
 // the setup last long enough to land the signal in it every time.
 func TestLockdownSignalDuringSetup(t *testing.T) {
-	dir := t.TempDir()
-	lock := Lockdown{DropCaps: true}
-	if err := os.Mkdir(filepath.Join(dir, "d"), 0o755); err != nil {
-		t.Fatal(err)
-	}
-	for range 6000 {
-		lock.NoSuid = append(lock.NoSuid, "d")
-	}
-	marker := filepath.Join(dir, "ran")
-	argv := helperCommand(t, "guest", "--lockdown", lock.String(), "--",
-		"/bin/sh", "-c", `touch "$1"; sleep 3`, "sh", marker)
-	cmd := exec.Command(argv[0], argv[1:]...)
-	cmd.Env = helperEnviron()
-	cmd.Dir = dir
-	start := time.Now()
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
+	cmd, marker, start := startSlowLockdown(t)
 	defer cmd.Process.Kill()
-	time.Sleep(100 * time.Millisecond)
 	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
 		t.Fatal(err)
 	}
-	cmd.Wait()
-	code := cmd.ProcessState.ExitCode()
-	if ws, ok := cmd.ProcessState.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
-		code = 128 + int(ws.Signal())
-	}
+	werr := cmd.Wait()
+	code, _ := exitCode(cmd.ProcessState, werr)
 	if code != 128+int(syscall.SIGTERM) {
 		_, err := os.Stat(marker)
 		t.Errorf("SIGTERM during the lockdown's setup: bottle guest exited %d after %v (command ran: %v), want %d",
@@ -182,22 +161,7 @@ func TestLockdownTerminalHangup(t *testing.T) {
 // hooks around every bind. The lockdown must not leave the command any
 // descriptor but its stdio.
 func TestLockdownInheritedDescriptor(t *testing.T) {
-	ws := t.TempDir()
-	if err := os.MkdirAll(filepath.Join(ws, ".git", "hooks"), 0o755); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(filepath.Join(ws, ".git", "config"), []byte("[core]\n"), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	lock := Lockdown{
-		NoSuid: []string{ws},
-		Binds: []Bind{
-			{Path: filepath.Join(ws, ".git")},
-			{Path: filepath.Join(ws, ".git", "config"), ReadOnly: true},
-			{Path: filepath.Join(ws, ".git", "hooks"), ReadOnly: true},
-		},
-		DropCaps: true,
-	}
+	ws, lock := gitWorkspace(t)
 	d, err := os.Open(ws)
 	if err != nil {
 		t.Fatal(err)
@@ -218,9 +182,7 @@ func TestLockdownInheritedDescriptor(t *testing.T) {
 	if strings.Contains(string(out), "PLANTED") {
 		t.Errorf("through a descriptor bottle guest inherited the command got past the lockdown:\n%s", out)
 	}
-	if b, _ := os.ReadFile(filepath.Join(ws, ".git", "config")); string(b) != "[core]\n" {
-		t.Errorf(".git/config changed: %q", b)
-	}
+	checkGitConfig(t, ws)
 }
 
 // TestLockdownWorkdirPWD: the lockdown enters its working directory again
@@ -230,22 +192,7 @@ func TestLockdownInheritedDescriptor(t *testing.T) {
 // whatever smolvm's exec and the profile's environment set: the re-entry
 // should ask the kernel for the directory's name, not the environment.
 func TestLockdownWorkdirPWD(t *testing.T) {
-	ws := t.TempDir()
-	if err := os.MkdirAll(filepath.Join(ws, ".git", "hooks"), 0o755); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(filepath.Join(ws, ".git", "config"), []byte("[core]\n"), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	lock := Lockdown{
-		NoSuid: []string{ws},
-		Binds: []Bind{
-			{Path: filepath.Join(ws, ".git")},
-			{Path: filepath.Join(ws, ".git", "config"), ReadOnly: true},
-			{Path: filepath.Join(ws, ".git", "hooks"), ReadOnly: true},
-		},
-		DropCaps: true,
-	}
+	ws, lock := gitWorkspace(t)
 	script := `echo '[core] fsmonitor = x' >> .git/config 2>/dev/null && echo PLANTED-config
 	echo x > .git/hooks/pre-commit 2>/dev/null && echo PLANTED-hook
 	echo done`
@@ -260,9 +207,35 @@ func TestLockdownWorkdirPWD(t *testing.T) {
 	if strings.Contains(string(out), "PLANTED") {
 		t.Errorf("with PWD=/proc/self/cwd the command started under the binds:\n%s", out)
 	}
-	if b, _ := os.ReadFile(filepath.Join(ws, ".git", "config")); string(b) != "[core]\n" {
-		t.Errorf(".git/config changed: %q", b)
+	checkGitConfig(t, ws)
+}
+
+// startSlowLockdown starts bottle guest under a lockdown whose setup lasts
+// long enough to land signals in it every time (6000 NoSuid entries, of a
+// relative path to keep the argument short), for a command that touches
+// marker. It returns 100 ms after the start, with the start's time.
+func startSlowLockdown(t *testing.T) (cmd *exec.Cmd, marker string, start time.Time) {
+	t.Helper()
+	dir := t.TempDir()
+	lock := Lockdown{DropCaps: true}
+	if err := os.Mkdir(filepath.Join(dir, "d"), 0o755); err != nil {
+		t.Fatal(err)
 	}
+	for range 6000 {
+		lock.NoSuid = append(lock.NoSuid, "d")
+	}
+	marker = filepath.Join(dir, "ran")
+	argv := helperCommand(t, "guest", "--lockdown", lock.String(), "--",
+		"/bin/sh", "-c", `touch "$1"; sleep 3`, "sh", marker)
+	cmd = exec.Command(argv[0], argv[1:]...)
+	cmd.Env = helperEnviron()
+	cmd.Dir = dir
+	start = time.Now()
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(100 * time.Millisecond)
+	return cmd, marker, start
 }
 
 // waitFor polls cond for up to 20 seconds.

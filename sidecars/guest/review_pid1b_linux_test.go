@@ -20,26 +20,8 @@ import (
 // passed on) fills the channel, and a stop that follows is lost: the
 // command runs as if bottle had never been stopped.
 func TestLockdownStopAfterResizesDuringSetup(t *testing.T) {
-	dir := t.TempDir()
-	lock := Lockdown{DropCaps: true}
-	if err := os.Mkdir(filepath.Join(dir, "d"), 0o755); err != nil {
-		t.Fatal(err)
-	}
-	for range 6000 {
-		lock.NoSuid = append(lock.NoSuid, "d")
-	}
-	marker := filepath.Join(dir, "ran")
-	argv := helperCommand(t, "guest", "--lockdown", lock.String(), "--",
-		"/bin/sh", "-c", `touch "$1"; sleep 3`, "sh", marker)
-	cmd := exec.Command(argv[0], argv[1:]...)
-	cmd.Env = helperEnviron()
-	cmd.Dir = dir
-	start := time.Now()
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
+	cmd, marker, start := startSlowLockdown(t)
 	defer cmd.Process.Kill()
-	time.Sleep(100 * time.Millisecond)
 	for range 40 {
 		cmd.Process.Signal(syscall.SIGWINCH)
 		time.Sleep(3 * time.Millisecond)
@@ -48,11 +30,8 @@ func TestLockdownStopAfterResizesDuringSetup(t *testing.T) {
 		t.Fatal(err)
 	}
 	sent := time.Since(start)
-	cmd.Wait()
-	code := cmd.ProcessState.ExitCode()
-	if ws, ok := cmd.ProcessState.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
-		code = 128 + int(ws.Signal())
-	}
+	werr := cmd.Wait()
+	code, _ := exitCode(cmd.ProcessState, werr)
 	_, err := os.Stat(marker)
 	if code != 128+int(syscall.SIGTERM) || err == nil {
 		t.Errorf("SIGTERM after 40 SIGWINCH during the lockdown's setup (sent at %v): bottle guest exited %d after %v (command ran: %v), want %d and no command",
