@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 
@@ -337,22 +338,32 @@ func (s *Backend) runAgent(ctx context.Context, cli string, spec *launchSpec, ct
 	defer killExec()
 	ended := make(chan struct{})
 	defer close(ended)
-	signalled := make(chan time.Time, 1)
+	// stop passes the stop on to the agent, once, and notes when: from
+	// the watcher below, or after smolvm's exec ended if that came first.
+	var (
+		stopOnce sync.Once
+		stopAt   time.Time
+		stopSig  syscall.Signal
+	)
+	stop := func() {
+		stopOnce.Do(func() {
+			stopAt, stopSig = time.Now(), backends.StopSignal(ctx)
+			if err := ctl.Signal(stopSig); err != nil {
+				fmt.Fprintf(progress, "bottle: could not pass %v to the agent: %v\n", stopSig, err)
+			}
+		})
+	}
 	go func() {
 		select {
 		case <-ended:
 			return
 		case <-ctx.Done():
 		}
-		signalled <- time.Now()
-		sig := backends.StopSignal(ctx)
-		if err := ctl.Signal(sig); err != nil {
-			fmt.Fprintf(progress, "bottle: could not pass %v to the agent: %v\n", sig, err)
-		}
+		stop()
 		select {
 		case <-ended:
 		case <-time.After(stopGrace):
-			fmt.Fprintf(progress, "bottle: the agent did not exit %v after %v; stopping the microVM\n", stopGrace, sig)
+			fmt.Fprintf(progress, "bottle: the agent did not exit %v after %v; stopping the microVM\n", stopGrace, stopSig)
 			killExec()
 		}
 	}()
@@ -361,15 +372,14 @@ func (s *Backend) runAgent(ctx context.Context, cli string, spec *launchSpec, ct
 		return -1, fmt.Errorf("run the agent: %w", err)
 	}
 	wait := exitCodeWait
-	select {
-	case at := <-signalled:
+	if ctx.Err() != nil {
 		// A stop is under way; smolvm's exec may have died of the same
 		// signal (with a terminal it shares bottle's process group), while
 		// the agent still runs in the machine: it gets its grace.
-		if rest := stopGrace - time.Since(at); rest > wait {
+		stop()
+		if rest := stopGrace - time.Since(stopAt); rest > wait {
 			wait = rest
 		}
-	default:
 	}
 	if agent, ok := ctl.ExitCode(wait); ok {
 		// After a stop too: the agent exited with a code of its own.
