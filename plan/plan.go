@@ -155,8 +155,24 @@ type Rule struct {
 	// AllowPrivate lets Host resolve to loopback, private, link-local or
 	// other non-public addresses, which the egress sidecar refuses otherwise.
 	AllowPrivate bool `json:"allow_private,omitempty"`
+	// Methods, when set, are the only HTTP methods allowed on Host, upper
+	// case and sorted ("GET", "HEAD"). Paths, when set, are the only
+	// request paths allowed, as globs on the URL path ("/repos/acme/**";
+	// see the egress package for the syntax). Either makes the egress
+	// sidecar terminate TLS for Host (see Intercepted) to see the request.
+	Methods []string `json:"methods,omitempty"`
+	Paths   []string `json:"paths,omitempty"`
+	// Inspect makes the egress sidecar terminate TLS for Host so that it
+	// scans what leaves (outbound DLP) even without methods or paths.
+	Inspect bool `json:"inspect,omitempty"`
 	// From is the position of the allow() call that made the rule.
 	From string `json:"from"`
+}
+
+// Intercepted reports whether the egress sidecar must see the rule's
+// requests decrypted: it has method or path rules, or asks for inspection.
+func (r Rule) Intercepted() bool {
+	return r.Inspect || len(r.Methods) > 0 || len(r.Paths) > 0
 }
 
 // Mount is a host directory or file made visible in the sandbox.
@@ -199,12 +215,25 @@ var DefaultProtect = []string{
 
 // Secret is an environment variable whose value is read at launch from the
 // host. The plan holds its name and source, never its value.
+//
+// A secret with Hosts is bound to those hosts: the agent's variable holds
+// a placeholder, unique to the bottle, and the egress sidecar puts the real
+// value in place of the placeholder in request headers on connections to
+// those hosts only, which it decrypts for that. The real value never
+// enters the sandbox. A secret without Hosts is visible to the agent: the
+// variable holds the real value.
 type Secret struct {
 	Name     string `json:"name"`
 	FromEnv  string `json:"from_env,omitempty"`
 	FromFile string `json:"from_file,omitempty"`
-	From     string `json:"from"`
+	// Hosts are canonical host names or "*." wildcards, as in Rule.Host,
+	// sorted; each is allowed by some rule.
+	Hosts []string `json:"hosts,omitempty"`
+	From  string   `json:"from"`
 }
+
+// Visible reports whether the agent sees the secret's real value.
+func (s Secret) Visible() bool { return len(s.Hosts) == 0 }
 
 // Sidecar is one host-controlled helper of the bottle.
 type Sidecar struct {
@@ -239,6 +268,9 @@ type EgressConfig struct {
 	ConnectTimeout string `json:"connect_timeout"`
 	// IdleTimeout closes a tunnel with no traffic in either direction for this long.
 	IdleTimeout string `json:"idle_timeout"`
+	// InspectAll terminates TLS for every allowed host, as if each rule
+	// set Inspect.
+	InspectAll bool `json:"inspect_all,omitempty"`
 }
 
 // PipelockConfig holds the pipelock options a profile may set.
