@@ -3,6 +3,8 @@ package plan
 import (
 	"strings"
 	"testing"
+
+	"github.com/bmatcuk/doublestar/v4"
 )
 
 func FuzzNormalizeHost(f *testing.F) {
@@ -34,6 +36,26 @@ func FuzzParseSize(f *testing.F) {
 		n, err := ParseSize(in)
 		if err == nil && n < 1 {
 			t.Fatalf("ParseSize(%q) = %d without an error", in, n)
+		}
+	})
+}
+
+func FuzzCheckPath(f *testing.F) {
+	for _, s := range []string{"/repos/acme/**", "/a/{b,c}/*.json", "/v?/[a-z]", "/a\\*", "/a[", "/**/x", "/a/**b"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, in string) {
+		if CheckPath(in) != nil {
+			return
+		}
+		// An accepted path is one the egress sidecar can match without
+		// an error, and holds nothing that would make the digest's
+		// encoding ambiguous.
+		if _, err := doublestar.Match(in, "/some/request/path"); err != nil {
+			t.Fatalf("CheckPath(%q) accepted a pattern Match refuses: %v", in, err)
+		}
+		if !strings.HasPrefix(in, "/") || strings.ContainsRune(in, 0) {
+			t.Fatalf("CheckPath(%q) accepted it", in)
 		}
 	})
 }

@@ -59,21 +59,18 @@ func (p *Plan) Validate() error {
 		if (s.FromEnv == "") == (s.FromFile == "") {
 			bad("secret %s needs exactly one of from_env and from_file", s.Name)
 		}
+		if s.Hosts != nil {
+			if h, err := NormalizeSecretHosts(s.Hosts); err != nil {
+				bad("secret %s: %v", s.Name, err)
+			} else if !slices.Equal(h, s.Hosts) {
+				bad("secret %s: hosts %q are not canonical, sorted and unique; want %q", s.Name, s.Hosts, h)
+			}
+		}
 	}
 
 	for _, r := range p.Egress.Rules {
-		if canon, err := NormalizeHost(r.Host); err != nil {
+		if err := CheckRule(r); err != nil {
 			bad("rule from %s: %v", r.From, err)
-		} else if canon != r.Host {
-			bad("rule from %s: host %q is not in canonical form %q", r.From, r.Host, canon)
-		}
-		if len(r.Ports) == 0 {
-			bad("rule %s from %s has no ports", r.Host, r.From)
-		}
-		for _, port := range r.Ports {
-			if port < 1 || port > 65535 {
-				bad("rule %s from %s: port %d is out of range", r.Host, r.From, port)
-			}
 		}
 	}
 
@@ -140,6 +137,9 @@ func (p *Plan) Validate() error {
 		if s.GitGate != nil && s.GitGate.MaxPushBytes <= 0 {
 			bad("git-gate max_push_bytes must be positive")
 		}
+	}
+	if err := p.CheckEgressPolicy(); err != nil {
+		errs = append(errs, err)
 	}
 	if egress != 1 {
 		bad("a bottle has exactly one egress sidecar (egress or pipelock), this plan has %d", egress)
