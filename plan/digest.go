@@ -76,7 +76,7 @@ func (p *Plan) ComputeDigest() string {
 			if r.AllowPrivate {
 				s += " private"
 			}
-			pol.Allow = append(pol.Allow, s)
+			pol.Allow = append(pol.Allow, s+restrictions(r))
 		}
 	}
 	for _, m := range p.Mounts {
@@ -87,7 +87,11 @@ func (p *Plan) ComputeDigest() string {
 		pol.Mounts = append(pol.Mounts, m.HostPath+"\x00"+m.Target+"\x00"+mode+"\x00"+strings.Join(m.Protect, "\x00"))
 	}
 	for _, s := range p.Secrets {
-		pol.Secrets = append(pol.Secrets, s.Name+"\x00env:"+s.FromEnv+"\x00file:"+s.FromFile)
+		e := s.Name + "\x00env:" + s.FromEnv + "\x00file:" + s.FromFile
+		if len(s.Hosts) > 0 {
+			e += "\x00hosts:" + strings.Join(sortedSet(s.Hosts), "\x00")
+		}
+		pol.Secrets = append(pol.Secrets, e)
 	}
 	for _, s := range p.Sidecars {
 		pol.Sidecars = append(pol.Sidecars, policySidecar{
@@ -112,4 +116,30 @@ func (p *Plan) ComputeDigest() string {
 	b, _ := json.Marshal(pol)
 	sum := sha256.Sum256(b)
 	return "sha256:" + hex.EncodeToString(sum[:])
+}
+
+// restrictions is what a rule adds to each of its host:port pairs in the
+// digest: its inspect, methods and paths, as sets. A rule without them
+// adds nothing, so that plans from before they existed keep their digest.
+// The paths come last: none holds a NUL (CheckPath), so the encoding is
+// unambiguous.
+func restrictions(r Rule) string {
+	var s string
+	if r.Inspect {
+		s += "\x00inspect"
+	}
+	if len(r.Methods) > 0 {
+		s += "\x00methods:" + strings.Join(sortedSet(r.Methods), ",")
+	}
+	if len(r.Paths) > 0 {
+		s += "\x00paths:\x00" + strings.Join(sortedSet(r.Paths), "\x00")
+	}
+	return s
+}
+
+// sortedSet returns a sorted, de-duplicated copy of l.
+func sortedSet(l []string) []string {
+	out := slices.Clone(l)
+	slices.Sort(out)
+	return slices.Compact(out)
 }
