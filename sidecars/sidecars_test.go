@@ -185,3 +185,34 @@ func TestSchemas(t *testing.T) {
 		t.Errorf("git-gate without remotes: %v", err)
 	}
 }
+
+// TestEgressSectionCarriesInspection: what the profile asks the egress
+// proxy to decrypt reaches the proxy's configuration section: each rule's
+// methods, paths and inspect, and sidecar("egress", inspect = True).
+func TestEgressSectionCarriesInspection(t *testing.T) {
+	p := gatePlan()
+	p.Egress.Rules[0].Methods, p.Egress.Rules[0].Paths, p.Egress.Rules[0].Inspect = []string{"GET"}, []string{"/a/**"}, true
+	u, err := sidecars.Get(plan.SidecarEgress)
+	if err != nil {
+		t.Fatal(err)
+	}
+	listen := sidecars.Listen{Network: "unix", Address: "/run/bottle/egress.sock"}
+	for _, all := range []bool{false, true} {
+		p.Sidecars[0].Egress.InspectAll = all
+		raw, err := u.Section(p, p.Sidecars[0], listen)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var got struct {
+			Rules      []plan.Rule `json:"rules"`
+			InspectAll bool        `json:"inspect_all"`
+		}
+		if err := json.Unmarshal(raw, &got); err != nil {
+			t.Fatal(err)
+		}
+		if got.InspectAll != all || len(got.Rules) != 1 || !slices.Equal(got.Rules[0].Methods, []string{"GET"}) ||
+			!slices.Equal(got.Rules[0].Paths, []string{"/a/**"}) || !got.Rules[0].Inspect {
+			t.Errorf("inspect %v: section %s", all, raw)
+		}
+	}
+}

@@ -6,17 +6,19 @@ import (
 )
 
 // options are the profile options of sidecar("egress", ...).
-var options = []string{"connect_timeout", "idle_timeout"}
+var options = []string{"connect_timeout", "idle_timeout", "inspect"}
 
 // build is the schema of
 //
-//	sidecar("egress", connect_timeout = "10s", idle_timeout = "1h")
+//	sidecar("egress", connect_timeout = "10s", idle_timeout = "1h", inspect = False)
 //
 // The built-in egress proxy, the default when a profile declares no egress
 // sidecar. connect_timeout bounds dialing an allowed destination;
 // idle_timeout closes a tunnel with no traffic in either direction for that
 // long (there is no cap on total duration). Both are positive durations
-// ("30s", "10m", "1h").
+// ("30s", "10m", "1h"). inspect = True has the proxy decrypt the TLS of
+// every allowed host and scan what leaves, as if each allow() set inspect
+// (plan.EgressConfig.InspectAll).
 func build(o sidecars.Options, sc *plan.Sidecar) error {
 	var c plan.EgressConfig
 	var err error
@@ -24,6 +26,9 @@ func build(o sidecars.Options, sc *plan.Sidecar) error {
 		return err
 	}
 	if c.IdleTimeout, err = o.Duration("idle_timeout", "1h"); err != nil {
+		return err
+	}
+	if c.InspectAll, err = o.Bool("inspect", false); err != nil {
 		return err
 	}
 	sc.Egress = &c

@@ -33,6 +33,9 @@ type Spec struct {
 	// empty means egress.DefaultConnectTimeout and DefaultIdleTimeout.
 	ConnectTimeout string `json:"connect_timeout,omitempty"`
 	IdleTimeout    string `json:"idle_timeout,omitempty"`
+	// InspectAll has the proxy decrypt every allowed host, as if each
+	// rule set Inspect (sidecar("egress", inspect = True)).
+	InspectAll bool `json:"inspect_all,omitempty"`
 	// Log is the path of the decision log (JSON lines, mode 0600); empty
 	// means LogFile in the state directory.
 	Log string `json:"log,omitempty"`
@@ -61,6 +64,7 @@ var Unit = &sidecars.Unit{
 		s := Spec{Listen: listen, Rules: p.Egress.Rules}
 		if sc.Egress != nil {
 			s.ConnectTimeout, s.IdleTimeout = sc.Egress.ConnectTimeout, sc.Egress.IdleTimeout
+			s.InspectAll = sc.Egress.InspectAll
 		}
 		return json.Marshal(s)
 	},
