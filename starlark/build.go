@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
+	"errors"
 	"os"
 	"path"
 	"path/filepath"
@@ -106,6 +107,12 @@ func Build(st *builtins.State, src *Source, env Env) (*plan.Plan, error) {
 	}
 	if p.Secrets == nil {
 		p.Secrets = []plan.Secret{}
+	}
+	// What no one builtin call could check, reported at the call to
+	// change. Validate checks it too, for plans not built here.
+	var de *plan.DeclError
+	if err := p.CheckEgressPolicy(); errors.As(err, &de) {
+		return nil, &Error{Pos: de.From, Msg: de.Msg}
 	}
 	if err := p.Validate(); err != nil {
 		return nil, &Error{Pos: src.Label + ":1:1", Msg: err.Error()}

@@ -113,6 +113,8 @@ func FuzzEval(f *testing.F) {
 		`docker("x"); sidecar("git-gate", remotes = {"o": {"url": "/a", "protected": ["m"]}})`,
 		`docker("x"); mount("~", "/h", readonly = True); env("A", "b"); secret("S", from_env = "S")`,
 		`def f(): allow("*.example.com")`,
+		`docker("x"); allow("a.example.com", methods = ["get"], paths = ["/r/**"], inspect = True); secret("S", from_env = "S", hosts = ["a.example.com"])`,
+		`docker("x"); sidecar("egress", inspect = True); allow("*.example.com"); secret("S", from_env = "S", hosts = ["*.a.example.com"])`,
 	} {
 		f.Add(s)
 	}

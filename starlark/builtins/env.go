@@ -72,13 +72,24 @@ func env(thread *starlark.Thread, b *starlark.Builtin, args starlark.Tuple, kwar
 	return starlark.None, nil
 }
 
-// secret(name, from_env=None, from_file=None)
+// secret(name, from_env=None, from_file=None, hosts=None)
+//
+// An environment variable of the agent whose value bottle reads from the
+// host at launch. With hosts, the secret is bound to those hosts: the
+// agent gets a placeholder, and the built-in egress sidecar puts the value
+// in its place on requests to those hosts only. Each host must be allowed
+// by an allow() rule, which the evaluator checks once the profile has run
+// (plan.CheckEgressPolicy).
 func secret(thread *starlark.Thread, b *starlark.Builtin, args starlark.Tuple, kwargs []starlark.Tuple) (starlark.Value, error) {
 	if err := maxPositional(b, args, "name"); err != nil {
 		return nil, err
 	}
-	var name, fromEnv, fromFile string
-	if err := starlark.UnpackArgs(b.Name(), args, kwargs, "name", &name, "from_env??", &fromEnv, "from_file??", &fromFile); err != nil {
+	var (
+		name, fromEnv, fromFile string
+		hosts                   stringList // nil when not given
+	)
+	if err := starlark.UnpackArgs(b.Name(), args, kwargs, "name", &name, "from_env??", &fromEnv, "from_file??", &fromFile,
+		"hosts??", &hosts); err != nil {
 		return nil, err
 	}
 	s, err := stateOf(thread, b)
@@ -98,6 +109,11 @@ func secret(thread *starlark.Thread, b *starlark.Builtin, args starlark.Tuple, k
 		return nil, fmt.Errorf("%s: %v", b.Name(), err)
 	}
 	sec := plan.Secret{Name: name, FromEnv: fromEnv, From: callerPos(thread)}
+	if hosts != nil {
+		if sec.Hosts, err = plan.NormalizeSecretHosts(hosts); err != nil {
+			return nil, fmt.Errorf("%s: %s: %v", b.Name(), name, err)
+		}
+	}
 	if fromFile != "" {
 		sec.FromFile = s.resolveHostPath(fromFile)
 	}
