@@ -261,8 +261,8 @@ func (p *Plan) CheckEgressPolicy() error {
 			continue
 		}
 		if !builtin {
-			bad(s.From, "secret: %s: secret(hosts=...) needs the built-in egress sidecar; %s cannot substitute placeholders. "+
-				"Use the built-in egress sidecar, or leave hosts out to give the agent the real value", s.Name, p.Egress.Sidecar)
+			bad(s.From, "secret: %s: secret(hosts=...) needs the built-in egress sidecar; %s cannot substitute placeholders; "+
+				"remove sidecar(%q) to use the built-in one, or leave hosts out to give the agent the real value", s.Name, p.Egress.Sidecar, p.Egress.Sidecar)
 			continue
 		}
 		for _, h := range s.Hosts {
@@ -270,8 +270,7 @@ func (p *Plan) CheckEgressPolicy() error {
 				continue
 			}
 			if strings.HasPrefix(h, "*.") {
-				bad(s.From, "secret: %s is bound to %q, but no allow() rule allows all of it: that takes allow(%q) or a wildcard over a parent domain; add allow(%q)",
-					s.Name, h, h, h)
+				bad(s.From, "secret: %s is bound to %q, but no allow() rule allows all of it; add allow(%q), or a wildcard over a parent domain", s.Name, h, h)
 			} else {
 				bad(s.From, "secret: %s is bound to %q, which no allow() rule allows; add allow(%q)", s.Name, h, h)
 			}
@@ -279,17 +278,17 @@ func (p *Plan) CheckEgressPolicy() error {
 	}
 	for i, r := range p.Egress.Rules {
 		if !builtin && r.Intercepted() {
-			bad(r.From, "allow: allow(%q) with %s needs the built-in egress sidecar; bottle runs %s without TLS interception, so it cannot see a request's method or path or inspect it. "+
-				"Use the built-in egress sidecar, or leave %s out", r.Host, restrictionNames(r), p.Egress.Sidecar, restrictionNames(r))
+			bad(r.From, "allow: allow(%q) with %s needs the built-in egress sidecar; bottle runs %s without TLS interception, so it cannot see a request's method or path or inspect it; "+
+				"remove sidecar(%q) to use the built-in one, or leave %s out", r.Host, restrictionNames(r), p.Egress.Sidecar, p.Egress.Sidecar, restrictionNames(r))
 		}
 		for _, prev := range p.Egress.Rules[:i] {
 			if prev.Host != r.Host || sameRestrictions(prev, r) {
 				continue
 			}
 			if port, ok := sharedPort(prev.Ports, r.Ports); ok {
-				bad(r.From, "allow: this rule and the one at %s both allow %s on port %d with different methods, paths or inspect; "+
-					"the egress sidecar lets one rule decide each request, so one of them would never apply. "+
-					"Merge them into one allow(), or give them ports of their own", prev.From, r.Host, port)
+				bad(r.From, "allow: this rule and the one at %s both allow %s on port %d with different methods, paths or inspect, "+
+					"but one rule decides each request, so the other would never apply; merge them into one allow(), or give each its own ports",
+					prev.From, r.Host, port)
 			}
 		}
 	}
