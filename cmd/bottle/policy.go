@@ -100,7 +100,8 @@ func writePolicyText(g *Globals, r policyResult) error {
 	return err
 }
 
-// ruleLine renders a rule as the allow() call that makes it.
+// ruleLine renders a rule as the allow() call that makes it, with the
+// methods and paths that narrow which requests it lets through.
 func ruleLine(r plan.Rule) string {
 	s := "allow(" + strconv.Quote(r.Host)
 	if len(r.Ports) != 1 || r.Ports[0] != 443 {
@@ -113,7 +114,25 @@ func ruleLine(r plan.Rule) string {
 	if r.AllowPrivate {
 		s += ", allow_private = True"
 	}
+	if len(r.Methods) > 0 {
+		s += ", methods = " + starlarkList(r.Methods)
+	}
+	if len(r.Paths) > 0 {
+		s += ", paths = " + starlarkList(r.Paths)
+	}
+	if r.Inspect {
+		s += ", inspect = True"
+	}
 	return s + ")"
+}
+
+// starlarkList writes strings as a Starlark list literal.
+func starlarkList(l []string) string {
+	q := make([]string, len(l))
+	for i, s := range l {
+		q[i] = strconv.Quote(s)
+	}
+	return "[" + strings.Join(q, ", ") + "]"
 }
 
 // splitTarget parses HOST, HOST:PORT or [IPv6]:PORT; the port defaults to 443.

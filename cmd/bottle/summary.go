@@ -65,11 +65,7 @@ func writeSummary(w io.Writer, p *plan.Plan) error {
 		row("  env", e.Name+"="+strconv.Quote(e.Value), e.From)
 	}
 	for _, s := range p.Secrets {
-		src := "env " + s.FromEnv
-		if s.FromFile != "" {
-			src = "file " + s.FromFile
-		}
-		row("  secret", s.Name+" (from "+src+")", s.From)
+		row("  secret", s.Name, s.From, secretSummary(s))
 	}
 	if len(p.Egress.Rules) == 0 {
 		row("allow", "nothing: the sandbox reaches no host")
@@ -83,14 +79,22 @@ func writeSummary(w io.Writer, p *plan.Plan) error {
 		if r.AllowPrivate {
 			host += " (private addresses allowed)"
 		}
-		row("allow", host, r.From)
+		if rs := ruleRestrictions(r); rs != "" {
+			row("allow", host, r.From, rs)
+		} else {
+			row("allow", host, r.From)
+		}
 	}
 	for _, s := range p.Sidecars {
 		from := s.From
 		if s.Implicit {
 			from = "built in, added because the profile names no egress sidecar"
 		}
-		row("sidecar", s.Name+" at "+s.Listen.URL, from)
+		if s.Egress != nil && s.Egress.InspectAll {
+			row("sidecar", s.Name+" at "+s.Listen.URL, from, "inspects every allowed host")
+		} else {
+			row("sidecar", s.Name+" at "+s.Listen.URL, from)
+		}
 	}
 	for _, m := range p.Mounts {
 		mode := "rw"
@@ -105,6 +109,42 @@ func writeSummary(w io.Writer, p *plan.Plan) error {
 	row("state", p.StateDir)
 	row("digest", p.Digest)
 	return tw.Flush()
+}
+
+// secretSummary says where a secret comes from and who sees its value.
+func secretSummary(s plan.Secret) string {
+	src := "from env " + s.FromEnv
+	if s.FromFile != "" {
+		src = "from file " + s.FromFile
+	}
+	if s.Visible() {
+		return src + ", visible to the agent"
+	}
+	return src + ", bound to " + andList(s.Hosts) + " (the agent gets a placeholder)"
+}
+
+// ruleRestrictions is what narrows a rule, for its summary line: its
+// methods, its paths and whether it is inspected; empty for none.
+func ruleRestrictions(r plan.Rule) string {
+	var parts []string
+	if len(r.Methods) > 0 {
+		parts = append(parts, "methods "+strings.Join(r.Methods, " "))
+	}
+	if len(r.Paths) > 0 {
+		parts = append(parts, "paths "+strings.Join(quoteArgs(r.Paths), " "))
+	}
+	if r.Inspect {
+		parts = append(parts, "inspected")
+	}
+	return strings.Join(parts, "; ")
+}
+
+// andList joins "a", "a and b", "a, b and c".
+func andList(l []string) string {
+	if len(l) <= 1 {
+		return strings.Join(l, "")
+	}
+	return strings.Join(l[:len(l)-1], ", ") + " and " + l[len(l)-1]
 }
 
 // quoteArgs quotes the arguments that a shell would split.
