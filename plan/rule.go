@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strconv"
 	"strings"
 
 	"github.com/bmatcuk/doublestar/v4"
@@ -276,19 +277,26 @@ func (p *Plan) CheckEgressPolicy() error {
 			}
 		}
 	}
+	// The first rule for each host and port; every later one must have
+	// its restrictions, or two rules differ and one of them never decides.
+	first := map[string]int{}
 	for i, r := range p.Egress.Rules {
 		if !builtin && r.Intercepted() {
 			bad(r.From, "allow: allow(%q) with %s needs the built-in egress sidecar; bottle runs %s without TLS interception, so it cannot see a request's method or path or inspect it; "+
 				"remove sidecar(%q) to use the built-in one, or leave %s out", r.Host, restrictionNames(r), p.Egress.Sidecar, p.Egress.Sidecar, restrictionNames(r))
 		}
-		for _, prev := range p.Egress.Rules[:i] {
-			if prev.Host != r.Host || sameRestrictions(prev, r) {
+		for _, port := range r.Ports {
+			key := r.Host + ":" + strconv.Itoa(port)
+			j, ok := first[key]
+			if !ok {
+				first[key] = i
 				continue
 			}
-			if port, ok := sharedPort(prev.Ports, r.Ports); ok {
+			if prev := p.Egress.Rules[j]; !sameRestrictions(prev, r) {
 				bad(r.From, "allow: this rule and the one at %s both allow %s on port %d with different methods, paths or inspect, "+
 					"but one rule decides each request, so the other would never apply; merge them into one allow(), or give each its own ports",
 					prev.From, r.Host, port)
+				break
 			}
 		}
 	}
@@ -297,15 +305,6 @@ func (p *Plan) CheckEgressPolicy() error {
 
 func sameRestrictions(a, b Rule) bool {
 	return a.Inspect == b.Inspect && slices.Equal(a.Methods, b.Methods) && slices.Equal(a.Paths, b.Paths)
-}
-
-func sharedPort(a, b []int) (int, bool) {
-	for _, p := range a {
-		if slices.Contains(b, p) {
-			return p, true
-		}
-	}
-	return 0, false
 }
 
 // restrictionNames names what makes r intercepted: "methods", "paths and
