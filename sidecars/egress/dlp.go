@@ -2,9 +2,14 @@ package egress
 
 import (
 	"bytes"
+	"compress/flate"
+	"compress/gzip"
+	"compress/zlib"
+	"errors"
 	"fmt"
 	"io"
 	"slices"
+	"strings"
 
 	"github.com/zricethezav/gitleaks/v8/detect"
 
@@ -25,6 +30,24 @@ const (
 	dlpOverlap = 16 << 10
 )
 
+// MaxDecodedBody is how many bytes a compressed request body may decode
+// to: past it, the read fails with ErrBodyTooLarge. A plain body has no
+// limit (its scan costs what the sender sends); a compressed one could
+// make the proxy scan a thousand times what it was sent.
+const MaxDecodedBody = 64 << 20
+
+// Errors for request bodies the DLP refuses to pass unscanned; a body's
+// reader returns them wrapped, with the reason and what to do.
+var (
+	// ErrUnscannableBody: the body has a Content-Encoding the DLP does
+	// not decode, or its compressed data does not decode (see
+	// EncodedBody).
+	ErrUnscannableBody = errors.New("the request body cannot be scanned for secrets")
+	// ErrBodyTooLarge: the compressed body decodes to more than
+	// MaxDecodedBody.
+	ErrBodyTooLarge = errors.New("the request body is too large to scan for secrets")
+)
+
 // Leak is a secret found in an outbound request. It names the rule that
 // matched and the place, never the value; a body reader returns it as its
 // error.
@@ -37,7 +60,7 @@ type Leak struct {
 	// "base64", "url-encoded", "hex"); both are "" for a gitleaks rule.
 	Secret, Encoding string
 	// Where is the place: what ScanText was given ("header X-Api-Key",
-	// "query"), or "body".
+	// "query"), or "body", with how it was decoded ("body (gunzipped)").
 	Where string
 }
 
@@ -68,10 +91,11 @@ func (l *Leak) Error() string {
 // set on leaking can always encode a secret in a way no rule knows. It is
 // safe for concurrent use; each reader it returns is for one goroutine.
 type DLP struct {
-	det     *detect.Detector
-	own     *SecretScanner
-	window  int // bytes scanned at once
-	overlap int // bytes held back and scanned again
+	det        *detect.Detector
+	own        *SecretScanner
+	window     int // bytes scanned at once
+	overlap    int // bytes held back and scanned again
+	maxDecoded int64
 }
 
 // NewDLP returns a DLP with the process's shared gitleaks detector and
@@ -83,7 +107,7 @@ func NewDLP(own *SecretScanner) (*DLP, error) {
 	if err != nil {
 		return nil, fmt.Errorf("outbound scan: %w", err)
 	}
-	d := &DLP{det: det, own: own, window: dlpWindow, overlap: dlpOverlap}
+	d := &DLP{det: det, own: own, window: dlpWindow, overlap: dlpOverlap, maxDecoded: MaxDecodedBody}
 	if own != nil && own.maxLen > d.overlap {
 		// Hold back the longest form, so that no byte of one leaves
 		// before its end was seen.
@@ -382,4 +406,327 @@ func unmasked(dst, b []byte, end int, spans [][2]int) []byte {
 		at = min(s[1], end)
 	}
 	return append(dst, b[at:end]...)
+}
+
+// EncodedBody is Body for a body sent with the Content-Encoding
+// contentEncoding: it gives out the bytes as sent, and scans them
+// decoded. "" and "identity" are Body; "gzip", "x-gzip" and "deflate"
+// (zlib, or raw deflate as some clients send it) are decoded, and each
+// gzip member's header (name, comment, extra field) is scanned too. Any
+// other coding, or more than one, returns an error wrapping
+// ErrUnscannableBody at once.
+//
+// A sent byte is given out once the decoded bytes it can produce were
+// released by the scan (see Body): Go's inflater returns its output at
+// the latest when its 32 KiB history fills, so the bytes it has read
+// produce at most decodeLag more than it has returned. Its Read returns
+// a *Leak, an error wrapping ErrBodyTooLarge when the body decodes to
+// more than MaxDecodedBody, or one wrapping ErrUnscannableBody when the
+// data does not decode, has bytes after its end, or holds more than four
+// windows (512 KiB) of sent bytes that decode to nothing yet. Memory: what
+// Body holds, those sent bytes at most, and the decoder's 32 KiB history.
+//
+// Brotli and zstd are refused: their decoders may hold megabytes of
+// output per byte read (their windows), so a sent byte could not be
+// given out in bounded memory; clients that compress request bodies use
+// gzip.
+func (d *DLP) EncodedBody(r io.Reader, contentEncoding string, mask []string) (io.Reader, error) {
+	coding := strings.ToLower(strings.TrimSpace(contentEncoding))
+	var where string
+	switch coding {
+	case "", "identity":
+		return d.Body(r, mask), nil
+	case "gzip", "x-gzip":
+		where = "body (gunzipped)"
+	case "deflate":
+		where = "body (inflated)"
+	default:
+		return nil, fmt.Errorf("%w: its Content-Encoding %q is not one the egress proxy decodes (gzip, deflate); send it uncompressed or gzip-compressed", ErrUnscannableBody, contentEncoding)
+	}
+	in := &sentBytes{src: r, max: maxPendingFactor * d.window}
+	dec := &decoded{d: d, in: in, coding: coding, mask: maskBytes(mask), limit: d.maxDecoded}
+	return &encodedReader{in: in, dec: dec, w: d.windows(dec, mask, where)}, nil
+}
+
+// decodeLag bounds the decoded bytes that the sent bytes an inflater has
+// read can produce beyond what it returned: its 32 KiB history, one
+// pending copy of 258 bytes, and what the at most 32 bits it holds undecoded
+// can expand to (16 copies of 258 bytes), rounded up.
+const decodeLag = 64 << 10
+
+// markEvery spaces the (sent, decoded) marks that a sent byte's release is
+// computed from; sparser marks only release later.
+const markEvery = 4 << 10
+
+// maxPendingFactor bounds the sent bytes held, in windows: compressed
+// data no larger than what it decodes to (real compressors add well under
+// 1%) stays far below.
+const maxPendingFactor = 4
+
+// encodedReader gives out the sent bytes of an encoded body (see
+// EncodedBody).
+type encodedReader struct {
+	in  *sentBytes
+	dec *decoded
+	w   *windows
+	out int // sent bytes released and not yet read: in.buf[:out]
+	err error
+}
+
+func (e *encodedReader) Read(p []byte) (int, error) {
+	for e.out == 0 {
+		if e.err != nil {
+			return 0, e.err
+		}
+		released, err := e.w.step()
+		switch {
+		case err == io.EOF:
+			// All decoded and scanned, and nothing after the end.
+			e.out, e.err = len(e.in.buf), io.EOF
+		case err != nil:
+			e.err = err
+			return 0, err
+		default:
+			e.out = int(e.dec.releasable(e.w.pos+int64(len(released))) - e.in.base)
+		}
+	}
+	n := copy(p, e.in.buf[:e.out])
+	e.in.drop(n)
+	e.out -= n
+	return n, nil
+}
+
+// sentBytes holds the bytes of an encoded body from when they are read to
+// when they are given out, and feeds them to the decoder (as a
+// flate.Reader, so that the decoder reads no further than it needs).
+type sentBytes struct {
+	src   io.Reader
+	buf   []byte // sent bytes not given out; buf[:used] the decoder has read
+	used  int
+	base  int64 // offset of buf[0] in the body
+	max   int
+	err   error // src's error, io.EOF included
+	empty int   // reads in a row that returned nothing
+}
+
+// errPending says the decoder read max sent bytes that it has not
+// decoded into anything the scan could release.
+var errPending = errors.New("too much of its compressed data decodes to too little")
+
+// more reads more sent bytes, or returns why there are none: src's error
+// (io.EOF included), or errPending.
+func (s *sentBytes) more() error {
+	for s.err == nil {
+		if len(s.buf) >= s.max {
+			s.err = errPending
+			break
+		}
+		s.buf = slices.Grow(s.buf, 32<<10)
+		n, err := s.src.Read(s.buf[len(s.buf):min(cap(s.buf), s.max)])
+		s.buf = s.buf[:len(s.buf)+n]
+		s.err = err
+		if n > 0 {
+			s.empty = 0
+			return nil
+		}
+		if s.empty++; s.empty == 100 && s.err == nil {
+			s.err = io.ErrNoProgress
+		}
+	}
+	return s.err
+}
+
+// peek returns up to n sent bytes the decoder has not read, fewer only
+// at the end.
+func (s *sentBytes) peek(n int) []byte {
+	for len(s.buf)-s.used < n {
+		if s.more() != nil {
+			break
+		}
+	}
+	return s.buf[s.used:min(len(s.buf), s.used+n)]
+}
+
+func (s *sentBytes) ReadByte() (byte, error) {
+	if s.used == len(s.buf) {
+		if err := s.more(); err != nil {
+			return 0, err
+		}
+	}
+	s.used++
+	return s.buf[s.used-1], nil
+}
+
+func (s *sentBytes) Read(p []byte) (int, error) {
+	if s.used == len(s.buf) {
+		if err := s.more(); err != nil {
+			return 0, err
+		}
+	}
+	n := copy(p, s.buf[s.used:])
+	s.used += n
+	return n, nil
+}
+
+// drop forgets the first n bytes, given out.
+func (s *sentBytes) drop(n int) {
+	m := copy(s.buf, s.buf[n:])
+	s.buf, s.used, s.base = s.buf[:m], s.used-n, s.base+int64(n)
+}
+
+// consumed is the number of sent bytes the decoder has read.
+func (s *sentBytes) consumed() int64 { return s.base + int64(s.used) }
+
+// mark says that the decoder had read sent bytes when it had returned
+// decoded bytes.
+type mark struct{ sent, decoded int64 }
+
+// decoded is the decoded stream of an encoded body.
+type decoded struct {
+	d      *DLP
+	in     *sentBytes
+	coding string // "gzip", "x-gzip" or "deflate"
+	mask   [][]byte
+	r      io.Reader    // the decoder, once opened
+	zr     *gzip.Reader // for gzip, to read member by member
+	n      int64        // bytes decoded
+	limit  int64
+	marks  []mark
+}
+
+func (dc *decoded) Read(p []byte) (int, error) {
+	if dc.r == nil {
+		if err := dc.open(); err != nil {
+			return 0, err
+		}
+	}
+	for {
+		n, err := dc.r.Read(p)
+		dc.n += int64(n)
+		if dc.n > dc.limit {
+			return 0, fmt.Errorf("%w: it decodes to more than %s, the most the egress proxy scans; send it uncompressed", ErrBodyTooLarge, formatSize(dc.limit))
+		}
+		if err == io.EOF && dc.zr != nil {
+			if err = dc.nextMember(); err == nil && n == 0 {
+				continue // an empty member
+			}
+		}
+		if err == io.EOF {
+			err = dc.atEnd()
+		} else if err != nil {
+			err = dc.failed(err)
+		}
+		if len(dc.marks) == 0 || dc.n-dc.marks[len(dc.marks)-1].decoded >= markEvery {
+			dc.marks = append(dc.marks, mark{sent: dc.in.consumed(), decoded: dc.n})
+		}
+		return n, err
+	}
+}
+
+// open starts the decoder on the first sent bytes: an empty body is an
+// empty body, and for deflate a zlib header picks zlib.
+func (dc *decoded) open() error {
+	head := dc.in.peek(2)
+	switch {
+	case len(head) == 0 && dc.in.err == io.EOF:
+		dc.r = eofReader{}
+		return nil
+	case dc.coding != "deflate":
+		zr, err := gzip.NewReader(dc.in)
+		if err != nil {
+			return dc.failed(err)
+		}
+		zr.Multistream(false)
+		dc.zr, dc.r = zr, zr
+		return dc.header()
+	case len(head) == 2 && head[0]&0x0f == 8 && head[0]>>4 <= 7 && (uint16(head[0])<<8|uint16(head[1]))%31 == 0:
+		// A zlib header: compression method 8, a window of at most
+		// 32 KiB, and a check that makes it a multiple of 31.
+		zr, err := zlib.NewReader(dc.in)
+		if err != nil {
+			return dc.failed(err)
+		}
+		dc.r = zr
+		return nil
+	}
+	dc.r = flate.NewReader(dc.in)
+	return nil
+}
+
+// nextMember moves to the next gzip member after one ended; io.EOF
+// says there is none.
+func (dc *decoded) nextMember() error {
+	if err := dc.zr.Reset(dc.in); err != nil {
+		return err
+	}
+	dc.zr.Multistream(false)
+	return dc.header()
+}
+
+// header scans a gzip member's header fields, which are sent as they are.
+func (dc *decoded) header() error {
+	h := dc.zr.Header
+	if l := dc.d.scanText(h.Name+"\n"+h.Comment+"\n"+string(h.Extra), dc.mask); l != nil {
+		l.Where = "the gzip header of the body"
+		return l
+	}
+	return nil
+}
+
+// atEnd returns io.EOF when no sent byte follows the decoded stream's
+// end: a receiver might read bytes the scan did not see.
+func (dc *decoded) atEnd() error {
+	_, err := dc.in.ReadByte()
+	if err == io.EOF {
+		return io.EOF
+	}
+	if err == nil {
+		return fmt.Errorf("%w: it has data after the end of its %s stream, which a receiver might read; send it uncompressed", ErrUnscannableBody, dc.coding)
+	}
+	return err
+}
+
+// failed wraps a decoder's error: the sender's own read error as it is,
+// else the body's data as unscannable.
+func (dc *decoded) failed(err error) error {
+	var l *Leak
+	switch {
+	case errors.As(err, &l):
+		return err
+	case dc.in.err != nil && dc.in.err != io.EOF && dc.in.err != errPending:
+		return dc.in.err
+	case dc.in.err == errPending:
+		return fmt.Errorf("%w: %w; send it uncompressed", ErrUnscannableBody, errPending)
+	}
+	return fmt.Errorf("%w: its %s data does not decode (%w); send it uncompressed", ErrUnscannableBody, dc.coding, err)
+}
+
+// releasable returns how many sent bytes may be given out now that the
+// decoded bytes before safe were released, and forgets the marks before.
+func (dc *decoded) releasable(safe int64) int64 {
+	sent := dc.in.base
+	i := 0
+	for i < len(dc.marks) && dc.marks[i].decoded+decodeLag <= safe {
+		sent = max(sent, dc.marks[i].sent)
+		i++
+	}
+	if i > 0 {
+		dc.marks = slices.Delete(dc.marks, 0, i-1) // keep the last one used: it still bounds
+	}
+	return sent
+}
+
+type eofReader struct{}
+
+func (eofReader) Read([]byte) (int, error) { return 0, io.EOF }
+
+// formatSize renders n bytes for a message: "64 MiB".
+func formatSize(n int64) string {
+	switch {
+	case n >= 1<<20 && n%(1<<20) == 0:
+		return fmt.Sprintf("%d MiB", n>>20)
+	case n >= 1<<10 && n%(1<<10) == 0:
+		return fmt.Sprintf("%d KiB", n>>10)
+	}
+	return fmt.Sprintf("%d bytes", n)
 }

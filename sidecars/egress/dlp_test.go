@@ -2,6 +2,9 @@ package egress
 
 import (
 	"bytes"
+	"compress/flate"
+	"compress/gzip"
+	"compress/zlib"
 	"crypto/rand"
 	"encoding/base64"
 	"encoding/json"
@@ -466,5 +469,180 @@ func TestDLPSourceError(t *testing.T) {
 	out, err := readUntilError(d.Body(io.MultiReader(bytes.NewReader(body), iotest.ErrReader(boom)), nil))
 	if !errors.Is(err, boom) || len(out) != 0 {
 		t.Errorf("gave out %d bytes, then %v", len(out), err)
+	}
+}
+
+func gzipped(t testing.TB, level int, parts ...[]byte) []byte {
+	t.Helper()
+	var b bytes.Buffer
+	for _, p := range parts {
+		zw, err := gzip.NewWriterLevel(&b, level)
+		if err != nil {
+			t.Fatal(err)
+		}
+		zw.Write(p)
+		zw.Close()
+	}
+	return b.Bytes()
+}
+
+func zlibbed(t testing.TB, level int, p []byte) []byte {
+	t.Helper()
+	var b bytes.Buffer
+	zw, _ := zlib.NewWriterLevel(&b, level)
+	zw.Write(p)
+	zw.Close()
+	return b.Bytes()
+}
+
+func deflated(t testing.TB, level int, p []byte) []byte {
+	t.Helper()
+	var b bytes.Buffer
+	fw, _ := flate.NewWriter(&b, level)
+	fw.Write(p)
+	fw.Close()
+	return b.Bytes()
+}
+
+// inflatedPrefix returns what a decoder makes of the first bytes of a
+// body: what a receiver could read from the bytes given out.
+func inflatedPrefix(coding string, sent []byte) []byte {
+	var r io.Reader
+	var err error
+	switch coding {
+	case "gzip":
+		r, err = gzip.NewReader(bytes.NewReader(sent))
+	case "zlib":
+		r, err = zlib.NewReader(bytes.NewReader(sent))
+	default:
+		r = flate.NewReader(bytes.NewReader(sent))
+	}
+	if err != nil {
+		return nil
+	}
+	out, _ := io.ReadAll(iotest.OneByteReader(r))
+	return out
+}
+
+// TestDLPEncodedBody scans gzip and deflate bodies decoded, gives out the
+// bytes as sent, and never a sent byte that decodes to part of a secret
+// before the leak.
+func TestDLPEncodedBody(t *testing.T) {
+	d := newDLP(t, map[string]string{"API_KEY": "sk-" + fakePAT(t)})
+	clean := slices.Concat(jsonBody(t, 32<<10), csvBody(1<<20))
+	secret := fakePAT(t)
+	type coded struct {
+		header, name string
+		encode       func(testing.TB, int, []byte) []byte
+	}
+	codings := []coded{
+		{"gzip", "gzip", func(t testing.TB, l int, p []byte) []byte { return gzipped(t, l, p) }},
+		{"deflate", "zlib", zlibbed},
+		{"Deflate", "raw", deflated},
+	}
+	for _, c := range codings {
+		for _, level := range []int{gzip.NoCompression, gzip.BestSpeed, gzip.BestCompression} {
+			sent := c.encode(t, level, clean)
+			r, err := d.EncodedBody(bytes.NewReader(sent), c.header, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			out, err := io.ReadAll(r)
+			if err != nil || !bytes.Equal(out, sent) {
+				t.Errorf("%s level %d: clean body: %v", c.name, level, err)
+			}
+			for _, at := range []int{100, 300 << 10, 1 << 20} {
+				body := slices.Concat(clean[:at], []byte(" "+secret+" "), clean[at:])
+				sent := c.encode(t, level, body)
+				r, _ := d.EncodedBody(iotest.HalfReader(bytes.NewReader(sent)), c.header, nil)
+				given, err := readUntilError(r)
+				var l *Leak
+				if !errors.As(err, &l) || l.Rule != "github-pat" || !strings.HasPrefix(l.Where, "body (") {
+					t.Errorf("%s level %d, secret at %d: %v", c.name, level, at, err)
+				}
+				got := inflatedPrefix(c.name, given)
+				if len(got) > at {
+					t.Errorf("%s level %d, secret at %d: the %d bytes given out decode to %d bytes", c.name, level, at, len(given), len(got))
+				}
+				if at-len(got) > dlpWindow+decodeLag+2*markEvery {
+					t.Errorf("%s level %d, secret at %d: the %d bytes given out decode to only %d bytes", c.name, level, at, len(given), len(got))
+				}
+			}
+		}
+	}
+}
+
+// TestDLPEncodedBodyRefused refuses what it cannot scan.
+func TestDLPEncodedBodyRefused(t *testing.T) {
+	d := newDLP(t, nil)
+	for _, enc := range []string{"br", "zstd", "compress", "gzip, gzip", "gzip, br"} {
+		if _, err := d.EncodedBody(strings.NewReader("x"), enc, nil); !errors.Is(err, ErrUnscannableBody) {
+			t.Errorf("Content-Encoding %q: %v", enc, err)
+		}
+	}
+	read := func(body []byte, enc string) ([]byte, error) {
+		r, err := d.EncodedBody(bytes.NewReader(body), enc, nil)
+		if err != nil {
+			return nil, err
+		}
+		return readUntilError(r)
+	}
+	clean := csvBody(100 << 10)
+	gz := gzipped(t, gzip.BestSpeed, clean)
+	for name, tc := range map[string]struct {
+		body []byte
+		enc  string
+		want error
+	}{
+		"not gzip":       {clean, "gzip", ErrUnscannableBody},
+		"truncated":      {gz[:len(gz)-20], "gzip", ErrUnscannableBody},
+		"trailing bytes": {append(slices.Clone(gz), "tail"...), "gzip", ErrUnscannableBody},
+		"after deflate":  {append(deflated(t, 6, clean), "tail"...), "deflate", ErrUnscannableBody},
+		"after zlib":     {append(zlibbed(t, 6, clean), "tail"...), "deflate", ErrUnscannableBody},
+	} {
+		out, err := read(tc.body, tc.enc)
+		if !errors.Is(err, tc.want) || len(out) != 0 {
+			t.Errorf("%s: gave out %d bytes, then %v", name, len(out), err)
+		}
+	}
+
+	// Two members, an empty body, and a gzip header that carries a token.
+	two := gzipped(t, gzip.BestSpeed, clean, clean)
+	if out, err := read(two, "x-gzip"); err != nil || !bytes.Equal(out, two) {
+		t.Errorf("two members: %v", err)
+	}
+	if out, err := read(nil, "gzip"); err != nil || len(out) != 0 {
+		t.Errorf("empty: %v", err)
+	}
+	var b bytes.Buffer
+	zw := gzip.NewWriter(&b)
+	zw.Comment = fakePAT(t)
+	zw.Write(clean)
+	zw.Close()
+	_, err := read(b.Bytes(), "gzip")
+	if l := (*Leak)(nil); !errors.As(err, &l) || l.Where != "the gzip header of the body" {
+		t.Errorf("token in the gzip comment: %v", err)
+	}
+
+	// More than the limit decoded.
+	small := *d
+	small.maxDecoded = 1 << 20
+	r, _ := small.EncodedBody(bytes.NewReader(gzipped(t, gzip.BestSpeed, make([]byte, 2<<20))), "gzip", nil)
+	if out, err := readUntilError(r); !errors.Is(err, ErrBodyTooLarge) || len(out) > 64<<10 {
+		t.Errorf("2 MiB decoded, limit 1 MiB: gave out %d bytes, then %v", len(out), err)
+	}
+	if _, err := read(gzipped(t, gzip.BestSpeed, make([]byte, 1<<20)), "gzip"); err != nil {
+		t.Errorf("1 MiB decoded: %v", err)
+	}
+
+	// Compressed data that decodes to nothing: empty stored blocks, as a
+	// flush writes, without end.
+	var stall bytes.Buffer
+	fw, _ := flate.NewWriter(&stall, flate.BestSpeed)
+	for stall.Len() < 8<<20 {
+		fw.Flush()
+	}
+	if out, err := read(stall.Bytes(), "deflate"); !errors.Is(err, ErrUnscannableBody) || len(out) != 0 {
+		t.Errorf("empty blocks: gave out %d bytes, then %v", len(out), err)
 	}
 }
