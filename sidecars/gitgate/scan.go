@@ -22,16 +22,14 @@ import (
 	"strings"
 	"sync"
 
-	"github.com/rs/zerolog"
-	"github.com/spf13/viper"
-	"github.com/zricethezav/gitleaks/v8/config"
 	"github.com/zricethezav/gitleaks/v8/detect"
-	"github.com/zricethezav/gitleaks/v8/logging"
 	"github.com/zricethezav/gitleaks/v8/sources"
 	"golang.org/x/text/encoding"
 	"golang.org/x/text/encoding/htmlindex"
 	"golang.org/x/text/encoding/ianaindex"
 	"golang.org/x/text/encoding/unicode"
+
+	"github.com/bottle-dev/bottle/internal/leakrules"
 )
 
 // Places a Finding can be in (Finding.Where).
@@ -120,97 +118,21 @@ func short(oid string) string {
 	return oid
 }
 
-// silenceGitleaks turns gitleaks' package-level logger off, once.
-var silenceGitleaks sync.Once
-
 // scanner holds the gate-owned gitleaks detector.
 type scanner struct {
 	det *detect.Detector
 }
 
-// newScanner builds the detector from gitleaks' built-in default rules and
-// nothing the pushed repository controls:
-//   - its own viper instance reads the embedded default config, so no
-//     .gitleaks.toml, GITLEAKS_CONFIG or global viper state is involved;
-//   - allowlist entries that skip files by path alone are removed (a
-//     secret in "x.png", "node_modules/…" or "go.sum" is still a secret);
-//     allowlists of known false-positive values stay;
-//   - IgnoreGitleaksAllow makes gitleaks report findings on lines that
-//     carry an inline "gitleaks:allow" comment;
-//   - no .gitleaksignore or baseline is ever loaded;
-//   - gitleaks' own logger is silenced: at trace level it logs secret values.
+// newScanner returns a scanner with the detector that leakrules builds
+// from gitleaks' built-in default rules and nothing the pushed repository
+// controls: no .gitleaks.toml, .gitleaksignore or path allowlist, and
+// "gitleaks:allow" comments reported.
 func newScanner() (*scanner, error) {
-	silenceGitleaks.Do(func() { logging.Logger = zerolog.Nop() })
-	v := viper.New()
-	v.SetConfigType("toml")
-	if err := v.ReadConfig(strings.NewReader(config.DefaultConfig)); err != nil {
-		return nil, fmt.Errorf("read gitleaks default config: %w", err)
-	}
-	var vc config.ViperConfig
-	if err := v.Unmarshal(&vc); err != nil {
-		return nil, fmt.Errorf("read gitleaks default config: %w", err)
-	}
-	cfg, err := vc.Translate()
+	det, err := leakrules.Detector()
 	if err != nil {
-		return nil, fmt.Errorf("load gitleaks default config: %w", err)
+		return nil, err
 	}
-	cfg.Path = ""
-	cfg.Allowlists = withoutPathAllowlists(cfg.Allowlists)
-	for id, r := range cfg.Rules {
-		r.Allowlists = withoutPathAllowlists(r.Allowlists)
-		cfg.Rules[id] = r
-	}
-	det := detect.NewDetector(cfg)
-	det.IgnoreGitleaksAllow = true
-	det.MaxDecodeDepth = 5 // gitleaks' CLI default: also look inside base64, hex and percent encodings
 	return &scanner{det: det}, nil
-}
-
-// withoutPathAllowlists drops what the pushed content chooses freely
-// from the allowlists: the regexes of every allowlist that tests the whole
-// line (generic-api-key's "--mount=type=secret," would otherwise work as
-// an inline allow comment), and the path condition of every allowlist
-// that matches on any one condition ("OR"); then the allowlists left
-// empty. Allowlists that need all conditions ("AND") only get narrower
-// with a path, so their paths stay.
-func withoutPathAllowlists(in []*config.Allowlist) []*config.Allowlist {
-	var out []*config.Allowlist
-	for _, a := range in {
-		if a.RegexTarget == "line" && len(a.Regexes) > 0 {
-			// A fresh value: a copy would carry the original's
-			// "validated" mark, and Validate would pass it empty.
-			na := &config.Allowlist{
-				Description:    a.Description,
-				MatchCondition: a.MatchCondition,
-				Commits:        a.Commits,
-				Paths:          a.Paths,
-				StopWords:      a.StopWords,
-			}
-			if na.MatchCondition == config.AllowlistMatchAnd {
-				na.Paths = nil // the path alone would now allow everything in it
-			}
-			if na.Validate() != nil {
-				continue
-			}
-			a = na
-		}
-		if a.MatchCondition == config.AllowlistMatchAnd || len(a.Paths) == 0 {
-			out = append(out, a)
-			continue
-		}
-		na := &config.Allowlist{
-			Description:    a.Description,
-			MatchCondition: a.MatchCondition,
-			Commits:        a.Commits,
-			RegexTarget:    a.RegexTarget,
-			Regexes:        a.Regexes,
-			StopWords:      a.StopWords,
-		}
-		if na.Validate() == nil { // an error means nothing but paths was left
-			out = append(out, na)
-		}
-	}
-	return out
 }
 
 // hit is a finding with the matched secret, which never leaves the scan:
