@@ -5,11 +5,13 @@ import (
 	"compress/flate"
 	"compress/gzip"
 	"compress/zlib"
+	"crypto/sha256"
 	"errors"
 	"fmt"
 	"io"
 	"slices"
 	"strings"
+	"sync"
 
 	"github.com/zricethezav/gitleaks/v8/detect"
 
@@ -92,6 +94,8 @@ func (l *Leak) Error() string {
 // safe for concurrent use; each reader it returns is for one goroutine.
 type DLP struct {
 	det        *detect.Detector
+	skip       map[string]bool // rule IDs ignored
+	clean      *cleanCache
 	own        *SecretScanner
 	window     int // bytes scanned at once
 	overlap    int // bytes held back and scanned again
@@ -107,7 +111,7 @@ func NewDLP(own *SecretScanner) (*DLP, error) {
 	if err != nil {
 		return nil, fmt.Errorf("outbound scan: %w", err)
 	}
-	d := &DLP{det: det, own: own, window: dlpWindow, overlap: dlpOverlap, maxDecoded: MaxDecodedBody}
+	d := &DLP{det: det, own: own, clean: &cleanCache{}, window: dlpWindow, overlap: dlpOverlap, maxDecoded: MaxDecodedBody}
 	if own != nil && own.maxLen > d.overlap {
 		// Hold back the longest form, so that no byte of one leaves
 		// before its end was seen.
@@ -150,19 +154,75 @@ func (d *DLP) scanText(text string, mask [][]byte) *Leak {
 	return nil
 }
 
-// rule returns the smallest ID of the gitleaks rules that match text, or "".
+// rule returns the smallest ID of the gitleaks rules that match text,
+// other than the skipped ones, or "". A text scanned clean before is not
+// scanned again: a model API's requests resend the whole conversation each
+// turn, and the windows of its unchanged start are the same bytes (Body
+// cuts windows from the start of the stream), so only what is new costs a
+// scan. gitleaks is deterministic, so the same bytes get the same verdict.
 func (d *DLP) rule(text string) string {
 	if text == "" {
+		return ""
+	}
+	sum := sha256.Sum256([]byte(text))
+	if d.clean.has(sum) {
 		return ""
 	}
 	id := ""
 	//lint:ignore SA1019 Detect takes the deprecated alias until gitleaks v9.
 	for _, f := range d.det.Detect(detect.Fragment{Raw: text}) {
+		if d.skip[f.RuleID] {
+			continue
+		}
 		if id == "" || f.RuleID < id {
 			id = f.RuleID
 		}
 	}
+	if id == "" {
+		d.clean.add(sum)
+	}
 	return id
+}
+
+// WithoutRules returns a DLP like d that ignores the gitleaks rules ids,
+// with a cache of its own.
+func (d *DLP) WithoutRules(ids ...string) *DLP {
+	n := *d
+	n.skip = map[string]bool{}
+	for id := range d.skip {
+		n.skip[id] = true
+	}
+	for _, id := range ids {
+		n.skip[id] = true
+	}
+	n.clean = &cleanCache{}
+	return &n
+}
+
+// maxClean bounds the texts a DLP remembers as clean, by their SHA-256:
+// 8192 of them, 256 KiB of sums, about a gigabyte of 128 KiB windows.
+const maxClean = 8192
+
+// cleanCache remembers the SHA-256 of texts scanned clean.
+type cleanCache struct {
+	mu   sync.Mutex
+	sums map[[32]byte]struct{}
+}
+
+func (c *cleanCache) has(sum [32]byte) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	_, ok := c.sums[sum]
+	return ok
+}
+
+func (c *cleanCache) add(sum [32]byte) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.sums == nil || len(c.sums) >= maxClean {
+		c.sums = make(map[[32]byte]struct{}) // forget all: simple, and rare
+	}
+	c.sums[sum] = struct{}{}
 }
 
 // Body returns a reader of r's bytes, unchanged, that gives out a byte

@@ -21,6 +21,16 @@ type Event struct {
 	// Host and Port are the destination; Host as Decision.Host gives it.
 	Host string `json:"host"`
 	Port int    `json:"port"`
+	// Path is the URL path of a request the proxy decrypted (an
+	// intercepted host's), without the query; "[withheld]" when the
+	// request was refused for what its URL carries.
+	Path string `json:"path,omitempty"`
+	// Intercepted is set on a CONNECT whose TLS the proxy terminated and
+	// on each request it read decrypted.
+	Intercepted bool `json:"intercepted,omitempty"`
+	// Substituted names the bound secrets whose placeholders the proxy
+	// replaced with their values in the request's headers.
+	Substituted []string `json:"substituted,omitempty"`
 	// Allowed reports whether the proxy let the request through.
 	Allowed bool `json:"allowed"`
 	// Reason is Decision.Reason, or the refusal of a resolved address.
@@ -108,7 +118,7 @@ func (l *Log) Write(e Event) {
 	if l == nil || l.w == nil {
 		return
 	}
-	for _, f := range []*string{&e.Method, &e.Host, &e.Reason, &e.Rule, &e.RuleFrom, &e.Addr, &e.Error} {
+	for _, f := range []*string{&e.Method, &e.Host, &e.Path, &e.Reason, &e.Rule, &e.RuleFrom, &e.Addr, &e.Error} {
 		*f = capField(*f)
 	}
 	l.mu.Lock()

@@ -24,6 +24,7 @@ package egress
 import (
 	"bufio"
 	"context"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"io"
@@ -76,6 +77,18 @@ type Options struct {
 	// ErrorLog receives the HTTP server's own errors (malformed requests
 	// and the like); nil means the standard logger.
 	ErrorLog *log.Logger
+
+	// Secrets are the bottle's secrets: those bound to hosts, whose
+	// placeholders the proxy replaces with their values in requests to
+	// those hosts, and those visible to the agent, which it only looks
+	// for. See intercept.go.
+	Secrets []Secret
+	// InspectAll terminates TLS for every allowed host, as if every rule
+	// set Inspect.
+	InspectAll bool
+	// UpstreamRoots verifies the certificates of intercepted hosts; nil
+	// means the system's roots.
+	UpstreamRoots *x509.CertPool
 }
 
 // Proxy is the egress proxy. Its methods are safe for concurrent use.
@@ -88,8 +101,11 @@ type Proxy struct {
 	log            *Log
 	srv            *http.Server
 	forward        *httputil.ReverseProxy
-	// upstreams keeps the plain-HTTP upstream connections, per decision.
-	upstreams upstreamPool
+	// upstreams keeps the plain-HTTP upstream connections, per decision;
+	// tlsUpstreams those of intercepted hosts.
+	upstreams, tlsUpstreams upstreamPool
+	// icpt terminates TLS for the hosts that need it.
+	icpt *interception
 
 	// The connections the HTTP server no longer manages, CONNECT tunnels
 	// and upgraded connections, which its Shutdown and Close leave alone.
@@ -132,6 +148,7 @@ func New(opts Options) (*Proxy, error) {
 	if err := p.SetRules(opts.Rules); err != nil {
 		return nil, err
 	}
+	var err error
 	p.srv = &http.Server{
 		Handler:           p,
 		ReadHeaderTimeout: readHeaderTimeout,
@@ -171,11 +188,15 @@ func New(opts Options) (*Proxy, error) {
 		ErrorLog:     opts.ErrorLog,
 	}
 	p.upstreams.dial = p.dialForward
+	if p.icpt, err = newInterception(p, opts); err != nil {
+		return nil, err
+	}
 	return p, nil
 }
 
 // ValidateRule checks that r is canonical: its host as plan.NormalizeHost
-// returns it and at least one port, each within 1-65535.
+// returns it, at least one port, each within 1-65535, and its methods and
+// paths as allow() makes them (plan.CheckRule).
 func ValidateRule(r plan.Rule) error {
 	h, err := plan.NormalizeHost(r.Host)
 	if err != nil {
@@ -191,6 +212,10 @@ func ValidateRule(r plan.Rule) error {
 		if port < 1 || port > 65535 {
 			return fmt.Errorf("rule %q: port %d is outside 1-65535", r.Host, port)
 		}
+	}
+	// Methods and paths as allow() makes them.
+	if err := plan.CheckRule(r); err != nil {
+		return fmt.Errorf("rule %q: %w", r.Host, err)
 	}
 	return nil
 }
@@ -214,6 +239,7 @@ func (p *Proxy) SetRules(rules []plan.Rule) error {
 	defer p.rulesMu.Unlock()
 	p.rules.Store(&rs)
 	p.upstreams.reset()
+	p.tlsUpstreams.reset()
 	return nil
 }
 
@@ -234,11 +260,13 @@ func (p *Proxy) AddRule(r plan.Rule) error {
 	rs := cloneRules(append(slices.Clip(cur), r))
 	p.rules.Store(&rs)
 	p.upstreams.reset()
+	p.tlsUpstreams.reset()
 	return nil
 }
 
 func equalRule(a, b plan.Rule) bool {
-	return a.Host == b.Host && slices.Equal(a.Ports, b.Ports) && a.AllowPrivate == b.AllowPrivate && a.From == b.From
+	return a.Host == b.Host && slices.Equal(a.Ports, b.Ports) && a.AllowPrivate == b.AllowPrivate && a.From == b.From &&
+		slices.Equal(a.Methods, b.Methods) && slices.Equal(a.Paths, b.Paths) && a.Inspect == b.Inspect
 }
 
 // cloneRules deep-copies rules so that callers cannot change them later.
@@ -246,6 +274,7 @@ func cloneRules(rules []plan.Rule) []plan.Rule {
 	out := make([]plan.Rule, len(rules))
 	for i, r := range rules {
 		r.Ports = slices.Clone(r.Ports)
+		r.Methods, r.Paths = slices.Clone(r.Methods), slices.Clone(r.Paths)
 		out[i] = r
 	}
 	return out
@@ -268,6 +297,7 @@ func (p *Proxy) Serve(ln net.Listener) error {
 func (p *Proxy) Shutdown(ctx context.Context) error {
 	defer p.log.Flush()
 	defer p.upstreams.reset()
+	defer p.tlsUpstreams.reset()
 	p.stopHijacked(false)
 	err := p.srv.Shutdown(ctx)
 	done := make(chan struct{})
@@ -296,6 +326,7 @@ func (p *Proxy) Shutdown(ctx context.Context) error {
 func (p *Proxy) Close() error {
 	defer p.log.Flush()
 	defer p.upstreams.reset()
+	defer p.tlsUpstreams.reset()
 	err := p.srv.Close()
 	p.stopHijacked(true)
 	p.hijackedWG.Wait()
@@ -357,6 +388,10 @@ func (p *Proxy) serveConnect(w http.ResponseWriter, r *http.Request) {
 	d := Decide(p.Rules(), host, port)
 	if !d.Allowed {
 		p.deny(w, &ev, d)
+		return
+	}
+	if p.icpt.intercepts(d) {
+		p.serveIntercepted(w, &ev, d)
 		return
 	}
 	upstream, addr, err := p.dial(r.Context(), d)
@@ -482,6 +517,17 @@ func (p *Proxy) serveForward(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	st := &forwardState{d: d}
+	if p.icpt.intercepts(d) {
+		// Plain HTTP to a host whose requests are checked: the same
+		// checks, and no secret is substituted without TLS.
+		ev.Intercepted = true
+		subst, ref := p.icpt.checkRequest(r, d, false)
+		if ref != nil {
+			p.refuse(w, &ev, d, r, ref)
+			return
+		}
+		ev.Path, ev.Substituted = r.URL.Path, subst
+	}
 	defer func() {
 		// After the log line: Shutdown waits for it.
 		if st.upgrade != nil {

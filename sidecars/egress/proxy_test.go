@@ -51,7 +51,7 @@ func (s *syncBuffer) Write(p []byte) (int, error) {
 	return s.b.Write(p)
 }
 
-func (s *syncBuffer) events(t *testing.T) []Event {
+func (s *syncBuffer) events(t testing.TB) []Event {
 	t.Helper()
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -97,7 +97,7 @@ type testProxy struct {
 }
 
 // startProxy runs a proxy on a fresh listener of network ("tcp" or "unix").
-func startProxy(t *testing.T, network string, opts Options) *testProxy {
+func startProxy(t testing.TB, network string, opts Options) *testProxy {
 	t.Helper()
 	tp := &testProxy{log: &syncBuffer{}}
 	if opts.Log == nil {

@@ -2,6 +2,7 @@ package egress
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"net"
@@ -22,6 +23,11 @@ import (
 type upstreamPool struct {
 	// dial is the checked dial (Proxy.dialForward).
 	dial func(ctx context.Context, network, addr string) (net.Conn, error)
+
+	// tlsConfig, when set, makes the pool's transports speak TLS to the
+	// upstream (HTTP/2 where it offers it), verified by this
+	// configuration, for intercepted hosts.
+	tlsConfig *tls.Config
 
 	// noKeepAlive dials for every request, as the proxy did before it
 	// kept connections: the benchmark's baseline.
@@ -82,6 +88,12 @@ func (u *upstreamPool) transport(k upstreamKey) *http.Transport {
 		// answer is honoured by the transport.
 		ForceAttemptHTTP2: false,
 		DisableKeepAlives: u.noKeepAlive,
+	}
+	if u.tlsConfig != nil {
+		t.TLSClientConfig = u.tlsConfig.Clone()
+		t.TLSClientConfig.ServerName = k.host
+		t.ForceAttemptHTTP2 = true
+		t.TLSHandshakeTimeout = 10 * time.Second
 	}
 	u.transports[k] = t
 	return t
