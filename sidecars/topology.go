@@ -1,8 +1,10 @@
 package sidecars
 
 import (
+	"errors"
 	"fmt"
 	"net/netip"
+	"os"
 	"path"
 	"slices"
 	"strings"
@@ -157,4 +159,64 @@ func CheckReserved(p *plan.Plan, reserved ...string) error {
 		}
 	}
 	return nil
+}
+
+// The CA bundle bottle guest writes in the sandbox when the egress sidecar
+// terminates TLS for some hosts (see the egress package): SandboxCADir
+// holds CABundleName, the sandbox image's own trusted roots followed by
+// the bottle's CA, for clients that read one file of roots, and
+// CACertName, the bottle's CA alone, for those that add extra roots to
+// their own (Node.js).
+const (
+	SandboxCADir = "/tmp/bottle-ca"
+	CABundleName = "ca-bundle.pem"
+	CACertName   = "bottle-ca.pem"
+)
+
+// CAEnv is the environment that makes common clients trust the bottle's
+// CA: NODE_EXTRA_CA_CERTS (Node.js, and so Claude Code and the Codex
+// CLI's Node parts), SSL_CERT_FILE (OpenSSL and Go programs, Python's
+// ssl module, Rust's rustls-native-certs and openssl crates),
+// REQUESTS_CA_BUNDLE (Python requests), CURL_CA_BUNDLE (curl) and
+// GIT_SSL_CAINFO (git).
+func CAEnv() []string {
+	bundle := path.Join(SandboxCADir, CABundleName)
+	return []string{
+		"NODE_EXTRA_CA_CERTS=" + path.Join(SandboxCADir, CACertName),
+		"SSL_CERT_FILE=" + bundle,
+		"REQUESTS_CA_BUNDLE=" + bundle,
+		"CURL_CA_BUNDLE=" + bundle,
+		"GIT_SSL_CAINFO=" + bundle,
+	}
+}
+
+// SystemRootFiles are the trust stores of common systems, in the order Go's
+// crypto/x509 looks for them on Linux (root_linux.go), then macOS's: the
+// first that exists holds a system's trusted roots.
+var SystemRootFiles = []string{
+	"/etc/ssl/certs/ca-certificates.crt",                // Debian, Ubuntu, Gentoo, Arch
+	"/etc/pki/tls/certs/ca-bundle.crt",                  // Fedora, RHEL 6
+	"/etc/ssl/ca-bundle.pem",                            // openSUSE
+	"/etc/pki/tls/cacert.pem",                           // OpenELEC
+	"/etc/pki/ca-trust/extracted/pem/tls-ca-bundle.pem", // CentOS, RHEL 7
+	"/etc/ssl/cert.pem",                                 // Alpine, macOS
+}
+
+// HostRoots returns the host's file of trusted roots: $SSL_CERT_FILE when
+// set (as Go and OpenSSL read it), else the first of SystemRootFiles that
+// exists. The egress sidecar verifies intercepted hosts against it; the
+// docker backend mounts it into the sidecar bundle, whose image has none.
+func HostRoots(getenv func(string) string) (string, error) {
+	if f := getenv("SSL_CERT_FILE"); f != "" {
+		if _, err := os.Stat(f); err != nil {
+			return "", fmt.Errorf("SSL_CERT_FILE: %w", err)
+		}
+		return f, nil
+	}
+	for _, f := range SystemRootFiles {
+		if _, err := os.Stat(f); err == nil {
+			return f, nil
+		}
+	}
+	return "", errors.New("no file of trusted CA roots on this host (install ca-certificates, or set SSL_CERT_FILE): the egress sidecar verifies the hosts it intercepts against it")
 }

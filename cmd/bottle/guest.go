@@ -32,6 +32,9 @@ type GuestCmd struct {
 	// Control is the host's control socket (guest.DialControl): secrets,
 	// signals and the exit code go over it.
 	Control string `placeholder:"SOCKET" help:"Take the command's secrets and signals from bottle on the host over this unix socket, report the exit code there, and stop the command when it closes."`
+	// EgressCA is the egress sidecar's CA certificate, which the sandbox
+	// must trust (guest.InstallCA); read after the sockets are waited for.
+	EgressCA string `name:"egress-ca" placeholder:"FILE" help:"Install this CA certificate (PEM), the egress sidecar's, in a CA bundle for the command (see sidecars.CAEnv)."`
 	// ExpectMount is checked before anything runs (guest.CheckMounts).
 	ExpectMount []string `name:"expect-mount" hidden:"" sep:"none" help:"Refuse to run unless the mount at TARGET is the source bottle checked (TARGET=DEV:INO)."`
 	// Lockdown (JSON, guest.Lockdown) is applied to the command: the
@@ -77,6 +80,11 @@ func (c *GuestCmd) Run(g *Globals) error {
 	}
 	if c.Wait > 0 {
 		if err := guest.WaitSockets(g.Ctx, c.Forward, c.Wait); err != nil {
+			return &exitError{code: guest.ExitSetupFailed, err: err}
+		}
+	}
+	if c.EgressCA != "" {
+		if err := guest.InstallCA(c.EgressCA); err != nil {
 			return &exitError{code: guest.ExitSetupFailed, err: err}
 		}
 	}
