@@ -78,7 +78,10 @@ type Bottle struct {
 	State *State
 	// Command, when set, runs instead of the agent's command.
 	Command []string
-	// Secrets maps each secret's name to its value, read at launch.
+	// Secrets maps each secret's name to the value the agent gets, made
+	// at launch: the real value of a secret visible to the agent, a
+	// placeholder for one bound to hosts, whose value only the egress
+	// sidecar holds (egress.PrepareSecrets).
 	Secrets map[string]string
 	// Executable is the bottle binary sidecars and guests run.
 	Executable string

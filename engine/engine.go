@@ -24,6 +24,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
@@ -32,6 +33,7 @@ import (
 	"github.com/bottle-dev/bottle/backends"
 	"github.com/bottle-dev/bottle/plan"
 	"github.com/bottle-dev/bottle/sidecars"
+	"github.com/bottle-dev/bottle/sidecars/egress"
 	bstar "github.com/bottle-dev/bottle/starlark"
 )
 
@@ -148,10 +150,17 @@ func Run(ctx context.Context, l Launch) (int, error) {
 		return -1, err
 	}
 
-	secrets, err := ReadSecrets(p)
+	values, err := ReadSecrets(p)
 	if err != nil {
 		return -1, err
 	}
+	// The agent gets a placeholder for each secret bound to hosts; the
+	// values go to the egress sidecar only.
+	secrets, err := egress.PrepareSecrets(p, values, st.WriteFile)
+	if err != nil {
+		return -1, err
+	}
+	defer os.Remove(filepath.Join(st.Dir, egress.SecretsFile)) // if the sidecar never took it
 	b := &backends.Bottle{Plan: p, State: st, Command: l.Command, Secrets: secrets, Executable: l.Executable, Progress: l.Progress}
 	if err := Preflight(ctx, backend, b); err != nil {
 		return -1, &PreflightError{Backend: p.Backend.Kind, Err: err}

@@ -27,6 +27,9 @@ var (
 		image  string // the agent test image: busybox and the probe
 		// pipelock is a static build of the pipelock stand-in.
 		pipelock string
+		// tlsupstream is a static build of the interception test's
+		// HTTPS destination (testdata/tlsupstream), also in the image.
+		tlsupstream string
 	}
 )
 
@@ -59,7 +62,9 @@ func setup() error {
 	}
 	fixture.bottle = filepath.Join(dir, "bottle")
 	fixture.pipelock = filepath.Join(dir, "pipelock")
+	fixture.tlsupstream = filepath.Join(dir, "img", "tlsupstream")
 	for _, b := range [][2]string{{fixture.bottle, "./cmd/bottle"}, {filepath.Join(dir, "img", "probe"), "./backends/docker/testdata/probe"},
+		{fixture.tlsupstream, "./backends/docker/testdata/tlsupstream"},
 		{fixture.pipelock, "./internal/fakes/pipelock/cmd/pipelock"}} {
 		cmd := exec.Command("go", "build", "-o", b[0], b[1])
 		cmd.Dir = root
@@ -75,12 +80,12 @@ func setup() error {
 	if err := os.WriteFile(filepath.Join(dir, "img", "busybox"), bb, 0o755); err != nil {
 		return err
 	}
-	dockerfile := "FROM scratch\nCOPY busybox /bin/busybox\nRUN [\"/bin/busybox\", \"--install\", \"-s\", \"/bin\"]\nCOPY probe /bin/probe\n"
+	dockerfile := "FROM scratch\nCOPY busybox /bin/busybox\nRUN [\"/bin/busybox\", \"--install\", \"-s\", \"/bin\"]\nCOPY probe /bin/probe\nCOPY tlsupstream /bin/tlsupstream\n"
 	if err := os.WriteFile(filepath.Join(dir, "img", "Dockerfile"), []byte(dockerfile), 0o644); err != nil {
 		return err
 	}
 	h := sha256.New()
-	for _, f := range []string{"Dockerfile", "busybox", "probe"} {
+	for _, f := range []string{"Dockerfile", "busybox", "probe", "tlsupstream"} {
 		b, _ := os.ReadFile(filepath.Join(dir, "img", f))
 		h.Write(b)
 	}

@@ -19,6 +19,7 @@ import (
 	"github.com/bottle-dev/bottle/backends"
 	"github.com/bottle-dev/bottle/plan"
 	"github.com/bottle-dev/bottle/sidecars"
+	"github.com/bottle-dev/bottle/sidecars/egress"
 	"github.com/bottle-dev/bottle/sidecars/pipelock"
 	srt "github.com/bottle-dev/bottle/sidecars/runtime"
 )
@@ -339,6 +340,15 @@ func (d *Backend) startBundle(ctx context.Context, cli string, b *backends.Bottl
 		"--read-only", "--cap-drop", "ALL", "--security-opt", "no-new-privileges",
 		"--mount", bindSpec(b.State.Dir, bundleStateDir, false),
 		"--mount", mountSpec("type=volume", "src="+n.volume, "dst="+sidecars.SandboxSocketDir))
+	if egress.Intercepts(p) {
+		// The bundle's image holds no trusted roots: the egress sidecar
+		// verifies intercepted hosts against the host's.
+		roots, err := sidecars.HostRoots(os.Getenv)
+		if err != nil {
+			return err
+		}
+		args = append(args, "--mount", bindSpec(roots, "/etc/ssl/certs/ca-certificates.crt", true))
+	}
 	if net := os.Getenv(BundleNetworkEnv); net != "" {
 		args = append(args, "--network", net)
 	}
@@ -570,6 +580,11 @@ func (d *Backend) createAgent(ctx context.Context, cli string, b *backends.Bottl
 	// agent container starts: longer than bottle's own wait, so that a
 	// bundle that never gets ready is reported by bottle, with its logs.
 	guest = append([]string{guest[0], "--wait", (backends.ReadyTimeout() + guestWaitSlack).String()}, guest[1:]...)
+	if egress.Intercepts(p) {
+		// The egress sidecar publishes its CA next to its socket, before
+		// the socket exists, so it is there once bottle guest's wait ends.
+		guest = append([]string{guest[0], "--egress-ca", path.Join(sidecars.SandboxSocketDir, egress.CAFile)}, guest[1:]...)
+	}
 	ids, err := backends.SourceIdentities(p)
 	if err != nil {
 		return err

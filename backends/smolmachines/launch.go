@@ -18,6 +18,7 @@ import (
 	"github.com/bottle-dev/bottle/plan"
 	"github.com/bottle-dev/bottle/render"
 	"github.com/bottle-dev/bottle/sidecars"
+	"github.com/bottle-dev/bottle/sidecars/egress"
 	bottleguest "github.com/bottle-dev/bottle/sidecars/guest"
 	srt "github.com/bottle-dev/bottle/sidecars/runtime"
 )
@@ -164,6 +165,10 @@ func buildSpec(b *backends.Bottle, stageDir, guestMount, smolfilePath, archive s
 	if !lock.Empty() {
 		head = append(head, "--lockdown", lock.String())
 	}
+	if egress.Intercepts(p) {
+		// Launch copies the sidecar's CA into the staged directory.
+		head = append(head, "--egress-ca", path.Join(guestMount, egress.CAFile))
+	}
 	args = append(head, args[1:]...)
 	s.exec = append(append(s.exec, "--", guestBin), args...)
 	return s, nil
@@ -270,6 +275,17 @@ func (s *Backend) Launch(ctx context.Context, b *backends.Bottle, stdio backends
 		return -1, err
 	}
 	td.Add(layerSidecars, func(context.Context) error { return h.Stop(sidecarGrace) })
+	if egress.Intercepts(p) {
+		// The sidecar published its CA next to its socket in the state
+		// directory; the guest finds it in the staged directory.
+		ca, err := os.ReadFile(filepath.Join(b.State.Dir, egress.CAFile))
+		if err != nil {
+			return -1, fmt.Errorf("the egress sidecar's CA: %w", err)
+		}
+		if err := os.WriteFile(filepath.Join(stage, egress.CAFile), ca, 0o644); err != nil {
+			return -1, fmt.Errorf("stage the egress CA: %w", err)
+		}
+	}
 	// smolvm publishes a mounted socket in the guest with mode 0777
 	// (crates/smolvm-agent/src/publish_socket.rs:207-211@v1.8.1) and dials
 	// the host socket once per guest connection (lines 286-291), so the

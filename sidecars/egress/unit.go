@@ -2,10 +2,12 @@ package egress
 
 import (
 	"context"
+	"crypto/x509"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"net"
+	"os"
 	"path/filepath"
 	"slices"
 	"sync"
@@ -39,6 +41,14 @@ type Spec struct {
 	// Log is the path of the decision log (JSON lines, mode 0600); empty
 	// means LogFile in the state directory.
 	Log string `json:"log,omitempty"`
+	// Secrets is the name of the secrets file in the state directory
+	// (SecretsFile), which the sidecar reads and removes at start; empty
+	// when the bottle has no secrets.
+	Secrets string `json:"secrets,omitempty"`
+	// CA is where the sidecar writes its CA's certificate (CAFile next to
+	// its socket) when it intercepts some host; empty when it intercepts
+	// none.
+	CA string `json:"ca,omitempty"`
 }
 
 // RuleAdder is implemented by the running egress sidecar: it adds an
@@ -57,8 +67,12 @@ var Unit = &sidecars.Unit{
 	Port:    Port,
 	Options: options,
 	Build:   build,
-	Env: func(_ *plan.Plan, _ plan.Sidecar, url string) []string {
-		return sidecars.ProxyEnv(url)
+	Env: func(p *plan.Plan, _ plan.Sidecar, url string) []string {
+		env := sidecars.ProxyEnv(url)
+		if Intercepts(p) {
+			env = append(env, sidecars.CAEnv()...)
+		}
+		return env
 	},
 	Section: func(p *plan.Plan, sc plan.Sidecar, listen sidecars.Listen) (json.RawMessage, error) {
 		s := Spec{Listen: listen, Rules: p.Egress.Rules}
@@ -66,7 +80,23 @@ var Unit = &sidecars.Unit{
 			s.ConnectTimeout, s.IdleTimeout = sc.Egress.ConnectTimeout, sc.Egress.IdleTimeout
 			s.InspectAll = sc.Egress.InspectAll
 		}
+		if len(p.Secrets) > 0 {
+			s.Secrets = SecretsFile
+		}
+		if Intercepts(p) {
+			if listen.Network != "unix" {
+				return nil, errors.New("egress: interception needs a unix socket listener, next to which the CA is published")
+			}
+			s.CA = filepath.Join(filepath.Dir(listen.Address), CAFile)
+		}
 		return json.Marshal(s)
+	},
+	Preflight: func(_ context.Context, p *plan.Plan, _ plan.Sidecar, h sidecars.Host) error {
+		if Intercepts(p) {
+			_, err := sidecars.HostRoots(h.Getenv)
+			return err
+		}
+		return nil
 	},
 	New: newService,
 }
@@ -76,6 +106,41 @@ func init() { sidecars.Register(Unit) }
 // resolver resolves the egress proxy's destinations; tests replace it
 // with UseResolver.
 var resolver Resolver = net.DefaultResolver
+
+// upstreamRoots verifies intercepted upstreams; nil means the system's
+// roots. Tests replace it with UseUpstreamRoots.
+var upstreamRoots *x509.CertPool
+
+// UseUpstreamRoots makes the egress sidecars started from now on verify
+// intercepted upstreams with pool and returns a function that restores
+// the previous roots. For tests.
+func UseUpstreamRoots(pool *x509.CertPool) (restore func()) {
+	old := upstreamRoots
+	upstreamRoots = pool
+	return func() { upstreamRoots = old }
+}
+
+// writePublic writes a file anyone in the sandbox may read (the CA's
+// certificate), atomically.
+func writePublic(path string, data []byte) error {
+	tmp, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".tmp*")
+	if err != nil {
+		return err
+	}
+	defer os.Remove(tmp.Name())
+	if _, err := tmp.Write(data); err != nil {
+		tmp.Close()
+		return err
+	}
+	if err := tmp.Chmod(0o644); err != nil {
+		tmp.Close()
+		return err
+	}
+	if err := tmp.Close(); err != nil {
+		return err
+	}
+	return os.Rename(tmp.Name(), path)
+}
 
 // UseResolver makes the egress sidecars started from now on resolve with r
 // and returns a function that restores the previous resolver. For tests.
@@ -143,6 +208,15 @@ func newService(_ context.Context, raw json.RawMessage, env *sidecars.Env) (side
 	if logPath == "" {
 		logPath = filepath.Join(env.StateDir, LogFile)
 	}
+	var secrets []Secret
+	if spec.Secrets != "" {
+		if filepath.Base(spec.Secrets) != spec.Secrets {
+			return nil, fmt.Errorf("egress section: secrets %q is not a file name", spec.Secrets)
+		}
+		if secrets, err = takeSecrets(filepath.Join(env.StateDir, spec.Secrets)); err != nil {
+			return nil, err
+		}
+	}
 	logFile, err := OpenLogFile(logPath)
 	if err != nil {
 		return nil, err
@@ -153,10 +227,26 @@ func newService(_ context.Context, raw json.RawMessage, env *sidecars.Env) (side
 		ConnectTimeout: connect,
 		IdleTimeout:    idle,
 		Log:            logFile,
+		Secrets:        secrets,
+		InspectAll:     spec.InspectAll,
+		UpstreamRoots:  upstreamRoots,
 	})
 	if err != nil {
 		logFile.Close()
 		return nil, err
+	}
+	if spec.CA != "" {
+		pem := proxy.CACertPEM()
+		if pem == nil {
+			logFile.Close()
+			return nil, errors.New("egress: a CA file is asked for, but no host is intercepted")
+		}
+		// Before the socket exists: bottle guest, which waits for the
+		// socket, then finds the certificate.
+		if err := writePublic(spec.CA, pem); err != nil {
+			logFile.Close()
+			return nil, fmt.Errorf("egress: publish the CA certificate: %w", err)
+		}
 	}
 	ln, err := sidecars.Bind(spec.Listen)
 	if err != nil {

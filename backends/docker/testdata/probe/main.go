@@ -6,6 +6,8 @@
 //	probe udp-dns SERVER:PORT NAME send a DNS query, wait for any answer
 //	probe resolve NAME             resolve NAME with the container's resolver
 //	probe http URL                 GET URL through $HTTP(S)_PROXY; prints the status and body
+//	probe request METHOD URL [NAME:VALUE...]
+//	                               the same with any method and headers
 package main
 
 import (
@@ -55,10 +57,21 @@ func run(kind string, args []string) error {
 		}
 		fmt.Println(strings.Join(addrs, " "))
 		return nil
-	case "http":
-		req, err := http.NewRequestWithContext(ctx, http.MethodGet, args[0], nil)
+	case "http", "request":
+		method := http.MethodGet
+		if kind == "request" {
+			if len(args) < 2 {
+				return fmt.Errorf("usage: probe request METHOD URL [NAME:VALUE...]")
+			}
+			method, args = args[0], args[1:]
+		}
+		req, err := http.NewRequestWithContext(ctx, method, args[0], nil)
 		if err != nil {
 			return err
+		}
+		for _, h := range args[1:] {
+			name, value, _ := strings.Cut(h, ":")
+			req.Header.Set(name, strings.TrimSpace(value))
 		}
 		resp, err := http.DefaultClient.Do(req)
 		if err != nil {
