@@ -40,6 +40,9 @@ type CA struct {
 	leaves map[string]*tls.Certificate
 }
 
+// maxLeaves bounds the leaf certificates a CA keeps.
+const maxLeaves = 1024
+
 // CAValidity is how long a bottle's CA and its leaves are valid, from an
 // hour before they are made (clock skew with the sandbox).
 const CAValidity = 30 * 24 * time.Hour
@@ -201,6 +204,11 @@ func (c *CA) Leaf(host string) (*tls.Certificate, error) {
 	leaf := &tls.Certificate{Certificate: [][]byte{der, c.cert.Raw}, PrivateKey: key}
 	if leaf.Leaf, err = x509.ParseCertificate(der); err != nil {
 		return nil, fmt.Errorf("interception CA: %w", err)
+	}
+	if len(c.leaves) >= maxLeaves {
+		// A wildcard rule lets the sandbox ask for endless names: forget
+		// them all rather than grow (they are made again on demand).
+		c.leaves = make(map[string]*tls.Certificate)
 	}
 	c.leaves[h] = leaf
 	return leaf, nil

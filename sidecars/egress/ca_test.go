@@ -1,6 +1,7 @@
 package egress
 
 import (
+	"fmt"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
@@ -147,5 +148,25 @@ func TestCAWithCurl(t *testing.T) {
 		t.Errorf("curl trusted a certificate for a name outside the CA's constraints:\n%s", out)
 	} else {
 		t.Logf("curl refused evil.bottle.test: %s", strings.TrimSpace(out))
+	}
+}
+
+// TestCALeavesBounded: a wildcard lets the sandbox ask for endless names;
+// the CA keeps at most maxLeaves of their certificates.
+func TestCALeavesBounded(t *testing.T) {
+	ca, err := NewCA([]string{"*.bottle.test"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range maxLeaves + 10 {
+		if _, err := ca.Leaf(fmt.Sprintf("h%d.bottle.test", i)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	ca.mu.Lock()
+	n := len(ca.leaves)
+	ca.mu.Unlock()
+	if n > maxLeaves {
+		t.Errorf("the CA keeps %d leaves; want at most %d", n, maxLeaves)
 	}
 }

@@ -1,7 +1,9 @@
 package egress
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
 	"crypto/tls"
 	"crypto/x509"
 	"io"
@@ -153,4 +155,48 @@ func (t *textReader) Read(p []byte) (int, error) {
 	}
 	t.off += m
 	return int(m), nil
+}
+
+// BenchmarkDLPConversation: a model API's next turn resends the whole
+// conversation with a message more. It scans a request of about 1 MiB
+// with a fresh DLP (the first turn), then the next turn's request, and
+// reports each one's scan time: the next turn's windows that the first
+// one already scanned clean are not scanned again.
+func BenchmarkDLPConversation(b *testing.B) {
+	src := goSource(b, 1<<20)
+	var msgs []map[string]string
+	for len(src) > 0 {
+		k := min(len(src), 8<<10)
+		msgs = append(msgs, map[string]string{"role": "user", "content": string(src[:k])})
+		src = src[k:]
+	}
+	turn := func(n int) []byte {
+		body, err := json.Marshal(map[string]any{"model": "some-model", "max_tokens": 4096, "messages": msgs[:n]})
+		if err != nil {
+			b.Fatal(err)
+		}
+		return body
+	}
+	first, next := turn(len(msgs)-1), turn(len(msgs))
+	var cold, warm time.Duration
+	for b.Loop() {
+		d, err := NewDLP(nil)
+		if err != nil {
+			b.Fatal(err)
+		}
+		for i, body := range [][]byte{first, next} {
+			start := time.Now()
+			if _, err := io.Copy(io.Discard, d.Body(bytes.NewReader(body), nil)); err != nil {
+				b.Fatal(err)
+			}
+			if i == 0 {
+				cold += time.Since(start)
+			} else {
+				warm += time.Since(start)
+			}
+		}
+	}
+	b.ReportMetric(float64(len(first))/1e6, "first-MB")
+	b.ReportMetric(float64(cold.Milliseconds())/float64(b.N), "first-turn-ms")
+	b.ReportMetric(float64(warm.Milliseconds())/float64(b.N), "next-turn-ms")
 }
