@@ -271,6 +271,11 @@ type EgressConfig struct {
 	// InspectAll terminates TLS for every allowed host, as if each rule
 	// set Inspect.
 	InspectAll bool `json:"inspect_all,omitempty"`
+	// OutboundScan is what a gitleaks finding in a decrypted request
+	// does: "" (the default) refuses the request, "log" only logs it
+	// (sidecar("egress", scan = "log")). The bottle's own secret values
+	// and placeholders are refused either way.
+	OutboundScan string `json:"outbound_scan,omitempty"`
 }
 
 // PipelockConfig holds the pipelock options a profile may set.

@@ -199,18 +199,24 @@ func TestEgressSectionCarriesInspection(t *testing.T) {
 	listen := sidecars.Listen{Network: "unix", Address: "/run/bottle/egress.sock"}
 	for _, all := range []bool{false, true} {
 		p.Sidecars[0].Egress.InspectAll = all
+		p.Sidecars[0].Egress.OutboundScan = ""
+		if all {
+			p.Sidecars[0].Egress.OutboundScan = "log"
+		}
 		raw, err := u.Section(p, p.Sidecars[0], listen)
 		if err != nil {
 			t.Fatal(err)
 		}
 		var got struct {
-			Rules      []plan.Rule `json:"rules"`
-			InspectAll bool        `json:"inspect_all"`
+			Rules       []plan.Rule `json:"rules"`
+			InspectAll  bool        `json:"inspect_all"`
+			ScanLogOnly bool        `json:"scan_log_only"`
+			CA          string      `json:"ca"`
 		}
 		if err := json.Unmarshal(raw, &got); err != nil {
 			t.Fatal(err)
 		}
-		if got.InspectAll != all || len(got.Rules) != 1 || !slices.Equal(got.Rules[0].Methods, []string{"GET"}) ||
+		if got.InspectAll != all || got.ScanLogOnly != all || got.CA != "/run/bottle/egress-ca.pem" || len(got.Rules) != 1 || !slices.Equal(got.Rules[0].Methods, []string{"GET"}) ||
 			!slices.Equal(got.Rules[0].Paths, []string{"/a/**"}) || !got.Rules[0].Inspect {
 			t.Errorf("inspect %v: section %s", all, raw)
 		}

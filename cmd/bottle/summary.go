@@ -90,8 +90,15 @@ func writeSummary(w io.Writer, p *plan.Plan) error {
 		if s.Implicit {
 			from = "built in, added because the profile names no egress sidecar"
 		}
+		var notes []string
 		if s.Egress != nil && s.Egress.InspectAll {
-			row("sidecar", s.Name+" at "+s.Listen.URL, from, "inspects every allowed host")
+			notes = append(notes, "inspects every allowed host")
+		}
+		if s.Egress != nil && s.Egress.OutboundScan == "log" {
+			notes = append(notes, "logs outbound-scan findings without refusing them")
+		}
+		if len(notes) > 0 {
+			row("sidecar", s.Name+" at "+s.Listen.URL, from, strings.Join(notes, "; "))
 		} else {
 			row("sidecar", s.Name+" at "+s.Listen.URL, from)
 		}

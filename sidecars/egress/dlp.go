@@ -96,6 +96,7 @@ type DLP struct {
 	det        *detect.Detector
 	skip       map[string]bool // rule IDs ignored
 	clean      *cleanCache
+	report     func(*Leak) // see Reporting
 	own        *SecretScanner
 	window     int // bytes scanned at once
 	overlap    int // bytes held back and scanned again
@@ -132,13 +133,33 @@ func (d *DLP) ScanText(where, text string, mask []string) *Leak {
 	ms := maskBytes(mask)
 	if l := d.scanText(where, ms); l != nil {
 		l.Where = withheldWhere
-		return l
+		return d.found(l)
 	}
 	if l := d.scanText(text, ms); l != nil {
 		l.Where = where
-		return l
+		return d.found(l)
 	}
 	return nil
+}
+
+// found returns l, or, for a gitleaks finding of a DLP made by
+// Reporting, reports it and returns nil.
+func (d *DLP) found(l *Leak) *Leak {
+	if l.Rule != "" && d.report != nil {
+		d.report(l)
+		return nil
+	}
+	return l
+}
+
+// Reporting returns a DLP like d, sharing its cache, that reports each
+// gitleaks finding to report and goes on, instead of failing: for a
+// profile that has findings logged rather than refused. A body reports
+// its first finding only. The bottle's own secrets still fail it.
+func (d *DLP) Reporting(report func(*Leak)) *DLP {
+	n := *d
+	n.report = report
+	return &n
 }
 
 func (d *DLP) scanText(text string, mask [][]byte) *Leak {
@@ -294,6 +315,8 @@ type windows struct {
 	eof   bool
 	err   error
 	text  []byte // the scanned part without the masks
+	// reported is set once a finding was reported (DLP.Reporting).
+	reported bool
 }
 
 func (d *DLP) windows(r io.Reader, mask []string, where string) *windows {
@@ -351,9 +374,14 @@ func (w *windows) step() ([]byte, error) {
 		next = cutNext(w.buf, end, w.d.overlap, spans)
 	}
 	w.text = unmasked(w.text[:0], w.buf, end, spans)
-	if id := w.d.rule(string(w.text)); id != "" {
-		w.err = &Leak{Rule: id, Where: w.where}
-		return nil, w.err
+	if id := w.d.rule(string(w.text)); id != "" && !w.reported {
+		l := &Leak{Rule: id, Where: w.where}
+		if w.d.report == nil {
+			w.err = l
+			return nil, w.err
+		}
+		w.d.report(l)
+		w.reported = true
 	}
 	w.done = next
 	return w.buf[:next], nil

@@ -97,12 +97,16 @@ type interception struct {
 	dlp, bodyDLP func() (*DLP, error)
 	// headerDLP is dlp without gitleaks' catch-all rule (genericRule).
 	headerDLP func() (*DLP, error)
+	// scanLogOnly logs gitleaks findings instead of refusing (see
+	// Options.ScanLogOnly), through log.
+	scanLogOnly bool
+	log         func(*Event)
 
 	rp *httputil.ReverseProxy
 }
 
 func newInterception(p *Proxy, opts Options) (*interception, error) {
-	ic := &interception{inspectAll: opts.InspectAll, secrets: slices.Clone(opts.Secrets)}
+	ic := &interception{inspectAll: opts.InspectAll, secrets: slices.Clone(opts.Secrets), scanLogOnly: opts.ScanLogOnly, log: p.finish}
 	names := InterceptedNames(opts.Rules, opts.Secrets, opts.InspectAll)
 	header, body, real := map[string]string{}, map[string]string{}, map[string]string{}
 	for _, s := range opts.Secrets {
@@ -567,12 +571,28 @@ func (ic *interception) checkRequest(r *http.Request, d Decision, tlsOK bool) ([
 	if err != nil {
 		return nil, &refusal{status: http.StatusInternalServerError, reason: "outbound scan unavailable: " + err.Error()}
 	}
+	// With scan = "log", a finding is logged as its own line (the first
+	// of the body, and each of the headers and URL) and the request goes on.
+	var report func(*Leak)
+	if ic.scanLogOnly {
+		method, path := r.Method, r.URL.Path
+		report = func(l *Leak) {
+			ev := Event{Time: time.Now().UTC(), Method: method, Intercepted: true, Path: path}
+			fillDecision(&ev, d)
+			ev.Reason = "outbound scan, logged only (scan = \"log\"): " + l.Error()
+			ic.log(&ev)
+		}
+		dlp = dlp.Reporting(report)
+	}
 	if leak := dlp.ScanText("URL", target, nil); leak != nil {
 		return nil, &refusal{status: http.StatusForbidden, reason: "outbound scan: " + leak.Error(), withholdPath: true}
 	}
 	hdlp, err := ic.headerDLP()
 	if err != nil {
 		return nil, &refusal{status: http.StatusInternalServerError, reason: "outbound scan unavailable: " + err.Error()}
+	}
+	if report != nil {
+		hdlp = hdlp.Reporting(report)
 	}
 	subst, ref := ic.headers(r, d.Host, tlsOK, hdlp)
 	if ref != nil {
@@ -587,6 +607,9 @@ func (ic *interception) checkRequest(r *http.Request, d Decision, tlsOK bool) ([
 		bodyDLP, err := ic.bodyDLP()
 		if err != nil {
 			return nil, &refusal{status: http.StatusInternalServerError, reason: "outbound scan unavailable: " + err.Error()}
+		}
+		if report != nil {
+			bodyDLP = bodyDLP.Reporting(report)
 		}
 		// Every secret's value and every placeholder is refused in a
 		// body, and the gitleaks rules apply, to the body decoded.

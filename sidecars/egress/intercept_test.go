@@ -185,7 +185,7 @@ const (
 	blindHost   = "blind.tunnel.test"
 )
 
-func startIntercepting(t testing.TB) *icptEnv {
+func startIntercepting(t testing.TB, opts ...func(*Options)) *icptEnv {
 	t.Helper()
 	up := startUpstream(t)
 	e := &icptEnv{up: up, real: randomToken("sk-test-", 48), visible: randomToken("vis-", 40)}
@@ -198,7 +198,7 @@ func startIntercepting(t testing.TB) *icptEnv {
 	for _, h := range []string{boundHost, echoHost, inspectHost, rulesHost, blindHost} {
 		res[h] = loopback
 	}
-	e.testProxy = startProxy(t, "tcp", Options{
+	o := Options{
 		Resolver: res,
 		Rules: []plan.Rule{
 			{Host: "*.bound.test", Ports: ports, AllowPrivate: true, From: "//p.star:1:1"},
@@ -211,7 +211,11 @@ func startIntercepting(t testing.TB) *icptEnv {
 			{Name: "VISIBLE", Value: e.visible},
 		},
 		UpstreamRoots: up.roots,
-	})
+	}
+	for _, f := range opts {
+		f(&o)
+	}
+	e.testProxy = startProxy(t, "tcp", o)
 	pem := e.CACertPEM()
 	if pem == nil {
 		t.Fatal("no CA although hosts are intercepted")
@@ -393,6 +397,33 @@ func TestInterceptRefusesLeaks(t *testing.T) {
 	resp, _ = e.do(t, "GET", e.url(inspectHost, "/"), "", "Authorization", "Bearer "+e.visible)
 	if resp.StatusCode != 200 {
 		t.Errorf("a visible secret in a header was refused: %s", resp.Status)
+	}
+}
+
+// TestInterceptScanLogOnly: with scan = "log", a gitleaks finding is
+// logged, without the value, and the request goes through; the bottle's
+// own placeholder is still refused.
+func TestInterceptScanLogOnly(t *testing.T) {
+	e := startIntercepting(t, func(o *Options) { o.ScanLogOnly = true })
+	pat := fakePAT(t)
+	resp, body := e.do(t, "POST", e.url(inspectHost, "/notes"), "token "+pat)
+	if resp.StatusCode != 200 {
+		t.Fatalf("scan = log refused a gitleaks finding: %d %q", resp.StatusCode, body)
+	}
+	if got := e.up.last(t); !strings.Contains(got.Body, pat) {
+		t.Fatalf("the body did not arrive whole: %q", got.Body)
+	}
+	var logged bool
+	for _, ev := range e.log.events(t) {
+		if strings.Contains(ev.Reason, "logged only") && strings.Contains(ev.Reason, "github-pat") && ev.Path == "/notes" {
+			logged = true
+		}
+	}
+	if !logged || strings.Contains(e.log.b.String(), pat) {
+		t.Errorf("the finding was not logged, or the log shows the value:\n%s", e.log.b.String())
+	}
+	if resp, _ := e.do(t, "POST", e.url(inspectHost, "/"), "x="+e.ph); resp.StatusCode != http.StatusForbidden {
+		t.Errorf("scan = log let the placeholder through: %s", resp.Status)
 	}
 }
 

@@ -89,6 +89,10 @@ type Options struct {
 	// UpstreamRoots verifies the certificates of intercepted hosts; nil
 	// means the system's roots.
 	UpstreamRoots *x509.CertPool
+	// ScanLogOnly logs what the gitleaks rules find in a decrypted request
+	// and lets it through; the bottle's own values and placeholders are
+	// refused regardless.
+	ScanLogOnly bool
 }
 
 // Proxy is the egress proxy. Its methods are safe for concurrent use.

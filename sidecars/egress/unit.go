@@ -38,6 +38,9 @@ type Spec struct {
 	// InspectAll has the proxy decrypt every allowed host, as if each
 	// rule set Inspect (sidecar("egress", inspect = True)).
 	InspectAll bool `json:"inspect_all,omitempty"`
+	// ScanLogOnly logs gitleaks findings in decrypted requests instead of
+	// refusing them (plan.EgressConfig.OutboundScan "log").
+	ScanLogOnly bool `json:"scan_log_only,omitempty"`
 	// Log is the path of the decision log (JSON lines, mode 0600); empty
 	// means LogFile in the state directory.
 	Log string `json:"log,omitempty"`
@@ -79,6 +82,7 @@ var Unit = &sidecars.Unit{
 		if sc.Egress != nil {
 			s.ConnectTimeout, s.IdleTimeout = sc.Egress.ConnectTimeout, sc.Egress.IdleTimeout
 			s.InspectAll = sc.Egress.InspectAll
+			s.ScanLogOnly = sc.Egress.OutboundScan == "log"
 		}
 		if len(p.Secrets) > 0 {
 			s.Secrets = SecretsFile
@@ -229,6 +233,7 @@ func newService(_ context.Context, raw json.RawMessage, env *sidecars.Env) (side
 		Log:            logFile,
 		Secrets:        secrets,
 		InspectAll:     spec.InspectAll,
+		ScanLogOnly:    spec.ScanLogOnly,
 		UpstreamRoots:  upstreamRoots,
 	})
 	if err != nil {
