@@ -58,10 +58,14 @@ type Decision struct {
 // trailing dot, be internationalised or be an IP literal (always refused);
 // rules must be canonical as plan.NormalizeHost returns them.
 //
-// Among the rules that match, Decide picks one: a rule with AllowPrivate
-// over one without (an allow-list is a union of grants, so the most
-// permissive grant applies), then an exact name over a wildcard, then a
-// longer wildcard over a shorter one, then the earlier rule.
+// Among the rules that match, the most specific decides: an exact name
+// over a wildcard, then a longer wildcard over a shorter one, then the
+// earlier rule; its methods, paths and inspection apply. AllowPrivate is
+// a grant of its own: the deciding rule (Decision.Rule, a copy) has it
+// when any matching rule does, since an allow-list is a union of grants.
+// (Before methods and paths existed, an AllowPrivate rule decided first;
+// a wildcard with allow_private would then have made an exact rule's
+// method and path rules void.)
 func Decide(rules []plan.Rule, host string, port int) Decision {
 	d := Decision{Host: host, Port: port}
 	if ip, err := netip.ParseAddr(strings.TrimSuffix(strings.TrimPrefix(host, "["), "]")); err == nil {
@@ -92,6 +96,11 @@ func Decide(rules []plan.Rule, host string, port int) Decision {
 	}
 	if best >= 0 {
 		r := rules[best]
+		for i := range rules {
+			if rules[i].AllowPrivate && plan.MatchHost(rules[i].Host, name) && slices.Contains(rules[i].Ports, port) {
+				r.AllowPrivate = true
+			}
+		}
 		d.Allowed, d.Rule, d.Reason = true, &r, ReasonAllowed
 		return d
 	}
@@ -143,9 +152,6 @@ func nearReason(kind int, r *plan.Rule) string {
 
 // better reports whether a should decide over b when both match.
 func better(a, b *plan.Rule) bool {
-	if a.AllowPrivate != b.AllowPrivate {
-		return a.AllowPrivate
-	}
 	aw, bw := strings.HasPrefix(a.Host, "*."), strings.HasPrefix(b.Host, "*.")
 	if aw != bw {
 		return !aw

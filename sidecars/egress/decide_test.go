@@ -36,7 +36,7 @@ func TestDecide(t *testing.T) {
 		{"example.net", 443, false, "", ReasonNoRule, `allow("example.net")`},
 		{"notexample.org", 443, false, "", ReasonNoRule, `allow("notexample.org")`},
 		{"xexample.com", 443, false, "", ReasonNoRule, `allow("xexample.com")`},
-		{"git.internal.example.net", 443, true, "*.internal.example.net", ReasonAllowed, ""},
+		{"git.internal.example.net", 443, true, "git.internal.example.net", ReasonAllowed, ""},
 		{"bücher.example.org", 443, false, "example.org", ReasonSubdomain + ": example.org", `allow("xn--bcher-kva.example.org")`},
 		{"93.184.216.34", 443, false, "", ReasonIPLiteral, ""},
 		{"[::1]", 443, false, "", ReasonIPLiteral, ""},
@@ -70,10 +70,15 @@ func TestDecide(t *testing.T) {
 	}
 }
 
-func TestDecidePrefersAllowPrivateThenExact(t *testing.T) {
+// TestDecidePrefersExactGrantsPrivate: the most specific rule decides,
+// and allow_private from any matching rule is granted with it.
+func TestDecidePrefersExactGrantsPrivate(t *testing.T) {
 	d := Decide(testRules, "git.internal.example.net", 443)
-	if !d.Allowed || !d.Rule.AllowPrivate || d.Rule.From != "//bottle.star:6:6" {
-		t.Errorf("want the allow_private wildcard to decide, got %+v", d.Rule)
+	if !d.Allowed || !d.Rule.AllowPrivate || d.Rule.From != "//bottle.star:7:6" {
+		t.Errorf("want the exact rule to decide, with the wildcard's allow_private, got %+v", d.Rule)
+	}
+	if testRules[4].AllowPrivate {
+		t.Error("Decide changed the rules it was given")
 	}
 	d = Decide(testRules, "api.example.com", 443)
 	if !d.Allowed || d.Rule.Host != "api.example.com" {

@@ -557,6 +557,13 @@ func (ic *interception) checkRequest(r *http.Request, d Decision, tlsOK bool) ([
 	if ref := checkMethodPath(r, d); ref != nil {
 		return nil, ref
 	}
+	if up := r.Header.Get("Upgrade"); up != "" && !strings.EqualFold(strings.TrimSpace(up), "websocket") {
+		// An upgrade the proxy cannot read (h2c, which is never valid
+		// over TLS, or any other protocol) would carry requests past
+		// every check.
+		return nil, &refusal{status: http.StatusForbidden, reason: "an upgrade to " + quoteInvalid(up) + " is not relayed to an intercepted host; only WebSocket is"}
+	}
+	r.Header.Del("HTTP2-Settings")
 	if len(r.Trailer) > 0 {
 		return nil, &refusal{status: http.StatusBadRequest, reason: "request trailers are not forwarded to an intercepted host"}
 	}
@@ -658,7 +665,25 @@ func checkMethodPath(r *http.Request, d Decision) *refusal {
 	if len(rule.Methods) > 0 && !slices.Contains(rule.Methods, r.Method) {
 		return &refusal{status: http.StatusForbidden,
 			reason: "method " + quoteInvalid(r.Method) + " is not among the rule's methods " + strings.Join(rule.Methods, ", "),
-			hint:   "the deciding rule: " + ruleText + " at " + rule.From + "\nto allow it, add to the profile: " + allowFor(*rule, r.Method, r.URL.Path)}
+			hint:   "the deciding rule: " + ruleText + " at " + rule.From + allowHint(*rule, r.Method, r.URL.Path)}
+	}
+	if len(rule.Methods) > 0 {
+		// Frameworks (Express, ASP.NET, Symfony, Google's APIs) run the
+		// method these name instead of the request's.
+		for _, name := range methodOverrides {
+			for _, v := range r.Header.Values(name) {
+				if !slices.Contains(rule.Methods, strings.ToUpper(strings.TrimSpace(v))) {
+					return &refusal{status: http.StatusForbidden,
+						reason: "header " + name + " asks for method " + quoteInvalid(v) + ", which is not among the rule's methods " + strings.Join(rule.Methods, ", ")}
+				}
+			}
+		}
+		for _, v := range r.URL.Query()["_method"] {
+			if !slices.Contains(rule.Methods, strings.ToUpper(strings.TrimSpace(v))) {
+				return &refusal{status: http.StatusForbidden,
+					reason: "the query's _method asks for method " + quoteInvalid(v) + ", which is not among the rule's methods " + strings.Join(rule.Methods, ", ")}
+			}
+		}
 	}
 	if len(rule.Paths) == 0 {
 		return nil
@@ -673,11 +698,29 @@ func checkMethodPath(r *http.Request, d Decision) *refusal {
 	}
 	return &refusal{status: http.StatusForbidden,
 		reason: "the path is not among the rule's paths " + strings.Join(rule.Paths, ", "),
-		hint:   "the deciding rule: " + ruleText + " at " + rule.From + "\nto allow it, add to the profile: " + allowFor(*rule, r.Method, r.URL.Path)}
+		hint:   "the deciding rule: " + ruleText + " at " + rule.From + allowHint(*rule, r.Method, r.URL.Path)}
+}
+
+// methodOverrides are the request headers that frameworks read as the
+// method to run instead of the request's own.
+var methodOverrides = []string{"X-HTTP-Method-Override", "X-HTTP-Method", "X-Method-Override"}
+
+// allowHint is the refusal's line with the allow() call that would let
+// method reach path, or "" when allow() could not say it (a method that
+// is not one allow() takes).
+func allowHint(r plan.Rule, method, p string) string {
+	if _, err := plan.NormalizeMethods([]string{method}); err != nil || method != strings.ToUpper(method) || plan.CheckPath(escapeGlob(p)) != nil {
+		return ""
+	}
+	return "\nto allow it, add to the profile: " + allowFor(r, method, p)
 }
 
 // ambiguousPath names what in an escaped path a server may resolve
 // differently from its decoded form, or returns "".
+//
+// Servers differ: Java servlet containers drop a segment's ";" parameters
+// before they resolve dots ("..;" is ".."), and some decode a path twice
+// ("%252e" is "."), so both count as ambiguous too.
 func ambiguousPath(escaped string) string {
 	lower := strings.ToLower(escaped)
 	for _, enc := range []string{"%2f", "%5c"} {
@@ -685,10 +728,17 @@ func ambiguousPath(escaped string) string {
 			return "an encoded slash or backslash"
 		}
 	}
+	for _, enc := range []string{"%252e", "%252f", "%255c", "%2525"} {
+		if strings.Contains(lower, enc) {
+			return "a doubly encoded dot, slash or backslash"
+		}
+	}
 	if strings.Contains(escaped, "\\") {
 		return "a backslash"
 	}
 	for _, seg := range strings.Split(lower, "/") {
+		seg, _, _ = strings.Cut(seg, ";")
+		seg, _, _ = strings.Cut(seg, "%3b")
 		switch strings.ReplaceAll(seg, "%2e", ".") {
 		case ".", "..":
 			return "a dot segment"
