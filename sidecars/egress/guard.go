@@ -22,28 +22,26 @@ func (e *SecretFound) Error() string {
 // guardReader passes a stream through a SecretScanner: it returns every
 // byte at once except a suffix of minHeld bytes or more that could be the
 // start of a secret form (so a secret split across reads is still seen
-// whole before more than minHeld-1 bytes of it are returned), and fails with *SecretFound, without returning the secret's
-// bytes, when one appears. A stream that never ends a read on the start
-// of a form, as the events of a server-sent event stream do not, is not
-// delayed at all.
+// whole before more than minHeld-1 bytes of it are returned), and fails
+// with *SecretFound, without returning the secret's bytes, when one
+// appears. A stream that never ends a read on the start of a form, as the
+// events of a server-sent event stream do not, is not delayed at all.
 //
-// Memory: the pending suffix is below the scanner's longest form.
+// Memory: the pending suffix and the tail are below the scanner's
+// longest form.
 type guardReader struct {
-	r     io.Reader
-	s     *SecretScanner
-	where string
-
-	pending []byte // scanned, held back: a possible start of a form
-	out     []byte // scanned, clean, not yet returned
-	buf     []byte
-	err     error
+	r    io.Reader
+	core guardCore
+	out  []byte // scanned, clean, not yet returned
+	buf  []byte
+	err  error
 	// atEOF, when set, checks what arrives only at the end (a response's
 	// trailers) before the end is passed on.
 	atEOF func() error
 }
 
 func newGuardReader(r io.Reader, s *SecretScanner, where string) *guardReader {
-	return &guardReader{r: r, s: s, where: where}
+	return &guardReader{r: r, core: guardCore{s: s, where: where}}
 }
 
 func (g *guardReader) Read(p []byte) (int, error) {
@@ -51,15 +49,17 @@ func (g *guardReader) Read(p []byte) (int, error) {
 		if g.err != nil {
 			if g.err == io.EOF && g.atEOF != nil {
 				if err := g.atEOF(); err != nil {
-					g.err, g.pending = err, nil
+					g.err = err
+					g.core.pending = nil
 					return 0, err
 				}
 				g.atEOF = nil
 			}
-			if len(g.pending) > 0 && g.err == io.EOF {
-				// The end: what was held back is no secret's start any more.
-				g.out, g.pending = g.pending, nil
-				break
+			if g.err == io.EOF {
+				if held := g.core.flush(); len(held) > 0 {
+					g.out = held
+					break
+				}
 			}
 			return 0, g.err
 		}
@@ -71,15 +71,12 @@ func (g *guardReader) Read(p []byte) (int, error) {
 		if n == 0 {
 			continue
 		}
-		data := append(g.pending, g.buf[:n]...)
-		if m, found := g.s.Scan(data); found {
-			g.pending, g.out = nil, nil
-			g.err = &SecretFound{Where: g.where, SecretMatch: m}
-			return 0, g.err
+		out, ferr := g.core.feed(g.buf[:n])
+		if ferr != nil {
+			g.err = ferr
+			return 0, ferr
 		}
-		keep := g.s.partialSuffix(data)
-		g.out = data[:len(data)-keep]
-		g.pending = append([]byte(nil), data[len(data)-keep:]...)
+		g.out = out
 	}
 	n := copy(p, g.out)
 	g.out = g.out[n:]
@@ -92,6 +89,56 @@ func (g *guardReader) Close() error {
 		return c.Close()
 	}
 	return nil
+}
+
+// guardCore is the guard's state over one stream: what it released last
+// (tail) and what it holds back (pending).
+type guardCore struct {
+	s     *SecretScanner
+	where string
+	// tail is the end of what was released, up to the longest form less
+	// one byte: a read that ended fewer than minHeld bytes into a value
+	// let those go, and the rest must still be seen as the value.
+	tail    []byte
+	pending []byte // scanned, held back: a possible start of a form
+}
+
+// feed scans data after what came before and returns the bytes it
+// releases (valid until the next call), or *SecretFound.
+func (c *guardCore) feed(data []byte) ([]byte, error) {
+	all := append(c.pending, data...)
+	if err := c.check(all); err != nil {
+		c.pending = nil
+		return nil, err
+	}
+	keep := c.s.partialSuffix(all)
+	out := all[:len(all)-keep]
+	c.pending = append([]byte(nil), all[len(all)-keep:]...)
+	c.release(out)
+	return out, nil
+}
+
+// check scans b after the tail, without releasing it.
+func (c *guardCore) check(b []byte) error {
+	scan := append(c.tail[:len(c.tail):len(c.tail)], b...)
+	if m, found := c.s.Scan(scan); found {
+		return &SecretFound{Where: c.where, SecretMatch: m}
+	}
+	return nil
+}
+
+// release records out as given out.
+func (c *guardCore) release(out []byte) {
+	r := append(c.tail, out...)
+	c.tail = append([]byte(nil), r[max(0, len(r)-(c.s.maxLen-1)):]...)
+}
+
+// flush releases what is held, at the end of the stream.
+func (c *guardCore) flush() []byte {
+	out := c.pending
+	c.pending = nil
+	c.release(out)
+	return out
 }
 
 // minHeld is the shortest start of a form a guarded stream holds back.

@@ -189,13 +189,27 @@ func newInterception(p *Proxy, opts Options) (*interception, error) {
 				return err
 			}
 			if rwc, ok := resp.Body.(io.ReadWriteCloser); ok && resp.StatusCode == http.StatusSwitchingProtocols {
-				// What comes back over the upgraded stream is guarded for
-				// a bound value, like a body. What the client sends is
-				// not scanned: a WebSocket client masks its frames
-				// (RFC 6455 section 5.3), which the proxy does not parse.
-				if ic.realScan != nil {
-					rwc = &guardedRWC{ReadWriteCloser: rwc, r: newGuardReader(rwc, ic.realScan, "upgraded connection")}
+				// Only WebSocket is relayed (checkRequest), without
+				// extensions; its frames are guarded both ways (wsguard.go).
+				if len(resp.Header.Values("Sec-WebSocket-Extensions")) > 0 {
+					return errors.New("the destination switched to WebSocket with an extension the client was not let offer")
 				}
+				g := &guardedRWC{ReadWriteCloser: rwc}
+				if ic.realScan != nil {
+					g.r = newWSDownGuard(rwc, ic.realScan)
+				}
+				up := &wsUpGuard{w: rwc, stream: (&SecretScanner{}).Stream()}
+				if ic.bodyScan != nil {
+					up.stream = ic.bodyScan.Stream()
+				}
+				if d, err := ic.bodyDLP(); err == nil {
+					if rep := ic.reporter(resp.Request.Method, resp.Request.URL.Path, st.d); rep != nil {
+						d = d.Reporting(rep)
+					}
+					up.dlp = d
+				}
+				g.w = up
+				rwc = g
 				return p.upgrade(st, resp, rwc)
 			}
 			body := io.ReadCloser(&countingBody{ReadCloser: resp.Body, n: &st.down})
@@ -215,14 +229,27 @@ func newInterception(p *Proxy, opts Options) (*interception, error) {
 	return ic, nil
 }
 
-// guardedRWC is an upgraded connection whose reads, from the
-// destination, are guarded.
+// guardedRWC is an upgraded connection whose reads (from the
+// destination) and writes (from the client) may be guarded.
 type guardedRWC struct {
 	io.ReadWriteCloser
-	r *guardReader
+	r io.Reader
+	w io.Writer
 }
 
-func (g *guardedRWC) Read(p []byte) (int, error) { return g.r.Read(p) }
+func (g *guardedRWC) Read(p []byte) (int, error) {
+	if g.r == nil {
+		return g.ReadWriteCloser.Read(p)
+	}
+	return g.r.Read(p)
+}
+
+func (g *guardedRWC) Write(p []byte) (int, error) {
+	if g.w == nil {
+		return g.ReadWriteCloser.Write(p)
+	}
+	return g.w.Write(p)
+}
 
 func (g *guardedRWC) CloseWrite() error {
 	if cw, ok := g.ReadWriteCloser.(interface{ CloseWrite() error }); ok {
@@ -477,7 +504,7 @@ func (p *Proxy) serveDecrypted(w http.ResponseWriter, r *http.Request, host stri
 			p.untrack(st.upgrade)
 		}
 	}()
-	p.icpt.rp.ServeHTTP(&forwardWriter{ResponseWriter: w, st: st}, r.WithContext(context.WithValue(r.Context(), forwardKey{}, st)))
+	p.icpt.rp.ServeHTTP(&interimDropper{forwardWriter{ResponseWriter: w, st: st}}, r.WithContext(context.WithValue(r.Context(), forwardKey{}, st)))
 	var idled, stopped bool
 	if u := st.upgrade; u != nil {
 		idled, stopped = u.end()
@@ -554,6 +581,12 @@ func (ic *interception) checkRequest(r *http.Request, d Decision, tlsOK bool) ([
 	if ref := checkAuthority(r, d); ref != nil {
 		return nil, ref
 	}
+	bound := ic.bound(d.Host)
+	if bound && !tlsOK {
+		// Its responses could carry the value stored over https back in
+		// the clear; the guard is on the https path only.
+		return nil, &refusal{status: http.StatusForbidden, reason: "a host a secret is bound to is reached over https only"}
+	}
 	if ref := checkMethodPath(r, d); ref != nil {
 		return nil, ref
 	}
@@ -564,6 +597,8 @@ func (ic *interception) checkRequest(r *http.Request, d Decision, tlsOK bool) ([
 		return nil, &refusal{status: http.StatusForbidden, reason: "an upgrade to " + quoteInvalid(up) + " is not relayed to an intercepted host; only WebSocket is"}
 	}
 	r.Header.Del("HTTP2-Settings")
+	// No WebSocket extension: a compressed frame could not be scanned.
+	r.Header.Del("Sec-WebSocket-Extensions")
 	if len(r.Trailer) > 0 {
 		return nil, &refusal{status: http.StatusBadRequest, reason: "request trailers are not forwarded to an intercepted host"}
 	}
@@ -580,15 +615,8 @@ func (ic *interception) checkRequest(r *http.Request, d Decision, tlsOK bool) ([
 	}
 	// With scan = "log", a finding is logged as its own line (the first
 	// of the body, and each of the headers and URL) and the request goes on.
-	var report func(*Leak)
-	if ic.scanLogOnly {
-		method, path := r.Method, r.URL.Path
-		report = func(l *Leak) {
-			ev := Event{Time: time.Now().UTC(), Method: method, Intercepted: true, Path: path}
-			fillDecision(&ev, d)
-			ev.Reason = "outbound scan, logged only (scan = \"log\"): " + l.Error()
-			ic.log(&ev)
-		}
+	report := ic.reporter(r.Method, r.URL.Path, d)
+	if report != nil {
 		dlp = dlp.Reporting(report)
 	}
 	if leak := dlp.ScanText("URL", target, nil); leak != nil {
@@ -605,10 +633,13 @@ func (ic *interception) checkRequest(r *http.Request, d Decision, tlsOK bool) ([
 	if ref != nil {
 		return nil, ref
 	}
-	if len(subst) > 0 {
-		// The response is scanned for the values just sent: only an
-		// unencoded one can be.
+	if bound {
+		// The responses of a host a secret is bound to are scanned for
+		// its value, which it may have stored and send back later: only
+		// an unencoded one can be, and only whole (no byte ranges).
 		r.Header.Set("Accept-Encoding", "identity")
+		r.Header.Del("Range")
+		r.Header.Del("If-Range")
 	}
 	if r.Body != nil && r.Body != http.NoBody {
 		bodyDLP, err := ic.bodyDLP()
@@ -899,10 +930,45 @@ func (ic *interception) checkResponse(resp *http.Response) error {
 	if err := ic.scanHeader("response header", resp.Header); err != nil {
 		return err
 	}
-	if ce := resp.Header.Get("Content-Encoding"); ce != "" && !strings.EqualFold(ce, "identity") && resp.Request.Header.Get("Accept-Encoding") == "identity" {
-		return fmt.Errorf("the destination answered with Content-Encoding %q, which the proxy cannot scan for the secrets it sent", ce)
+	st, _ := resp.Request.Context().Value(forwardKey{}).(*forwardState)
+	if st == nil || !ic.bound(st.d.Host) {
+		return nil
+	}
+	for _, v := range resp.Header.Values("Content-Encoding") {
+		for _, ce := range strings.Split(v, ",") {
+			if ce = strings.TrimSpace(ce); ce != "" && !strings.EqualFold(ce, "identity") {
+				return fmt.Errorf("the destination answered with Content-Encoding %q, which the proxy cannot scan for the bound secrets' values", ce)
+			}
+		}
+	}
+	if resp.StatusCode == http.StatusPartialContent {
+		return errors.New("the destination answered with a byte range, in which the proxy cannot see a bound secret's value whole")
 	}
 	return nil
+}
+
+// reporter is, with scan = "log", what logs a finding of the outbound
+// scan in a request for path decided by d; nil otherwise.
+func (ic *interception) reporter(method, path string, d Decision) func(*Leak) {
+	if !ic.scanLogOnly {
+		return nil
+	}
+	return func(l *Leak) {
+		ev := Event{Time: time.Now().UTC(), Method: method, Intercepted: true, Path: path}
+		fillDecision(&ev, d)
+		ev.Reason = "outbound scan, logged only (scan = \"log\"): " + l.Error()
+		ic.log(&ev)
+	}
+}
+
+// bound reports whether a secret is bound to host.
+func (ic *interception) bound(host string) bool {
+	for i := range ic.secrets {
+		if ic.secrets[i].boundTo(host) {
+			return true
+		}
+	}
+	return false
 }
 
 // scanHeader looks for a bound secret's value in h.
@@ -915,4 +981,18 @@ func (ic *interception) scanHeader(where string, h http.Header) error {
 		}
 	}
 	return nil
+}
+
+// interimDropper is the response writer of a decrypted request: it drops
+// the destination's informational (1xx) responses, which the reverse
+// proxy would pass on with their headers outside ModifyResponse, where
+// nothing checks them for a bound value. The client's own server still
+// answers Expect: 100-continue.
+type interimDropper struct{ forwardWriter }
+
+func (w *interimDropper) WriteHeader(code int) {
+	if code >= 100 && code < 200 && code != http.StatusSwitchingProtocols {
+		return // the reverse proxy clears the header map after
+	}
+	w.forwardWriter.WriteHeader(code)
 }

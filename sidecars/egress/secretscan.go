@@ -61,6 +61,14 @@ func NewSecretScanner(secrets map[string]string) (*SecretScanner, error) {
 		add("raw", v)
 		add("url-encoded", url.QueryEscape(v))
 		add("url-encoded", url.PathEscape(v))
+		// Every byte escaped, as an encoder that trusts no character
+		// writes it, in either hex case.
+		var every strings.Builder
+		for i := range len(v) {
+			fmt.Fprintf(&every, "%%%02X", v[i])
+		}
+		add("url-encoded", every.String())
+		add("url-encoded", strings.ToLower(every.String()))
 		add("hex", hex.EncodeToString([]byte(v)))
 		add("hex", strings.ToUpper(hex.EncodeToString([]byte(v))))
 		for _, enc := range []*base64.Encoding{base64.StdEncoding, base64.URLEncoding} {
