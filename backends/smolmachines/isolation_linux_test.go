@@ -462,6 +462,13 @@ func TestIsolationWithRealSidecars(t *testing.T) {
 	if err := srt.WriteConfig(cfgPath, cfg); err != nil {
 		t.Fatal(err)
 	}
+	// The engine hands the egress sidecar the secrets' values at launch;
+	// the agent's own token is made later, so the sidecar gets another.
+	if _, err := egress.PrepareSecrets(p, map[string]string{tokenEnv: "unused-" + randomAlnum(t, 24)}, func(name string, data []byte) error {
+		return os.WriteFile(filepath.Join(state, name), data, 0o600)
+	}); err != nil {
+		t.Fatal(err)
+	}
 	hosts := filepath.Join(root, "hosts")
 	wrapper := filepath.Join(root, "sidecars-in-hosts-ns")
 	if err := os.WriteFile(hosts, []byte("127.0.0.1 localhost\n127.0.0.1 "+fixtureHost+"\n"), 0o644); err != nil {
