@@ -816,3 +816,32 @@ func TestInterceptGit(t *testing.T) {
 		t.Fatalf("the clone: %q, %v", b, err)
 	}
 }
+
+// TestInterceptInspectAllAddedRule: with every host inspected, a rule
+// added while the bottle runs (a supervise approval) names a host the CA
+// was not made for: it is refused, saying so, rather than tunnelled
+// unscanned.
+func TestInterceptInspectAllAddedRule(t *testing.T) {
+	e := startIntercepting(t, func(o *Options) { o.InspectAll = true })
+	if err := e.AddRule(plan.Rule{Host: "late.added.test", Ports: []int{e.up.port}, AllowPrivate: true, From: "supervise"}); err != nil {
+		t.Fatal(err)
+	}
+	resp, body := e.rawRequest(t, "CONNECT late.added.test:"+strconv.Itoa(e.up.port)+" HTTP/1.1\r\nHost: late.added.test\r\n\r\n")
+	if resp.StatusCode != http.StatusForbidden || !strings.Contains(body, "restart the bottle") {
+		t.Errorf("a host added after start under inspect-all: %d %q", resp.StatusCode, body)
+	}
+	// A host the CA covers is intercepted even without a rule asking.
+	resp, _ = e.do(t, "GET", e.url(blindHost, "/"), "")
+	if resp.StatusCode != 200 {
+		t.Fatalf("inspect-all, a covered host: %s", resp.Status)
+	}
+	var intercepted bool
+	for _, ev := range e.log.events(t) {
+		if ev.Host == blindHost && ev.Intercepted && ev.Path == "/" {
+			intercepted = true
+		}
+	}
+	if !intercepted {
+		t.Error("with inspect-all, the otherwise blind host was not intercepted")
+	}
+}
