@@ -16,6 +16,7 @@ package egress
 // WebSocket upgrade over HTTP/1.1 is relayed like one on the forward path.
 
 import (
+	"bytes"
 	"context"
 	"crypto/tls"
 	"encoding/base64"
@@ -654,6 +655,28 @@ func (ic *interception) checkRequest(r *http.Request, d Decision, tlsOK bool) ([
 		body, err := bodyDLP.EncodedBody(r.Body, strings.Join(r.Header.Values("Content-Encoding"), ","), nil)
 		if err != nil {
 			return nil, &refusal{status: http.StatusUnsupportedMediaType, reason: err.Error()}
+		}
+		if r.ContentLength >= 0 && r.ContentLength <= dlpWindow {
+			// A body of one window (most API requests) is scanned before
+			// anything is sent, so that a refused request never reaches
+			// the destination, not even its headers.
+			b, err := io.ReadAll(io.LimitReader(body, dlpWindow+1))
+			var leak *Leak
+			switch {
+			case errors.As(err, &leak):
+				return nil, &refusal{status: http.StatusForbidden, reason: "outbound scan: " + leak.Error()}
+			case errors.Is(err, ErrBodyTooLarge):
+				return nil, &refusal{status: http.StatusRequestEntityTooLarge, reason: "outbound scan: " + err.Error()}
+			case errors.Is(err, ErrUnscannableBody):
+				return nil, &refusal{status: http.StatusUnsupportedMediaType, reason: "outbound scan: " + err.Error()}
+			case err != nil:
+				return nil, &refusal{status: http.StatusBadRequest, reason: "reading the request body: " + err.Error()}
+			case int64(len(b)) != r.ContentLength:
+				return nil, &refusal{status: http.StatusBadRequest, reason: "the request body is not as long as its Content-Length"}
+			}
+			r.Body.Close()
+			r.Body = io.NopCloser(bytes.NewReader(b))
+			return subst, nil
 		}
 		r.Body = readCloser{Reader: body, Closer: r.Body}
 	}

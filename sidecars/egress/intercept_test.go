@@ -378,10 +378,9 @@ func TestInterceptRefusesLeaks(t *testing.T) {
 		if resp.StatusCode != http.StatusForbidden || !strings.Contains(body, "github-pat") || strings.Contains(body, pat) {
 			t.Errorf("%s: %d %q; want 403 naming the rule github-pat", c.name, resp.StatusCode, body)
 		}
-		for _, r := range e.up.requests()[before:] {
-			if strings.Contains(r.Body, pat) || strings.Contains(fmt.Sprint(r.Header), pat) {
-				t.Errorf("%s: the upstream got the PAT", c.name)
-			}
+		if n := len(e.up.requests()) - before; n != 0 {
+			// A body of one window is scanned before anything is sent.
+			t.Errorf("%s: the refused request reached the upstream (%d requests)", c.name, n)
 		}
 	}
 	if strings.Contains(e.log.b.String(), pat) {
