@@ -33,34 +33,32 @@ func (t *tunnel) shut() {
 }
 
 // genericCopyBuffer is the buffer size of the copy loop used where the
-// kernel cannot splice and count for us.
+// kernel cannot splice.
 const genericCopyBuffer = 64 << 10
+
+// forceCountedCopy makes tunnels copy through memory even where the
+// kernel could splice; tests set it to cover that path.
+var forceCountedCopy = false
 
 // run moves bytes both ways until both directions have ended or no byte has
 // moved in either direction for idle, then closes both connections. An end
 // of stream in one direction is passed on as a half-close, so the other
 // direction goes on. It returns why the tunnel ended abnormally, or nil.
 //
-// Where the destination connection reports its byte counters (TCP_INFO on
-// Linux), the copy is left to io.Copy, which splices in the kernel, and
-// idleness is read from those counters; elsewhere a copy loop counts bytes
-// as they pass.
+// Both directions count their bytes as they pass (spliceRelay, or a copy
+// loop through memory), and idleness is read from those counts.
 func (t *tunnel) run(idle time.Duration) error {
-	progress := kernelProgress(t.upstream)
-	counted := progress == nil
-	if counted {
-		progress = func() uint64 { return uint64(t.up.Load() + t.down.Load()) }
-	}
+	progress := func() uint64 { return uint64(t.up.Load() + t.down.Load()) }
 	var wg sync.WaitGroup
 	var upErr, downErr error
 	wg.Add(2)
 	go func() {
 		defer wg.Done()
-		upErr = t.pipe(t.upstream, t.client, &t.up, counted)
+		upErr = t.pipe(t.upstream, t.client, &t.up)
 	}()
 	go func() {
 		defer wg.Done()
-		downErr = t.pipe(t.client, t.upstream, &t.down, counted)
+		downErr = t.pipe(t.client, t.upstream, &t.down)
 	}()
 	done := make(chan struct{})
 	idled := make(chan bool, 1)
@@ -79,15 +77,14 @@ func (t *tunnel) run(idle time.Duration) error {
 
 // pipe copies src to dst until src ends, then half-closes dst. On an error
 // it closes the whole tunnel; errors caused by that close are not reported.
-func (t *tunnel) pipe(dst, src net.Conn, n *atomic.Int64, counted bool) error {
-	var err error
-	if counted {
+func (t *tunnel) pipe(dst, src net.Conn, n *atomic.Int64) error {
+	handled, err := false, error(nil)
+	if !forceCountedCopy {
+		handled, err = spliceRelay(dst, src, n)
+	}
+	if !handled {
 		buf := make([]byte, genericCopyBuffer)
 		_, err = io.CopyBuffer(writerOnly{dst}, &countingReader{r: src, n: n}, buf)
-	} else {
-		var c int64
-		c, err = io.Copy(dst, src)
-		n.Add(c)
 	}
 	if err != nil {
 		t.close()
