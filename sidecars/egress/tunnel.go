@@ -45,28 +45,20 @@ var forceCountedCopy = false
 // of stream in one direction is passed on as a half-close, so the other
 // direction goes on. It returns why the tunnel ended abnormally, or nil.
 //
-// Both directions count their bytes as they pass (spliceRelay, or a copy
-// loop through memory), and idleness is read from those counts.
+// Both directions count their bytes as they pass, and idleness is read
+// from those counts. The client-bound direction runs on a goroutine of its
+// own, the other on the caller's, and the idle watch on a timer: a tunnel
+// costs one goroutine more than its handler.
 func (t *tunnel) run(idle time.Duration) error {
 	progress := func() uint64 { return uint64(t.up.Load() + t.down.Load()) }
-	var wg sync.WaitGroup
-	var upErr, downErr error
-	wg.Add(2)
-	go func() {
-		defer wg.Done()
-		upErr = t.pipe(t.upstream, t.client, &t.up)
-	}()
-	go func() {
-		defer wg.Done()
-		downErr = t.pipe(t.client, t.upstream, &t.down)
-	}()
-	done := make(chan struct{})
-	idled := make(chan bool, 1)
-	go func() { idled <- watchIdle(idle, progress, done, t.close) }()
-	wg.Wait()
-	close(done)
+	watch := startIdleWatch(idle, progress, t.close)
+	down := make(chan error, 1)
+	go func() { down <- t.pipe(t.client, t.upstream, &t.down) }()
+	upErr := t.pipe(t.upstream, t.client, &t.up)
+	downErr := <-down
+	idled := watch.end()
 	t.close()
-	if <-idled {
+	if idled {
 		return fmt.Errorf("closed after %s without traffic", idle)
 	}
 	if err := errors.Join(upErr, downErr); err != nil {
@@ -106,27 +98,70 @@ func (t *tunnel) pipe(dst, src net.Conn, n *atomic.Int64) error {
 }
 
 // watchIdle calls stop once progress has not changed for idle, unless done
-// is closed first, and reports whether it did. It checks every idle/8, at
-// most every minute, so a connection is stopped between idle and idle plus
-// that period after its last byte.
+// is closed first, and reports whether it did (see startIdleWatch).
 func watchIdle(idle time.Duration, progress func() uint64, done <-chan struct{}, stop func()) bool {
-	period := min(max(idle/8, time.Millisecond), time.Minute)
-	ticker := time.NewTicker(period)
-	defer ticker.Stop()
-	last, since := progress(), time.Now()
-	for {
-		select {
-		case <-done:
-			return false
-		case now := <-ticker.C:
-			if p := progress(); p != last {
-				last, since = p, now
-			} else if now.Sub(since) >= idle {
-				stop()
-				return true
-			}
-		}
+	w := startIdleWatch(idle, progress, stop)
+	<-done
+	return w.end()
+}
+
+// idleWatch calls stop once progress has not changed for idle. It checks
+// on a timer every idle/8, at most every minute, so a connection is
+// stopped between idle and idle plus that period after its last byte; it
+// needs no goroutine between checks.
+type idleWatch struct {
+	idle, period time.Duration
+	progress     func() uint64
+	stop         func()
+	timer        *time.Timer
+
+	mu      sync.Mutex
+	last    uint64
+	since   time.Time
+	ended   bool // end was called
+	stopped bool // stop was called
+}
+
+// startIdleWatch starts watching progress; the caller calls end.
+func startIdleWatch(idle time.Duration, progress func() uint64, stop func()) *idleWatch {
+	w := &idleWatch{
+		idle:     idle,
+		period:   min(max(idle/8, time.Millisecond), time.Minute),
+		progress: progress,
+		stop:     stop,
+		last:     progress(),
+		since:    time.Now(),
 	}
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.timer = time.AfterFunc(w.period, w.check)
+	return w
+}
+
+func (w *idleWatch) check() {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.ended {
+		return
+	}
+	now := time.Now()
+	if p := w.progress(); p != w.last {
+		w.last, w.since = p, now
+	} else if now.Sub(w.since) >= w.idle {
+		w.stopped = true
+		w.stop()
+		return
+	}
+	w.timer.Reset(w.period)
+}
+
+// end stops the watch and reports whether it called stop.
+func (w *idleWatch) end() bool {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.ended = true
+	w.timer.Stop()
+	return w.stopped
 }
 
 // countingReader counts the bytes read through it.
