@@ -9,6 +9,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"syscall"
+	"time"
 
 	"golang.org/x/sys/unix"
 )
@@ -52,8 +53,9 @@ func spliceRelay(dst, src net.Conn, n *atomic.Int64) (handled bool, err error) {
 		}
 		switch {
 		case s.noPipe:
-			// No pipe to be had (descriptors exhausted): copy what
-			// there is to read through memory instead.
+			// No pipe to be had (the pipe budget or the descriptors
+			// are spent): copy what there is to read through memory
+			// instead.
 			s.noPipe = false
 			if eof, err := copyOnce(dst, src, n); eof || err != nil {
 				return true, err
@@ -102,8 +104,10 @@ type splicer struct {
 	inPipe int
 	// err is the last splice's error other than EAGAIN and EINTR.
 	err error
-	// noPipe is set when fill could not get a pipe.
+	// noPipe is set when fill could not get a pipe and src has bytes to
+	// read, its end or an error.
 	noPipe bool
+	peek   [1]byte
 	// moved is set once bytes moved.
 	moved bool
 }
@@ -116,6 +120,16 @@ func (s *splicer) fill(fd uintptr) bool {
 	for {
 		if s.p == nil {
 			if s.p = getPipe(); s.p == nil {
+				// Without a pipe, wait for bytes to read and copy
+				// them through memory, so that an idle tunnel holds
+				// no buffer either.
+				_, _, err := unix.Recvfrom(int(fd), s.peek[:], unix.MSG_PEEK|unix.MSG_DONTWAIT)
+				switch err {
+				case unix.EINTR:
+					continue
+				case unix.EAGAIN:
+					return false
+				}
 				s.noPipe = true
 				return true
 			}
@@ -193,14 +207,14 @@ func copyOnce(dst, src net.Conn, n *atomic.Int64) (eof bool, err error) {
 }
 
 var copyBuffers = sync.Pool{New: func() any {
-	b := make([]byte, 32<<10)
+	b := make([]byte, genericCopyBuffer)
 	return &b
 }}
 
-// splicePipe is a pipe for splicing, empty whenever it is in the pool.
+// splicePipe is a pipe of spliceChunk bytes for splicing, empty whenever
+// it is in the pool.
 type splicePipe struct {
 	r, w    int
-	size    int // its capacity in bytes
 	cleanup runtime.Cleanup
 }
 
@@ -208,38 +222,43 @@ type splicePipe struct {
 // garbage collector empties it; each pipe's cleanup closes it then.
 var pipes sync.Pool
 
-// getPipe returns a pipe from the pool or a new one, or nil when none can
-// be made.
+// pipesShortUntil is when, in Unix nanoseconds, getPipe tries again to
+// make pipes after one came out short of spliceChunk: the user's pipe
+// budget was spent then.
+var pipesShortUntil atomic.Int64
+
+// pipesShortFor is how long getPipe makes no pipes after one came out
+// short.
+const pipesShortFor = 100 * time.Millisecond
+
+// getPipe returns a pipe of spliceChunk bytes from the pool or a new one,
+// or nil when none can be had. The kernel refuses a pipe that size once
+// the user's pipe budget is spent and leaves it at two pages; moving bytes
+// through such a pipe costs more than copying them through memory, so
+// getPipe closes it, returns nil, and makes no pipes for a while.
 func getPipe() *splicePipe {
 	if p, ok := pipes.Get().(*splicePipe); ok {
 		return p
+	}
+	if time.Now().UnixNano() < pipesShortUntil.Load() {
+		return nil
 	}
 	var fds [2]int
 	if err := unix.Pipe2(fds[:], unix.O_CLOEXEC|unix.O_NONBLOCK); err != nil {
 		return nil
 	}
-	p := &splicePipe{r: fds[0], w: fds[1]}
-	// The kernel refuses to grow the pipe once the user's pipe budget is
-	// spent; it then keeps the size it has.
-	size, err := unix.FcntlInt(uintptr(p.r), unix.F_SETPIPE_SZ, spliceChunk)
-	if err != nil {
-		size, _ = unix.FcntlInt(uintptr(p.r), unix.F_GETPIPE_SZ, 0)
+	if _, err := unix.FcntlInt(uintptr(fds[0]), unix.F_SETPIPE_SZ, spliceChunk); err != nil {
+		closePipe(fds)
+		pipesShortUntil.Store(time.Now().Add(pipesShortFor).UnixNano())
+		return nil
 	}
-	p.size = size
+	p := &splicePipe{r: fds[0], w: fds[1]}
 	p.cleanup = runtime.AddCleanup(p, closePipe, fds)
 	return p
 }
 
-// putPipe returns an empty pipe to the pool. A pipe that did not get its
-// full size is closed instead, so that a pipe made while the budget was
-// spent does not slow a later transfer once it is not.
-func putPipe(p *splicePipe) {
-	if p.size < spliceChunk {
-		p.destroy()
-		return
-	}
-	pipes.Put(p)
-}
+// putPipe returns an empty pipe to the pool.
+func putPipe(p *splicePipe) { pipes.Put(p) }
 
 func (p *splicePipe) destroy() {
 	p.cleanup.Stop()

@@ -63,3 +63,19 @@ func TestIdleTunnelsHoldNoPipes(t *testing.T) {
 		t.Errorf("%d idle tunnels hold %d more pipe descriptors; want none per tunnel", tunnels, grown)
 	}
 }
+
+// TestTunnelWithoutPipes runs tunnels while no pipe can be had, as once the
+// user's pipe budget is spent: their bytes go through memory, all of them
+// and counted, and idle ones hold no pipe either.
+func TestTunnelWithoutPipes(t *testing.T) {
+	pipesShortUntil.Store(time.Now().Add(time.Hour).UnixNano())
+	t.Cleanup(func() { pipesShortUntil.Store(0) })
+	// Two collections empty the pool; the pipes' cleanups close them.
+	runtime.GC()
+	runtime.GC()
+	bulkEcho(t, "tcp", echoServer(t, echo))
+	if p := getPipe(); p != nil {
+		t.Error("a pipe was had while the pipe budget was spent")
+		p.destroy()
+	}
+}

@@ -17,53 +17,61 @@ import (
 // a TCP and a unix socket listener, spliced and copied, and checks every
 // byte and the logged counts.
 func TestTunnelCarriesBulkBothWays(t *testing.T) {
-	const size = 8 << 20
-	data := make([]byte, size)
-	rand.NewChaCha8([32]byte{1}).Read(data)
 	port := echoServer(t, echo)
 	for _, network := range []string{"tcp", "unix"} {
 		for _, counted := range []bool{false, true} {
 			t.Run(fmt.Sprintf("%s/counted=%v", network, counted), func(t *testing.T) {
 				setCounted(t, counted)
-				tp := startProxy(t, network, Options{
-					Resolver: fakeResolver{"example.com": loopback},
-					Rules:    []plan.Rule{{Host: "example.com", Ports: []int{port}, AllowPrivate: true}},
-				})
-				c := tp.openTunnel(t, fmt.Sprintf("example.com:%d", port))
-				defer c.Close()
-				c.SetDeadline(time.Now().Add(30 * time.Second))
-				sent := make(chan error, 1)
-				go func() {
-					// Uneven writes, so that reads and splices see
-					// every kind of boundary.
-					rest := data
-					for len(rest) > 0 {
-						n := min(len(rest), 1+len(rest)%300000)
-						if _, err := c.Write(rest[:n]); err != nil {
-							sent <- err
-							return
-						}
-						rest = rest[n:]
-					}
-					sent <- c.(interface{ CloseWrite() error }).CloseWrite()
-				}()
-				got, err := io.ReadAll(c)
-				if err != nil {
-					t.Fatal(err)
-				}
-				if err := <-sent; err != nil {
-					t.Fatal(err)
-				}
-				if !bytes.Equal(got, data) {
-					t.Fatalf("echoed %d bytes, not the %d sent", len(got), size)
-				}
-				c.Close()
-				e := tp.log.waitEvents(t, 1)[0]
-				if e.BytesUp != size || e.BytesDown != size || e.Error != "" {
-					t.Errorf("log line: %+v", e)
-				}
+				bulkEcho(t, network, port)
 			})
 		}
+	}
+}
+
+// bulkEcho starts a proxy listening on network, sends 8 MiB through a
+// tunnel to the echo server on port while reading them back, and checks
+// them and the log line.
+func bulkEcho(t *testing.T, network string, port int) {
+	t.Helper()
+	const size = 8 << 20
+	data := make([]byte, size)
+	rand.NewChaCha8([32]byte{1}).Read(data)
+	tp := startProxy(t, network, Options{
+		Resolver: fakeResolver{"example.com": loopback},
+		Rules:    []plan.Rule{{Host: "example.com", Ports: []int{port}, AllowPrivate: true}},
+	})
+	c := tp.openTunnel(t, fmt.Sprintf("example.com:%d", port))
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(30 * time.Second))
+	sent := make(chan error, 1)
+	go func() {
+		// Uneven writes, so that reads and splices see every kind of
+		// boundary.
+		rest := data
+		for len(rest) > 0 {
+			n := min(len(rest), 1+len(rest)%300000)
+			if _, err := c.Write(rest[:n]); err != nil {
+				sent <- err
+				return
+			}
+			rest = rest[n:]
+		}
+		sent <- c.(interface{ CloseWrite() error }).CloseWrite()
+	}()
+	got, err := io.ReadAll(c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := <-sent; err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(got, data) {
+		t.Fatalf("echoed %d bytes, not the %d sent", len(got), size)
+	}
+	c.Close()
+	e := tp.log.waitEvents(t, 1)[0]
+	if e.BytesUp != size || e.BytesDown != size || e.Error != "" {
+		t.Errorf("log line: %+v", e)
 	}
 }
 
