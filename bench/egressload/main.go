@@ -161,6 +161,9 @@ type Result struct {
 	DirectP99  float64 `json:"direct_p99_us"`
 	AddedP50   float64 `json:"added_p50_us"`
 	AddedP99   float64 `json:"added_p99_us"`
+	// CPUPerConnect is the proxy's CPU time per tunnel opened and closed
+	// in the latency test, in µs.
+	CPUPerConnect float64 `json:"cpu_us_per_connect"`
 	// RPS is plain-HTTP requests a second over kept-alive connections.
 	RPS float64 `json:"rps"`
 	// IdleTunnels were open during IdleMBps and IdleCPUPerGiB, the same
@@ -315,8 +318,19 @@ func (c *config) open(t *target) (net.Conn, error) {
 // latency times c.samples connections per target, in turn, and a direct
 // connection before every round of them. The first tenth warms up.
 func (c *config) latency() error {
+	if c.samples == 0 {
+		return nil
+	}
 	direct := &target{name: "direct"}
 	var d []time.Duration
+	cpu0 := map[*target]float64{}
+	for _, t := range c.targets {
+		v, err := cpuSeconds(t.pid)
+		if err != nil {
+			return err
+		}
+		cpu0[t] = v
+	}
 	for i := range c.samples + c.samples/10 {
 		for _, t := range append([]*target{direct}, c.rotated(i)...) {
 			if t.proxy == "" && t != direct {
@@ -339,12 +353,19 @@ func (c *config) latency() error {
 			}
 		}
 	}
+	// Give the last tunnels time to close before reading the CPU time.
+	time.Sleep(100 * time.Millisecond)
 	for _, t := range c.targets {
 		r := &t.res
 		r.DirectP50, r.DirectP99 = quantile(d, 0.50), quantile(d, 0.99)
 		if t.proxy == "" {
 			continue
 		}
+		cpu, err := cpuSeconds(t.pid)
+		if err != nil {
+			return err
+		}
+		r.CPUPerConnect = (cpu - cpu0[t]) * 1e6 / float64(c.samples+c.samples/10)
 		r.ConnectP50, r.ConnectP99 = quantile(t.connect, 0.50), quantile(t.connect, 0.99)
 		r.AddedP50, r.AddedP99 = r.ConnectP50-r.DirectP50, r.ConnectP99-r.DirectP99
 	}
@@ -613,23 +634,26 @@ func table(args []string) error {
 		}
 		return s
 	}
-	rows := [][]string{{"target", "tunnel MB/s", "CPU s/GiB", "added p50 µs", "added p99 µs", "HTTP req/s",
+	rows := [][]string{{"target", "tunnel MB/s", "CPU s/GiB", "added p50 µs", "added p99 µs", "CPU µs/CONNECT", "HTTP req/s",
 		"fds", "idle MB/s", "idle/single", "idle CPU s/GiB"}}
 	for _, r := range rs {
-		row := []string{r.Name, num("%.0f", r.MBps, base.MBps), "-", "-", "-", num("%.0f", r.RPS, base.RPS), "-", "-", "-", "-"}
-		if r.ConnectP50 > 0 {
+		row := []string{r.Name, num("%.0f", r.MBps, base.MBps), "-", "-", "-", "-", num("%.0f", r.RPS, base.RPS), "-", "-", "-", "-"}
+		if r.CPUPerGiB > 0 {
 			row[2] = num("%.2f", r.CPUPerGiB, base.CPUPerGiB)
+		}
+		if r.ConnectP50 > 0 {
 			row[3] = num("%.0f", r.AddedP50, base.AddedP50)
 			row[4] = num("%.0f", r.AddedP99, base.AddedP99)
+			row[5] = num("%.0f", r.CPUPerConnect, base.CPUPerConnect)
 		} else {
 			row[3] = fmt.Sprintf("(p50 %.0f)", r.DirectP50)
 			row[4] = fmt.Sprintf("(p99 %.0f)", r.DirectP99)
 		}
 		if r.IdleTunnels > 0 {
-			row[6] = strconv.Itoa(r.IdleFDs)
-			row[7] = num("%.0f", r.IdleMBps, base.IdleMBps)
-			row[8] = fmt.Sprintf("%.0f%%", 100*r.IdleMBps/r.MBps)
-			row[9] = num("%.2f", r.IdleCPUPerGiB, base.IdleCPUPerGiB)
+			row[7] = strconv.Itoa(r.IdleFDs)
+			row[8] = num("%.0f", r.IdleMBps, base.IdleMBps)
+			row[9] = fmt.Sprintf("%.0f%%", 100*r.IdleMBps/r.MBps)
+			row[10] = num("%.2f", r.IdleCPUPerGiB, base.IdleCPUPerGiB)
 		}
 		rows = append(rows, row)
 	}
