@@ -599,6 +599,9 @@ func (c *config) idleDownloads() error {
 	return c.downloads(true)
 }
 
+// table prints measure's lines as a table, with ratios to squid's
+// figures, and, when bottles built at other revisions were measured, the
+// working tree's figures over each of theirs.
 func table(args []string) error {
 	in := io.Reader(os.Stdin)
 	if len(args) > 0 {
@@ -620,10 +623,16 @@ func table(args []string) error {
 		}
 		rs = append(rs, r)
 	}
-	var base Result
-	for _, r := range rs {
-		if r.Name == "squid" {
-			base = r
+	if len(rs) == 0 {
+		return errors.New("no results")
+	}
+	var squid, bottle *Result
+	for i := range rs {
+		switch rs[i].Name {
+		case "squid":
+			squid = &rs[i]
+		case "bottle":
+			bottle = &rs[i]
 		}
 	}
 	// num formats v, and its ratio to squid's b when there is one.
@@ -637,26 +646,69 @@ func table(args []string) error {
 	rows := [][]string{{"target", "tunnel MB/s", "CPU s/GiB", "added p50 µs", "added p99 µs", "CPU µs/CONNECT", "HTTP req/s",
 		"fds", "idle MB/s", "idle/single", "idle CPU s/GiB"}}
 	for _, r := range rs {
-		row := []string{r.Name, num("%.0f", r.MBps, base.MBps), "-", "-", "-", "-", num("%.0f", r.RPS, base.RPS), "-", "-", "-", "-"}
+		var b Result
+		if squid != nil {
+			b = *squid
+		}
+		row := []string{r.Name, num("%.0f", r.MBps, b.MBps), "-", "-", "-", "-", num("%.0f", r.RPS, b.RPS), "-", "-", "-", "-"}
 		if r.CPUPerGiB > 0 {
-			row[2] = num("%.2f", r.CPUPerGiB, base.CPUPerGiB)
+			row[2] = num("%.2f", r.CPUPerGiB, b.CPUPerGiB)
 		}
 		if r.ConnectP50 > 0 {
-			row[3] = num("%.0f", r.AddedP50, base.AddedP50)
-			row[4] = num("%.0f", r.AddedP99, base.AddedP99)
-			row[5] = num("%.0f", r.CPUPerConnect, base.CPUPerConnect)
-		} else {
+			row[3] = num("%.0f", r.AddedP50, b.AddedP50)
+			row[4] = num("%.0f", r.AddedP99, b.AddedP99)
+			row[5] = num("%.0f", r.CPUPerConnect, b.CPUPerConnect)
+		} else if r.DirectP50 > 0 {
 			row[3] = fmt.Sprintf("(p50 %.0f)", r.DirectP50)
 			row[4] = fmt.Sprintf("(p99 %.0f)", r.DirectP99)
 		}
 		if r.IdleTunnels > 0 {
 			row[7] = strconv.Itoa(r.IdleFDs)
-			row[8] = num("%.0f", r.IdleMBps, base.IdleMBps)
+			row[8] = num("%.0f", r.IdleMBps, b.IdleMBps)
 			row[9] = fmt.Sprintf("%.0f%%", 100*r.IdleMBps/r.MBps)
-			row[10] = num("%.2f", r.IdleCPUPerGiB, base.IdleCPUPerGiB)
+			row[10] = num("%.2f", r.IdleCPUPerGiB, b.IdleCPUPerGiB)
 		}
 		rows = append(rows, row)
 	}
+	printRows(rows)
+	fmt.Printf("\n(Ratios to squid.) Direct connections take p50 %.0f µs, p99 %.0f µs; a proxy's added latency is its tunnel's time less that.\n", rs[0].DirectP50, rs[0].DirectP99)
+	for _, r := range rs {
+		if r.IdleTunnels > 0 {
+			fmt.Printf("idle: the download with %d idle tunnels open through the same proxy; fds: the proxy's open descriptors then.\n", r.IdleTunnels)
+			break
+		}
+	}
+	if bottle == nil {
+		return nil
+	}
+	ratio := func(v, b float64) string {
+		if b == 0 {
+			return "-"
+		}
+		return fmt.Sprintf("%.2fx", v/b)
+	}
+	rows = [][]string{{"bottle over", "tunnel MB/s", "CPU s/GiB", "added p50 µs", "added p99 µs", "CPU µs/CONNECT", "HTTP req/s",
+		"fds", "idle MB/s", "idle/single", "idle CPU s/GiB"}}
+	for _, r := range rs {
+		if !strings.HasPrefix(r.Name, "bottle@") {
+			continue
+		}
+		b := *bottle
+		rows = append(rows, []string{r.Name, ratio(b.MBps, r.MBps), ratio(b.CPUPerGiB, r.CPUPerGiB),
+			ratio(b.AddedP50, r.AddedP50), ratio(b.AddedP99, r.AddedP99), ratio(b.CPUPerConnect, r.CPUPerConnect),
+			ratio(b.RPS, r.RPS), ratio(float64(b.IdleFDs), float64(r.IdleFDs)), ratio(b.IdleMBps, r.IdleMBps),
+			ratio(b.IdleMBps/b.MBps, r.IdleMBps/r.MBps), ratio(b.IdleCPUPerGiB, r.IdleCPUPerGiB)})
+	}
+	if len(rows) > 1 {
+		fmt.Println()
+		printRows(rows)
+	}
+	return nil
+}
+
+// printRows prints rows as columns, the first left-aligned and the rest
+// right-aligned.
+func printRows(rows [][]string) {
 	widths := make([]int, len(rows[0]))
 	for _, row := range rows {
 		for i, cell := range row {
@@ -675,16 +727,4 @@ func table(args []string) error {
 		}
 		fmt.Println(b.String())
 	}
-	if len(rs) > 0 {
-		fmt.Printf("\nDirect connections take p50 %.0f µs, p99 %.0f µs; a proxy's added latency is its tunnel's time less that.\n", rs[0].DirectP50, rs[0].DirectP99)
-		if rs[0].IdleTunnels == 0 {
-			for _, r := range rs {
-				if r.IdleTunnels > 0 {
-					fmt.Printf("idle: the download with %d idle tunnels open through the same proxy; fds: the proxy's open descriptors then.\n", r.IdleTunnels)
-					break
-				}
-			}
-		}
-	}
-	return nil
 }
