@@ -2,22 +2,27 @@
 # The egress proxy side by side with squid, Debian's classic forward
 # proxy, and with direct connections, in one run: CONNECT tunnel download
 # rate (1 GiB, median of 5) and the proxy's CPU seconds per GiB, the
-# latency a CONNECT adds to a connection (p50/p99, each tunnel timed
-# alternately with a direct connection), plain-HTTP requests a second over
-# kept-alive connections, and the download again with 200 idle tunnels
-# open, with the proxy's open descriptors.
+# latency a CONNECT adds to a connection (p50/p99, each tunnel timed right
+# after a direct connection) and the proxy's CPU time per CONNECT,
+# plain-HTTP requests a second over kept-alive connections, and the
+# download again with 200 idle tunnels open, with the proxy's open
+# descriptors.
 #
-# bottle runs as `bottle sidecars --config FILE` under uid/gid 65534 with
-# no capabilities, as the docker sidecar bundle runs it (--user, --cap-drop
-# ALL): the kernel's per-user pipe budget applies to it. squid runs as its
-# own unprivileged user. Everything runs in a network namespace of its own
-# with only loopback; the upstream is bench/egressload. No internet needed.
+# bottle runs as `bottle sidecars --config FILE` without capabilities under
+# a uid of its own (65534, then 65533, ...), as the docker sidecar bundle
+# runs it (--user, --cap-drop ALL): the kernel's per-user pipe budget
+# applies to it. squid runs as its own unprivileged user. Everything runs
+# in a network namespace of its own with only loopback; the upstream is
+# bench/egressload. No internet needed. All proxies run at once and are
+# measured in turn, round by round, so that other load on the machine
+# falls on all of them alike.
 #
 #   bench/egress.sh [REV...]
 #
 # measures the working tree's bottle and, before it, bottle built at each
 # git revision REV (e.g. `bench/egress.sh main`), to compare a change with
-# its base in one run. Ratios in the table are against squid.
+# its base in one run. The table's ratios are to squid's figures; a second
+# table gives the working tree's figures over each REV's.
 #
 # Not run in CI. Needs root (for the namespaces and the uid switch), Go,
 # util-linux, iproute2 and `apt-get install -y squid curl`. Tunables:
@@ -32,8 +37,9 @@ if [ "${1-}" != --inside ]; then
     echo "bench/egress.sh needs root (network and mount namespaces, running bottle as uid 65534); run it with sudo" >&2
     exit 1
   fi
-  for cmd in squid unshare setpriv ip go; do
-    command -v "$cmd" >/dev/null || { echo "bench/egress.sh needs $cmd: apt-get install -y squid curl iproute2 util-linux" >&2; exit 1; }
+  command -v go >/dev/null || { echo "bench/egress.sh needs Go on PATH" >&2; exit 1; }
+  for cmd in squid unshare setpriv ip git; do
+    command -v "$cmd" >/dev/null || { echo "bench/egress.sh needs $cmd: apt-get install -y squid curl iproute2 util-linux git" >&2; exit 1; }
   done
   tmp=$(mktemp -d)
   trap 'rm -rf "$tmp"' EXIT
@@ -51,7 +57,8 @@ if [ "${1-}" != --inside ]; then
   done
   (cd "$root" && CGO_ENABLED=0 go build -o "$tmp/bin/bottle" ./cmd/bottle)
   targets+=(bottle)
-  # The exec'd namespace side reports through $tmp; this side removes it.
+  # The namespaces' side of this script writes to $tmp; this side
+  # removes it.
   unshare --net --mount --propagation private -- "$0" --inside "$tmp" "${targets[@]}"
   exit
 fi
@@ -74,13 +81,15 @@ ip link set lo up
 printf '127.0.0.1 localhost\n127.0.0.1 %s\n' "$host" >"$tmp/hosts"
 mount --bind "$tmp/hosts" /etc/hosts
 
-# wait_port PORT waits until something listens on 127.0.0.1:PORT.
+# wait_port PORT [LOG] waits until something listens on 127.0.0.1:PORT,
+# and shows LOG when nothing does.
 wait_port() {
   for _ in $(seq 100); do
     (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0
     sleep 0.1
   done
   echo "nothing listens on port $1" >&2
+  [ -z "${2-}" ] || cat "$2" >&2
   return 1
 }
 
@@ -109,9 +118,9 @@ hosts_file /etc/hosts
 dns_nameservers 127.0.0.1
 shutdown_lifetime 0 seconds
 CONF
-squid -N -f "$tmp/squid/squid.conf" &
+squid -N -f "$tmp/squid/squid.conf" >"$tmp/squid/out" 2>&1 &
 pids+=($!)
-wait_port 3129
+wait_port 3129 "$tmp/squid/out"
 targets+=(-target "squid,127.0.0.1:3129,$!")
 
 # Each bottle under a uid of its own, so that none spends another's pipe
@@ -138,7 +147,7 @@ JSON
   setpriv --reuid="$uid" --regid="$uid" --clear-groups --inh-caps=-all --bounding-set=-all \
     "$tmp/bin/$name" sidecars --config "$state/config.json" >"$state/stdout" 2>"$state/stderr" &
   pids+=($!)
-  wait_port "$port"
+  wait_port "$port" "$state/stderr"
   targets+=(-target "$name,127.0.0.1:$port,$!")
   port=$((port + 1))
   uid=$((uid - 1))

@@ -1,15 +1,18 @@
 // Command egressload is the load side of bench/egress.sh: an upstream
-// server, a client that measures one forward proxy (or a direct path) and
-// prints its figures as one JSON line, and a table of such lines.
+// server, a client that measures forward proxies and direct connections
+// in turn and prints each one's figures as a JSON line, and a table of
+// such lines.
 //
 //	egressload upstream -raw ADDR -http ADDR
-//	egressload measure -name NAME [-proxy ADDR -pid PID] -host NAME -raw-port N -http-port N
+//	egressload measure -target NAME[,PROXY,PID] ... -host NAME -raw-port N -http-port N
 //	egressload table [FILE]
 //
 // The upstream's raw port speaks a one-byte protocol: 'D' and a big-endian
 // uint64 n sends n bytes and closes; 'E' echoes until the end of stream;
 // anything else, or nothing, is read and dropped until the end of stream.
-// Its HTTP port answers every request with a small fixed body.
+// Its HTTP port answers every request with a small fixed body. Downloads
+// are sent with sendfile and received with splice into /dev/null, so that
+// the proxy, not the ends, is what the figures measure.
 //
 // It only ever connects to the addresses it is given; the script runs it
 // in a network namespace of its own.
