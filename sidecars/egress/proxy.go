@@ -704,6 +704,7 @@ func (p *Proxy) dialForward(ctx context.Context, _, _ string) (net.Conn, error) 
 	if err != nil {
 		return nil, err
 	}
+	keepAlive(c)
 	st.addr.Store(&addr)
 	return c, nil
 }
@@ -745,7 +746,9 @@ func (e *errLookup) Error() string { return "cannot resolve the host: " + e.err.
 func (e *errLookup) Unwrap() error { return e.err }
 
 // dial resolves d's host, checks every address and dials the checked
-// addresses in the resolver's order until one answers.
+// addresses in the resolver's order until one answers. The connection has
+// TCP keep-alive off; the caller turns it on (keepAlive), a tunnel only
+// once its client has the answer.
 func (p *Proxy) dial(ctx context.Context, d Decision) (net.Conn, netip.AddrPort, error) {
 	ctx, cancel := context.WithTimeout(ctx, p.connectTimeout)
 	defer cancel()
@@ -763,7 +766,7 @@ func (p *Proxy) dial(ctx context.Context, d Decision) (net.Conn, netip.AddrPort,
 			}
 		}
 	}
-	var dialer net.Dialer
+	dialer := net.Dialer{KeepAlive: -1}
 	var errs []error
 	for _, a := range addrs {
 		ap := netip.AddrPortFrom(a.Unmap(), uint16(d.Port))

@@ -48,8 +48,11 @@ var forceCountedCopy = false
 // Both directions count their bytes as they pass, and idleness is read
 // from those counts. The client-bound direction runs on a goroutine of its
 // own, the other on the caller's, and the idle watch on a timer: a tunnel
-// costs one goroutine more than its handler.
+// costs one goroutine more than its handler. The caller has answered the
+// client already; run turns on the destination's TCP keep-alive (see
+// keepAlive).
 func (t *tunnel) run(idle time.Duration) error {
+	keepAlive(t.upstream)
 	progress := func() uint64 { return uint64(t.up.Load() + t.down.Load()) }
 	watch := startIdleWatch(idle, progress, t.close)
 	down := make(chan error, 1)
@@ -179,3 +182,13 @@ func (c *countingReader) Read(p []byte) (int, error) {
 // writerOnly hides a connection's ReadFrom, so that io.CopyBuffer uses the
 // counting reader and its buffer.
 type writerOnly struct{ io.Writer }
+
+// keepAlive turns on TCP keep-alive on a connection Proxy.dial made, with
+// the settings a net.Dialer would have used (probes after 15 s idle). The
+// dial leaves it off, so that its four system calls come after a tunnel's
+// answer instead of before.
+func keepAlive(c net.Conn) {
+	if tc, ok := c.(*net.TCPConn); ok {
+		tc.SetKeepAliveConfig(net.KeepAliveConfig{Enable: true})
+	}
+}
