@@ -28,10 +28,10 @@ const spliceChunk = 1 << 20
 // (internal/poll.Splice, splice_linux.go:34-38@go1.26.8), so that an idle
 // tunnel holds two 1 MiB pipes. A user without CAP_SYS_RESOURCE, as the
 // sidecar runs, may hold fs.pipe-user-pages-soft (64 MiB) of pipes; past
-// that the kernel gives new pipes two pages, and every tunnel, busy or
-// not, crawls. spliceRelay waits for src to become readable without a
-// pipe, and gives its pipe back whenever src has nothing to read, so that
-// only tunnels moving bytes hold pipes.
+// that the kernel gives new pipes two pages, and new transfers crawl.
+// spliceRelay waits for src to become readable without a pipe, and gives
+// its pipe back whenever src has nothing to read, so that only tunnels
+// moving bytes hold pipes.
 func spliceRelay(dst, src net.Conn, n *atomic.Int64) (handled bool, err error) {
 	srcRaw, ok := spliceable(src)
 	if !ok {
@@ -87,7 +87,8 @@ func spliceable(c net.Conn) (syscall.RawConn, bool) {
 		rc, err := c.SyscallConn()
 		return rc, err == nil
 	case *net.UnixConn:
-		if c.LocalAddr().Network() != "unix" {
+		// Not a packet socket (unixgram, unixpacket).
+		if a, ok := c.LocalAddr().(*net.UnixAddr); !ok || a == nil || a.Net != "unix" {
 			return nil, false
 		}
 		rc, err := c.SyscallConn()

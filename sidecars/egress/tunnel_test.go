@@ -6,6 +6,7 @@ import (
 	"io"
 	"math/rand/v2"
 	"net"
+	"path/filepath"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -83,5 +84,30 @@ func TestSpliceRelayLeavesOtherConnectionsAlone(t *testing.T) {
 	handled, err := spliceRelay(a, b, &n)
 	if handled || err != nil || n.Load() != 0 {
 		t.Errorf("spliceRelay over net.Pipe: handled %v, %v, %d bytes", handled, err, n.Load())
+	}
+}
+
+// TestSpliceRelayLeavesPacketSocketsAlone: a unixpacket connection keeps
+// its message boundaries only when copied through memory.
+func TestSpliceRelayLeavesPacketSocketsAlone(t *testing.T) {
+	ln, err := net.Listen("unixpacket", filepath.Join(t.TempDir(), "p.sock"))
+	if err != nil {
+		t.Skip("no unixpacket sockets:", err)
+	}
+	defer ln.Close()
+	go func() {
+		if c, err := ln.Accept(); err == nil {
+			defer c.Close()
+			io.Copy(io.Discard, c)
+		}
+	}()
+	c, err := net.Dial("unixpacket", ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	var n atomic.Int64
+	if handled, err := spliceRelay(c, c, &n); handled || err != nil {
+		t.Errorf("spliceRelay over unixpacket: handled %v, %v", handled, err)
 	}
 }
