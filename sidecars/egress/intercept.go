@@ -181,8 +181,12 @@ func newInterception(p *Proxy, opts Options) (*interception, error) {
 				pr.Out.Body = &countingBody{ReadCloser: pr.Out.Body, n: &st.up}
 			}
 		},
-		Transport:     &p.tlsUpstreams,
-		FlushInterval: -1,
+		Transport: &p.tlsUpstreams,
+		// A response of known length goes out as the server buffers
+		// it, in as few writes as it takes; the reverse proxy flushes
+		// server-sent events and responses of unknown length (streams)
+		// after every write.
+		FlushInterval: 0,
 		ModifyResponse: func(resp *http.Response) error {
 			st := resp.Request.Context().Value(forwardKey{}).(*forwardState)
 			st.status.Store(int64(resp.StatusCode))

@@ -173,8 +173,12 @@ func New(opts Options) (*Proxy, error) {
 		// connection is reused only for a request decided by the same
 		// rule for the same host and port, under the same rules, and
 		// goes to the address checked when it was dialled.
-		Transport:     &p.upstreams,
-		FlushInterval: -1,
+		Transport: &p.upstreams,
+		// A response of known length goes out as the server buffers
+		// it, in as few writes as it takes; the reverse proxy flushes
+		// server-sent events and responses of unknown length (streams)
+		// after every write.
+		FlushInterval: 0,
 		ModifyResponse: func(resp *http.Response) error {
 			st := resp.Request.Context().Value(forwardKey{}).(*forwardState)
 			st.status.Store(int64(resp.StatusCode))
