@@ -503,7 +503,7 @@ func TestClaudeCodeThroughProxy(t *testing.T) {
 		for _, r := range reqs {
 			t.Logf("the mock API got %s %s %s (authorized %v)", r.Method, r.Host, r.URI, r.Authorized)
 		}
-		t.Logf("the proxy's log:\n%s", tp.log.b.String())
+		t.Logf("the proxy's log:\n%s", tp.log.String())
 		if b, err := os.ReadFile(debugFile); err == nil {
 			t.Logf("claude's debug log, the end:\n%s", b[max(0, len(b)-16000):])
 		}
@@ -562,7 +562,7 @@ func TestClaudeCodeThroughProxy(t *testing.T) {
 			substituted = true
 		}
 	}
-	if !substituted || !strings.Contains(tp.log.b.String(), `"substituted":["ANTHROPIC_API_KEY"]`) {
+	if !substituted || !strings.Contains(tp.log.String(), `"substituted":["ANTHROPIC_API_KEY"]`) {
 		t.Error(`the proxy's log has no message request with "substituted":["ANTHROPIC_API_KEY"]`)
 	}
 
@@ -571,7 +571,7 @@ func TestClaudeCodeThroughProxy(t *testing.T) {
 	if strings.Contains(stdout.String()+stderr.String(), real) {
 		t.Error("Claude Code's output holds the real key")
 	}
-	if strings.Contains(tp.log.b.String(), real) || strings.Contains(tp.log.b.String(), ph) {
+	if strings.Contains(tp.log.String(), real) || strings.Contains(tp.log.String(), ph) {
 		t.Error("the proxy's log holds the real key or the placeholder")
 	}
 	for _, dir := range []string{home, tmp} {

@@ -310,7 +310,7 @@ func TestInterceptSubstitutes(t *testing.T) {
 	if !seen {
 		t.Errorf("no log line for the intercepted request: %+v", evs)
 	}
-	if strings.Contains(e.log.b.String(), e.real) || strings.Contains(e.log.b.String(), e.ph) {
+	if strings.Contains(e.log.String(), e.real) || strings.Contains(e.log.String(), e.ph) {
 		t.Error("the log holds the value or the placeholder")
 	}
 }
@@ -355,7 +355,7 @@ func TestInterceptRefusesLeaks(t *testing.T) {
 			}
 		})
 	}
-	if s := e.log.b.String(); strings.Contains(s, e.real) || strings.Contains(s, e.ph) || strings.Contains(s, e.visible) {
+	if s := e.log.String(); strings.Contains(s, e.real) || strings.Contains(s, e.ph) || strings.Contains(s, e.visible) {
 		t.Errorf("the log holds a value:\n%s", s)
 	}
 	// A credential the gitleaks rules know, in a POST body (plain and
@@ -383,7 +383,7 @@ func TestInterceptRefusesLeaks(t *testing.T) {
 			t.Errorf("%s: the refused request reached the upstream (%d requests)", c.name, n)
 		}
 	}
-	if strings.Contains(e.log.b.String(), pat) {
+	if strings.Contains(e.log.String(), pat) {
 		t.Error("the log holds the PAT")
 	}
 	// A WebSocket's random key is no credential.
@@ -418,8 +418,8 @@ func TestInterceptScanLogOnly(t *testing.T) {
 			logged = true
 		}
 	}
-	if !logged || strings.Contains(e.log.b.String(), pat) {
-		t.Errorf("the finding was not logged, or the log shows the value:\n%s", e.log.b.String())
+	if !logged || strings.Contains(e.log.String(), pat) {
+		t.Errorf("the finding was not logged, or the log shows the value:\n%s", e.log.String())
 	}
 	if resp, _ := e.do(t, "POST", e.url(inspectHost, "/"), "x="+e.ph); resp.StatusCode != http.StatusForbidden {
 		t.Errorf("scan = log let the placeholder through: %s", resp.Status)

@@ -146,7 +146,7 @@ func (e *icptEnv) assertNoValue(t *testing.T, what, seen string) {
 	if strings.Contains(seen, e.real) {
 		t.Errorf("%s: the real value reached the agent:\n%s", what, seen)
 	}
-	if strings.Contains(e.log.b.String(), e.real) {
+	if strings.Contains(e.log.String(), e.real) {
 		t.Errorf("%s: the real value is in the log", what)
 	}
 }
