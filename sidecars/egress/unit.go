@@ -7,7 +7,6 @@ import (
 	"errors"
 	"fmt"
 	"net"
-	"os"
 	"path/filepath"
 	"slices"
 	"sync"
@@ -124,28 +123,6 @@ func UseUpstreamRoots(pool *x509.CertPool) (restore func()) {
 	return func() { upstreamRoots = old }
 }
 
-// writePublic writes a file anyone in the sandbox may read (the CA's
-// certificate), atomically.
-func writePublic(path string, data []byte) error {
-	tmp, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".tmp*")
-	if err != nil {
-		return err
-	}
-	defer os.Remove(tmp.Name())
-	if _, err := tmp.Write(data); err != nil {
-		tmp.Close()
-		return err
-	}
-	if err := tmp.Chmod(0o644); err != nil {
-		tmp.Close()
-		return err
-	}
-	if err := tmp.Close(); err != nil {
-		return err
-	}
-	return os.Rename(tmp.Name(), path)
-}
-
 // UseResolver makes the egress sidecars started from now on resolve with r
 // and returns a function that restores the previous resolver. For tests.
 func UseResolver(r Resolver) (restore func()) {
@@ -248,7 +225,7 @@ func newService(_ context.Context, raw json.RawMessage, env *sidecars.Env) (side
 		}
 		// Before the socket exists: bottle guest, which waits for the
 		// socket, then finds the certificate.
-		if err := writePublic(spec.CA, pem); err != nil {
+		if err := sidecars.WriteFileAtomic(spec.CA, pem, 0o644); err != nil {
 			logFile.Close()
 			return nil, fmt.Errorf("egress: publish the CA certificate: %w", err)
 		}

@@ -52,7 +52,7 @@ func InstallCA(caPath string) error {
 	bundle := append(append([]byte(nil), roots...), '\n')
 	bundle = append(bundle, ca...)
 	for name, data := range map[string][]byte{sidecars.CACertName: ca, sidecars.CABundleName: bundle} {
-		if err := writeReadable(filepath.Join(dir, name), data); err != nil {
+		if err := sidecars.WriteFileAtomic(filepath.Join(dir, name), data, 0o644); err != nil {
 			return fmt.Errorf("the CA bundle: %w", err)
 		}
 	}
@@ -75,26 +75,4 @@ func pemHoldsCert(b []byte) bool {
 			return false
 		}
 	}
-}
-
-// writeReadable writes a world-readable file by a fresh name and renames
-// it into place, so that nothing already at path (a link) is followed.
-func writeReadable(path string, data []byte) error {
-	tmp, err := os.CreateTemp(filepath.Dir(path), ".tmp*")
-	if err != nil {
-		return err
-	}
-	defer os.Remove(tmp.Name())
-	if _, err := tmp.Write(data); err != nil {
-		tmp.Close()
-		return err
-	}
-	if err := tmp.Chmod(0o644); err != nil {
-		tmp.Close()
-		return err
-	}
-	if err := tmp.Close(); err != nil {
-		return err
-	}
-	return os.Rename(tmp.Name(), path)
 }

@@ -92,38 +92,12 @@ func WriteConfig(path string, c *Config) error {
 	if err != nil {
 		return fmt.Errorf("encode sidecar config: %w", err)
 	}
-	return writeFileAtomic(path, append(b, '\n'))
+	return sidecars.WriteFileAtomic(path, append(b, '\n'), 0o600)
 }
 
 // decodeStrict decodes one JSON value into v, refusing unknown fields and
 // trailing data.
 func decodeStrict(b []byte, v any) error { return sidecars.Decode(b, v) }
-
-// writeFileAtomic writes data to a temporary file beside path with mode
-// 0600 and renames it over path, so readers see the old or the new
-// content, never a part.
-func writeFileAtomic(path string, data []byte) error {
-	f, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".*")
-	if err != nil {
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	tmp := f.Name()
-	_, err = f.Write(data)
-	if err == nil {
-		err = f.Sync()
-	}
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil {
-		err = os.Rename(tmp, path)
-	}
-	if err != nil {
-		os.Remove(tmp)
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	return nil
-}
 
 // checkStateDir makes sure dir exists as a directory that only its owner
 // can enter, creating it with mode 0700 when missing.

@@ -13,6 +13,8 @@ import (
 	"sync"
 	"syscall"
 	"time"
+
+	"github.com/bottle-dev/bottle/sidecars"
 )
 
 // DefaultReadyTimeout is how long Launch waits for readiness by default.
@@ -115,7 +117,7 @@ func Launch(ctx context.Context, opts LaunchOptions) (*Handle, error) {
 		h.waitErr = cmd.Wait()
 		close(h.done)
 	}()
-	if err := writeFileAtomic(filepath.Join(opts.StateDir, PIDFile), []byte(strconv.Itoa(h.PID)+"\n")); err != nil {
+	if err := sidecars.WriteFileAtomic(filepath.Join(opts.StateDir, PIDFile), []byte(strconv.Itoa(h.PID)+"\n"), 0o600); err != nil {
 		h.Stop(0)
 		return nil, fmt.Errorf("launch sidecars: %w", err)
 	}

@@ -166,7 +166,7 @@ func Run(ctx context.Context, configPath string, stdout, stderr io.Writer) error
 	readyPath := filepath.Join(cfg.StateDir, ReadyFile)
 	b, err := json.Marshal(ready)
 	if err == nil {
-		err = writeFileAtomic(readyPath, append(b, '\n'))
+		err = sidecars.WriteFileAtomic(readyPath, append(b, '\n'), 0o600)
 	}
 	if err != nil {
 		cancel()
