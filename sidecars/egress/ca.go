@@ -63,11 +63,7 @@ func NewCA(names []string) (*CA, error) {
 		}
 		permitted = append(permitted, c)
 	}
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		return nil, fmt.Errorf("interception CA: %w", err)
-	}
-	serial, err := randomSerial()
+	key, serial, err := newKey()
 	if err != nil {
 		return nil, err
 	}
@@ -131,6 +127,19 @@ func constraintFor(name string) (string, error) {
 	return n, nil
 }
 
+// newKey makes a certificate's ECDSA P-256 key and random serial number.
+func newKey() (*ecdsa.PrivateKey, *big.Int, error) {
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		return nil, nil, fmt.Errorf("interception CA: %w", err)
+	}
+	serial, err := randomSerial()
+	if err != nil {
+		return nil, nil, err
+	}
+	return key, serial, nil
+}
+
 func randomSerial() (*big.Int, error) {
 	serial, err := rand.Int(rand.Reader, new(big.Int).Lsh(big.NewInt(1), 127))
 	if err != nil {
@@ -180,11 +189,7 @@ func (c *CA) Leaf(host string) (*tls.Certificate, error) {
 	if leaf, ok := c.leaves[h]; ok {
 		return leaf, nil
 	}
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		return nil, fmt.Errorf("interception CA: %w", err)
-	}
-	serial, err := randomSerial()
+	key, serial, err := newKey()
 	if err != nil {
 		return nil, err
 	}

@@ -92,6 +92,9 @@ type interception struct {
 	// realScan finds the bound secrets' real values, which must never come
 	// back to the sandbox. Each is nil when it has nothing to find.
 	headerScan, bodyScan, realScan *SecretScanner
+	// visible are the values of the secrets the agent sees, which the
+	// gitleaks rules do not look for in headers.
+	visible []string
 	// dlp runs the gitleaks rules on headers and URLs (the bottle's own
 	// values there are checked by headerScan and bodyScan); bodyDLP runs
 	// them and bodyScan on bodies. Both are made on first use.
@@ -116,6 +119,9 @@ func newInterception(p *Proxy, opts Options) (*interception, error) {
 		}
 		// A value shorter than MinScannedSecret cannot be told from
 		// ordinary text and is not looked for; its placeholder always is.
+		if len(s.Hosts) == 0 {
+			ic.visible = append(ic.visible, s.Value)
+		}
 		scanned := len(s.Value) >= MinScannedSecret
 		if scanned {
 			body[s.Name] = s.Value
@@ -167,71 +173,58 @@ func newInterception(p *Proxy, opts Options) (*interception, error) {
 		return d.WithoutRules(genericRule), nil
 	})
 	ic.bodyDLP = sync.OnceValues(func() (*DLP, error) { return NewDLP(ic.bodyScan) })
-	roots := opts.UpstreamRoots
-	ic.rp = &httputil.ReverseProxy{
-		Rewrite: func(pr *httputil.ProxyRequest) {
-			st := pr.Out.Context().Value(forwardKey{}).(*forwardState)
-			pr.Out.URL.Scheme = "https"
-			pr.Out.URL.Host = st.d.Host
+	ic.rp = p.reverseProxy(forwardPath{
+		transport: &p.tlsUpstreams,
+		target: func(out *http.Request, st *forwardState) {
+			out.URL.Scheme = "https"
+			out.URL.Host = st.d.Host
 			if st.d.Port != 443 {
-				pr.Out.URL.Host = hostPort(st.d.Host, st.d.Port)
-			}
-			pr.Out.Host = ""
-			if pr.Out.Body != nil && pr.Out.Body != http.NoBody {
-				pr.Out.Body = &countingBody{ReadCloser: pr.Out.Body, n: &st.up}
+				out.URL.Host = hostPort(st.d.Host, st.d.Port)
 			}
 		},
-		Transport: &p.tlsUpstreams,
-		// A response of known length goes out as the server buffers
-		// it, in as few writes as it takes; the reverse proxy flushes
-		// server-sent events and responses of unknown length (streams)
-		// after every write.
-		FlushInterval: 0,
-		ModifyResponse: func(resp *http.Response) error {
-			st := resp.Request.Context().Value(forwardKey{}).(*forwardState)
-			st.status.Store(int64(resp.StatusCode))
-			if err := ic.checkResponse(resp); err != nil {
-				return err
-			}
-			if rwc, ok := resp.Body.(io.ReadWriteCloser); ok && resp.StatusCode == http.StatusSwitchingProtocols {
-				// Only WebSocket is relayed (checkRequest), without
-				// extensions; its frames are guarded both ways (wsguard.go).
-				if len(resp.Header.Values("Sec-WebSocket-Extensions")) > 0 {
-					return errors.New("the destination switched to WebSocket with an extension the client was not let offer")
-				}
-				g := &guardedRWC{ReadWriteCloser: rwc}
-				if ic.realScan != nil {
-					g.r = newWSDownGuard(rwc, ic.realScan)
-				}
-				up := &wsUpGuard{w: rwc, stream: (&SecretScanner{}).Stream()}
-				if ic.bodyScan != nil {
-					up.stream = ic.bodyScan.Stream()
-				}
-				if d, err := ic.bodyDLP(); err == nil {
-					if rep := ic.reporter(resp.Request.Method, resp.Request.URL.Path, st.d); rep != nil {
-						d = d.Reporting(rep)
-					}
-					up.dlp = d
-				}
-				g.w = up
-				rwc = g
-				return p.upgrade(st, resp, rwc)
-			}
-			body := io.ReadCloser(&countingBody{ReadCloser: resp.Body, n: &st.down})
-			if ic.realScan != nil {
-				g := newGuardReader(body, ic.realScan, "response body")
-				g.atEOF = func() error { return ic.scanHeader("response trailer", resp.Trailer) }
-				body = g
-			}
-			resp.Body = body
-			return nil
-		},
-		ErrorHandler: p.interceptError,
-		ErrorLog:     opts.ErrorLog,
-	}
-	p.tlsUpstreams.tlsConfig = &tls.Config{RootCAs: roots, MinVersion: tls.VersionTLS12}
+		check:        ic.checkResponse,
+		upgraded:     ic.guardUpgrade,
+		body:         ic.guardBody,
+		errorHandler: p.interceptError,
+	}, opts.ErrorLog)
+	p.tlsUpstreams.tlsConfig = &tls.Config{RootCAs: opts.UpstreamRoots, MinVersion: tls.VersionTLS12}
 	p.tlsUpstreams.dial = p.dialForward
 	return ic, nil
+}
+
+// guardUpgrade guards a switch to WebSocket, the only upgrade relayed
+// (checkRequest), without extensions: its frames both ways (wsguard.go).
+func (ic *interception) guardUpgrade(resp *http.Response, st *forwardState, rwc io.ReadWriteCloser) (io.ReadWriteCloser, error) {
+	if len(resp.Header.Values("Sec-WebSocket-Extensions")) > 0 {
+		return nil, errors.New("the destination switched to WebSocket with an extension the client was not let offer")
+	}
+	g := &guardedRWC{ReadWriteCloser: rwc}
+	if ic.realScan != nil {
+		g.r = newWSDownGuard(rwc, ic.realScan)
+	}
+	up := &wsUpGuard{w: rwc}
+	if ic.bodyScan != nil {
+		up.stream = ic.bodyScan.Stream()
+	}
+	if d, err := ic.bodyDLP(); err == nil {
+		if rep := ic.reporter(resp.Request.Method, resp.Request.URL.Path, st.d); rep != nil {
+			d = d.Reporting(rep)
+		}
+		up.dlp = d
+	}
+	g.w = up
+	return g, nil
+}
+
+// guardBody guards a response body, and its trailers, for the bound
+// secrets' values.
+func (ic *interception) guardBody(resp *http.Response, body io.ReadCloser) io.ReadCloser {
+	if ic.realScan == nil {
+		return body
+	}
+	g := newGuardReader(body, ic.realScan, "response body")
+	g.atEOF = func() error { return ic.scanHeader("response trailer", resp.Trailer) }
+	return g
 }
 
 // guardedRWC is an upgraded connection whose reads (from the
@@ -277,15 +270,7 @@ func (ic *interception) intercepts(d Decision) bool {
 	if ic == nil || d.Rule == nil {
 		return false
 	}
-	if ic.inspectAll || d.Rule.Intercepted() {
-		return true
-	}
-	for i := range ic.secrets {
-		if ic.secrets[i].boundTo(d.Host) {
-			return true
-		}
-	}
-	return false
+	return ic.inspectAll || d.Rule.Intercepted() || ic.bound(d.Host)
 }
 
 // genericRule is gitleaks' catch-all rule: a name such as "key" or
@@ -447,11 +432,10 @@ func (c *countedConn) Write(p []byte) (int, error) {
 // oneConnListener hands one connection to an http.Server, then blocks
 // until closed.
 type oneConnListener struct {
-	c      chan net.Conn
-	done   chan struct{}
-	once   sync.Once
-	addr   net.Addr
-	closed atomic.Bool
+	c    chan net.Conn
+	done chan struct{}
+	once sync.Once
+	addr net.Addr
 }
 
 func newOneConnListener(c net.Conn) *oneConnListener {
@@ -877,12 +861,6 @@ func escapeGlob(s string) string {
 // placeholder, in any form, and nothing a gitleaks rule matches.
 func (ic *interception) headers(r *http.Request, host string, tlsOK bool, dlp *DLP) ([]string, *refusal) {
 	var subst []string
-	var visible []string
-	for i := range ic.secrets {
-		if ic.secrets[i].Placeholder == "" {
-			visible = append(visible, ic.secrets[i].Value)
-		}
-	}
 	for name, vals := range r.Header {
 		for i, v := range vals {
 			plain, basic := v, false
@@ -915,7 +893,7 @@ func (ic *interception) headers(r *http.Request, host string, tlsOK bool, dlp *D
 					}
 				}
 			}
-			if leak := dlp.ScanText("header "+name, name+": "+masked, visible); leak != nil {
+			if leak := dlp.ScanText("header "+name, name+": "+masked, ic.visible); leak != nil {
 				return nil, &refusal{status: http.StatusForbidden, reason: "outbound scan: " + leak.Error()}
 			}
 			if len(here) > 0 {
@@ -950,15 +928,14 @@ func headerFinding(header string, m SecretMatch, host string) string {
 // checkResponse refuses a response whose headers carry a bound secret's
 // value, or whose body is encoded so that it cannot be scanned for one
 // after the proxy sent one.
-func (ic *interception) checkResponse(resp *http.Response) error {
+func (ic *interception) checkResponse(resp *http.Response, st *forwardState) error {
 	if ic.realScan == nil {
 		return nil
 	}
 	if err := ic.scanHeader("response header", resp.Header); err != nil {
 		return err
 	}
-	st, _ := resp.Request.Context().Value(forwardKey{}).(*forwardState)
-	if st == nil || !ic.bound(st.d.Host) {
+	if !ic.bound(st.d.Host) {
 		return nil
 	}
 	for _, v := range resp.Header.Values("Content-Encoding") {

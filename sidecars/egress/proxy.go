@@ -159,42 +159,12 @@ func New(opts Options) (*Proxy, error) {
 		IdleTimeout:       p.idleTimeout,
 		ErrorLog:          opts.ErrorLog,
 	}
-	p.forward = &httputil.ReverseProxy{
-		Rewrite: func(pr *httputil.ProxyRequest) {
-			// The client's absolute URI is the destination; the Host
-			// header follows it, never a header the client chose.
-			pr.Out.Host = ""
-			st := pr.Out.Context().Value(forwardKey{}).(*forwardState)
-			if pr.Out.Body != nil && pr.Out.Body != http.NoBody {
-				pr.Out.Body = &countingBody{ReadCloser: pr.Out.Body, n: &st.up}
-			}
-		},
-		// Upstream connections are kept per decision (upstreamPool): a
-		// connection is reused only for a request decided by the same
-		// rule for the same host and port, under the same rules, and
-		// goes to the address checked when it was dialled.
-		Transport: &p.upstreams,
-		// A response of known length goes out as the server buffers
-		// it, in as few writes as it takes; the reverse proxy flushes
-		// server-sent events and responses of unknown length (streams)
-		// after every write.
-		FlushInterval: 0,
-		ModifyResponse: func(resp *http.Response) error {
-			st := resp.Request.Context().Value(forwardKey{}).(*forwardState)
-			st.status.Store(int64(resp.StatusCode))
-			if rwc, ok := resp.Body.(io.ReadWriteCloser); ok && resp.StatusCode == http.StatusSwitchingProtocols {
-				// An upgraded connection (WebSocket): the reverse proxy
-				// writes the client's bytes into the body, so it must stay
-				// writable; both directions are counted, and the idle
-				// timeout and a shutdown apply as to a tunnel.
-				return p.upgrade(st, resp, rwc)
-			}
-			resp.Body = &countingBody{ReadCloser: resp.Body, n: &st.down}
-			return nil
-		},
-		ErrorHandler: p.forwardError,
-		ErrorLog:     opts.ErrorLog,
-	}
+	// Upstream connections are kept per decision (upstreamPool): a
+	// connection is reused only for a request decided by the same rule
+	// for the same host and port, under the same rules, and goes to the
+	// address checked when it was dialled. The client's absolute URI is
+	// the destination.
+	p.forward = p.reverseProxy(forwardPath{transport: &p.upstreams, errorHandler: p.forwardError}, opts.ErrorLog)
 	p.upstreams.dial = p.dialForward
 	if p.icpt, err = newInterception(p, opts); err != nil {
 		return nil, err
@@ -202,28 +172,12 @@ func New(opts Options) (*Proxy, error) {
 	return p, nil
 }
 
-// ValidateRule checks that r is canonical: its host as plan.NormalizeHost
-// returns it, at least one port, each within 1-65535, and its methods and
-// paths as allow() makes them (plan.CheckRule).
+// ValidateRule checks that r is canonical as allow() makes it
+// (plan.CheckRule): its host as plan.NormalizeHost returns it, at least one
+// port, each within 1-65535, and its methods and paths normalised.
 func ValidateRule(r plan.Rule) error {
-	h, err := plan.NormalizeHost(r.Host)
-	if err != nil {
-		return fmt.Errorf("rule %q: %w", r.Host, err)
-	}
-	if h != r.Host {
-		return fmt.Errorf("rule %q: host is not canonical; want %q", r.Host, h)
-	}
-	if len(r.Ports) == 0 {
-		return fmt.Errorf("rule %q: no ports", r.Host)
-	}
-	for _, port := range r.Ports {
-		if port < 1 || port > 65535 {
-			return fmt.Errorf("rule %q: port %d is outside 1-65535", r.Host, port)
-		}
-	}
-	// Methods and paths as allow() makes them.
 	if err := plan.CheckRule(r); err != nil {
-		return fmt.Errorf("rule %q: %w", r.Host, err)
+		return fmt.Errorf("rule %q is not canonical: %w", r.Host, err)
 	}
 	return nil
 }
@@ -563,6 +517,80 @@ func (p *Proxy) serveForward(w http.ResponseWriter, r *http.Request) {
 		ev.Error = fmt.Sprintf("closed after %s without traffic", p.idleTimeout)
 	}
 	p.finish(&ev)
+}
+
+// forwardPath is what differs between the proxy's two reverse proxies, the
+// plain-HTTP forwarder and the one of intercepted hosts: where a request
+// goes, and how the destination's answer is checked and guarded. Both
+// count the bytes each way, record the status, and relay an upgraded
+// connection as a tunnel.
+type forwardPath struct {
+	transport http.RoundTripper
+	// target points the outgoing request at its destination; nil leaves
+	// the client's absolute URI.
+	target func(out *http.Request, st *forwardState)
+	// check refuses a response; nil refuses none.
+	check func(resp *http.Response, st *forwardState) error
+	// upgraded wraps the connection of a switch of protocols; nil keeps it.
+	upgraded func(resp *http.Response, st *forwardState, rwc io.ReadWriteCloser) (io.ReadWriteCloser, error)
+	// body wraps a response body once it is counted; nil keeps it.
+	body         func(resp *http.Response, body io.ReadCloser) io.ReadCloser
+	errorHandler func(http.ResponseWriter, *http.Request, error)
+}
+
+// reverseProxy makes the reverse proxy of fp. Each request's context
+// carries its *forwardState (forwardKey).
+func (p *Proxy) reverseProxy(fp forwardPath, errorLog *log.Logger) *httputil.ReverseProxy {
+	return &httputil.ReverseProxy{
+		Rewrite: func(pr *httputil.ProxyRequest) {
+			st := pr.Out.Context().Value(forwardKey{}).(*forwardState)
+			if fp.target != nil {
+				fp.target(pr.Out, st)
+			}
+			// The Host header follows the destination, never a header
+			// the client chose.
+			pr.Out.Host = ""
+			if pr.Out.Body != nil && pr.Out.Body != http.NoBody {
+				pr.Out.Body = &countingBody{ReadCloser: pr.Out.Body, n: &st.up}
+			}
+		},
+		Transport: fp.transport,
+		// A response of known length goes out as the server buffers it,
+		// in as few writes as it takes; the reverse proxy flushes
+		// server-sent events and responses of unknown length (streams)
+		// after every write.
+		FlushInterval: 0,
+		ModifyResponse: func(resp *http.Response) error {
+			st := resp.Request.Context().Value(forwardKey{}).(*forwardState)
+			st.status.Store(int64(resp.StatusCode))
+			if fp.check != nil {
+				if err := fp.check(resp, st); err != nil {
+					return err
+				}
+			}
+			if rwc, ok := resp.Body.(io.ReadWriteCloser); ok && resp.StatusCode == http.StatusSwitchingProtocols {
+				// An upgraded connection (WebSocket): the reverse proxy
+				// writes the client's bytes into the body, so it must stay
+				// writable; both directions are counted, and the idle
+				// timeout and a shutdown apply as to a tunnel.
+				if fp.upgraded != nil {
+					var err error
+					if rwc, err = fp.upgraded(resp, st, rwc); err != nil {
+						return err
+					}
+				}
+				return p.upgrade(st, resp, rwc)
+			}
+			body := io.ReadCloser(&countingBody{ReadCloser: resp.Body, n: &st.down})
+			if fp.body != nil {
+				body = fp.body(resp, body)
+			}
+			resp.Body = body
+			return nil
+		},
+		ErrorHandler: fp.errorHandler,
+		ErrorLog:     errorLog,
+	}
 }
 
 // errStopping refuses a tunnel or an upgrade while the proxy stops.

@@ -3,7 +3,6 @@ package egress
 import (
 	"encoding/binary"
 	"errors"
-	"fmt"
 	"io"
 )
 
@@ -52,29 +51,16 @@ func readWSHeader(r io.Reader) (wsFrame, error) {
 	if _, err := io.ReadFull(r, h[:2]); err != nil {
 		return wsFrame{}, err
 	}
-	f := wsFrame{fin: h[0]&0x80 != 0, opcode: h[0] & 0x0f, masked: h[1]&0x80 != 0, length: uint64(h[1] & 0x7f)}
-	if h[0]&0x70 != 0 {
-		return f, errWSReserved
+	_, need, err := parseWSHeader(h[:2])
+	if err != nil {
+		return wsFrame{}, err
 	}
-	switch f.length {
-	case 126:
-		if _, err := io.ReadFull(r, h[2:4]); err != nil {
-			return f, err
-		}
-		f.length = uint64(binary.BigEndian.Uint16(h[2:4]))
-	case 127:
-		if _, err := io.ReadFull(r, h[2:10]); err != nil {
-			return f, err
-		}
-		f.length = binary.BigEndian.Uint64(h[2:10])
+	if _, err := io.ReadFull(r, h[2:need]); err != nil {
+		return wsFrame{}, err
 	}
+	f, _, _ := parseWSHeader(h[:need])
 	if f.opcode >= 8 && (f.length > 125 || !f.fin) {
 		return f, errors.New("a malformed WebSocket control frame")
-	}
-	if f.masked {
-		if _, err := io.ReadFull(r, f.mask[:]); err != nil {
-			return f, err
-		}
 	}
 	return f, nil
 }
@@ -234,8 +220,8 @@ func (g *wsDownGuard) step() error {
 // values only.
 type wsUpGuard struct {
 	w      io.Writer
-	stream *SecretStream
-	dlp    *DLP // nil: no message scan
+	stream *SecretStream // nil: no secret to look for
+	dlp    *DLP          // nil: no message scan
 
 	// The frame being parsed: hdr collects its header; left, masked, mask
 	// and pos say where in its payload the next byte is; data tells a
@@ -287,16 +273,18 @@ func (g *wsUpGuard) scan(p []byte) error {
 		if !g.inBody {
 			g.hdr = append(g.hdr, p[0])
 			p = p[1:]
-			f, ok, err := parseWSHeader(g.hdr)
+			if len(g.hdr) < 2 {
+				continue
+			}
+			f, need, err := parseWSHeader(g.hdr)
 			if err != nil {
 				return err
 			}
-			if !ok {
+			if len(g.hdr) < need {
 				continue
 			}
-			op := g.hdr[0] & 0x0f
 			g.left, g.masked, g.mask, g.pos = f.length, f.masked, f.mask, 0
-			g.data, g.fin = op < 8, g.hdr[0]&0x80 != 0
+			g.data, g.fin = f.opcode < 8, f.fin
 			if err := g.pass(g.hdr); err != nil {
 				return err
 			}
@@ -360,17 +348,15 @@ func (g *wsUpGuard) endMessage() error {
 	return err
 }
 
-// parseWSHeader parses a frame header from its first bytes; ok is false
-// while more are needed.
-func parseWSHeader(h []byte) (f wsFrame, ok bool, err error) {
-	if len(h) < 2 {
-		return f, false, nil
-	}
+// parseWSHeader parses a frame header from its first bytes h (at least
+// 2). need is the header's whole length, known from its first 2 bytes;
+// while len(h) < need, f holds only fin, opcode and masked.
+func parseWSHeader(h []byte) (f wsFrame, need int, err error) {
 	if h[0]&0x70 != 0 {
-		return f, false, errWSReserved
+		return f, 0, errWSReserved
 	}
-	f.masked = h[1]&0x80 != 0
-	need := 2
+	f.fin, f.opcode, f.masked = h[0]&0x80 != 0, h[0]&0x0f, h[1]&0x80 != 0
+	need = 2
 	switch h[1] & 0x7f {
 	case 126:
 		need += 2
@@ -381,7 +367,7 @@ func parseWSHeader(h []byte) (f wsFrame, ok bool, err error) {
 		need += 4
 	}
 	if len(h) < need {
-		return f, false, nil
+		return f, need, nil
 	}
 	switch l := h[1] & 0x7f; l {
 	case 126:
@@ -394,8 +380,5 @@ func parseWSHeader(h []byte) (f wsFrame, ok bool, err error) {
 	if f.masked {
 		copy(f.mask[:], h[need-4:need])
 	}
-	if len(h) > maxWSFrameHeader {
-		return f, false, fmt.Errorf("a malformed WebSocket frame header")
-	}
-	return f, true, nil
+	return f, need, nil
 }
