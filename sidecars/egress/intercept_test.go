@@ -187,7 +187,12 @@ const (
 
 func startIntercepting(t testing.TB, opts ...func(*Options)) *icptEnv {
 	t.Helper()
-	up := startUpstream(t)
+	return startInterceptingAt(t, startUpstream(t), opts...)
+}
+
+// startInterceptingAt is startIntercepting's proxy in front of up.
+func startInterceptingAt(t testing.TB, up *upstream, opts ...func(*Options)) *icptEnv {
+	t.Helper()
 	e := &icptEnv{up: up, real: randomToken("sk-test-", 48), visible: randomToken("vis-", 40)}
 	var err error
 	if e.ph, err = Placeholder(e.real); err != nil {
@@ -238,6 +243,17 @@ func startIntercepting(t testing.TB, opts ...func(*Options)) *icptEnv {
 	return e
 }
 
+// useH1 makes the test client speak HTTP/1.1 (h1) or HTTP/2 to the proxy.
+func (e *icptEnv) useH1(h1 bool) {
+	tr := e.client.Transport.(*http.Transport)
+	tr.CloseIdleConnections()
+	tr.ForceAttemptHTTP2 = !h1
+	tr.TLSClientConfig.NextProtos = nil
+	if h1 {
+		tr.TLSClientConfig.NextProtos = []string{"http/1.1"}
+	}
+}
+
 func (e *icptEnv) url(host, path string) string {
 	return "https://" + host + ":" + strconv.Itoa(e.up.port) + path
 }
@@ -285,9 +301,7 @@ func TestInterceptSubstitutes(t *testing.T) {
 		t.Errorf("upstream Host = %q", got.Host)
 	}
 	// HTTP/1.1, and Basic credentials.
-	e.client.Transport.(*http.Transport).ForceAttemptHTTP2 = false
-	e.client.Transport.(*http.Transport).TLSClientConfig.NextProtos = []string{"http/1.1"}
-	e.client.Transport.(*http.Transport).CloseIdleConnections()
+	e.useH1(true)
 	basic := "Basic " + base64.StdEncoding.EncodeToString([]byte("x-access-token:"+e.ph))
 	resp, _ = e.do(t, "GET", e.url(boundHost, "/basic"), "", "Authorization", basic)
 	if resp.StatusCode != 200 || resp.ProtoMajor != 1 {
@@ -454,13 +468,7 @@ func TestInterceptResponseEcho(t *testing.T) {
 func TestInterceptTrailerEcho(t *testing.T) {
 	e := startIntercepting(t)
 	for _, h2 := range []bool{true, false} {
-		tr := e.client.Transport.(*http.Transport)
-		tr.CloseIdleConnections()
-		tr.ForceAttemptHTTP2 = h2
-		tr.TLSClientConfig.NextProtos = nil
-		if !h2 {
-			tr.TLSClientConfig.NextProtos = []string{"http/1.1"}
-		}
+		e.useH1(!h2)
 		req, _ := http.NewRequest("GET", e.url(echoHost, "/echo-trailer"), nil)
 		req.Header.Set("Authorization", "Bearer "+e.ph)
 		resp, err := e.client.Do(req)
@@ -550,13 +558,7 @@ func TestInterceptAuthority(t *testing.T) {
 func TestInterceptStreams(t *testing.T) {
 	e := startIntercepting(t)
 	for _, h2 := range []bool{true, false} {
-		tr := e.client.Transport.(*http.Transport)
-		tr.CloseIdleConnections()
-		tr.ForceAttemptHTTP2 = h2
-		tr.TLSClientConfig.NextProtos = nil
-		if !h2 {
-			tr.TLSClientConfig.NextProtos = []string{"http/1.1"}
-		}
+		e.useH1(!h2)
 		req, _ := http.NewRequest("GET", e.url(boundHost, "/sse"), nil)
 		req.Header.Set("Authorization", "Bearer "+e.ph)
 		resp, err := e.client.Do(req)

@@ -57,58 +57,6 @@ func startReviewIntercepting(t *testing.T, h http.Handler) *icptEnv {
 	return startInterceptingAt(t, up)
 }
 
-// startInterceptingAt is startIntercepting's proxy in front of up.
-func startInterceptingAt(t *testing.T, up *upstream) *icptEnv {
-	t.Helper()
-	e := &icptEnv{up: up, real: randomToken("sk-test-", 48), visible: randomToken("vis-", 40)}
-	var err error
-	if e.ph, err = Placeholder(e.real); err != nil {
-		t.Fatal(err)
-	}
-	ports := []int{up.port}
-	res := fakeResolver{}
-	for _, h := range []string{boundHost, echoHost, inspectHost, rulesHost, blindHost} {
-		res[h] = loopback
-	}
-	e.testProxy = startProxy(t, "tcp", Options{
-		Resolver: res,
-		Rules: []plan.Rule{
-			{Host: "*.bound.test", Ports: ports, AllowPrivate: true, From: "//p.star:1:1"},
-			{Host: inspectHost, Ports: ports, AllowPrivate: true, Inspect: true, From: "//p.star:2:1"},
-			{Host: rulesHost, Ports: ports, AllowPrivate: true, Methods: []string{"GET", "HEAD"}, Paths: []string{"/repos/acme/app/**"}, From: "//p.star:3:1"},
-			{Host: blindHost, Ports: ports, AllowPrivate: true, From: "//p.star:4:1"},
-		},
-		Secrets: []Secret{
-			{Name: "API_KEY", Value: e.real, Placeholder: e.ph, Hosts: []string{boundHost, echoHost}},
-			{Name: "VISIBLE", Value: e.visible},
-		},
-		UpstreamRoots: up.roots,
-	})
-	e.clientRoots = x509.NewCertPool()
-	e.clientRoots.AppendCertsFromPEM(e.CACertPEM())
-	tr := e.client.Transport.(*http.Transport)
-	tr.TLSClientConfig = &tls.Config{RootCAs: e.clientRoots}
-	tr.ForceAttemptHTTP2 = true
-	c, err := e.dial()
-	if err != nil {
-		t.Fatal(err)
-	}
-	e.proxyURL = "http://" + c.RemoteAddr().String()
-	c.Close()
-	return e
-}
-
-// useH1 makes the test client speak HTTP/1.1 (h1) or HTTP/2 to the proxy.
-func (e *icptEnv) useH1(h1 bool) {
-	tr := e.client.Transport.(*http.Transport)
-	tr.CloseIdleConnections()
-	tr.ForceAttemptHTTP2 = !h1
-	tr.TLSClientConfig.NextProtos = nil
-	if h1 {
-		tr.TLSClientConfig.NextProtos = []string{"http/1.1"}
-	}
-}
-
 // everything sends req and returns all the client could see of the
 // answer, 1xx headers, headers, body and trailers included, as text.
 func (e *icptEnv) everything(t *testing.T, req *http.Request) string {
