@@ -52,6 +52,9 @@ type Decision struct {
 	// NeedsPrivate is set when the destination was refused only because it
 	// resolved to a non-public address; AllowLine then adds allow_private.
 	NeedsPrivate bool
+
+	// ruleIndex is the deciding rule's index in the rules decided by.
+	ruleIndex int
 }
 
 // Decide applies rules to host and port. host may be in any case, carry a
@@ -101,7 +104,7 @@ func Decide(rules []plan.Rule, host string, port int) Decision {
 				r.AllowPrivate = true
 			}
 		}
-		d.Allowed, d.Rule, d.Reason = true, &r, ReasonAllowed
+		d.Allowed, d.Rule, d.Reason, d.ruleIndex = true, &r, ReasonAllowed, best
 		return d
 	}
 	d.Reason = ReasonNoRule

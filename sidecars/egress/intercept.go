@@ -286,8 +286,9 @@ const handshakeTimeout = 30 * time.Second
 
 // serveIntercepted terminates the client's TLS for the CONNECT d allowed
 // and serves its requests until the client closes the connection, the
-// idle timeout passes, or the proxy stops.
-func (p *Proxy) serveIntercepted(w http.ResponseWriter, ev *Event, d Decision) {
+// idle timeout passes, or the proxy stops. It reports whether it took the
+// client's connection over.
+func (p *Proxy) serveIntercepted(w *frontWriter, ev *Event, d Decision) (hijacked bool) {
 	ic := p.icpt
 	if ic.ca == nil || !ic.ca.Permits(d.Host) {
 		d.Allowed, d.Reason = false, ReasonNotCovered
@@ -295,17 +296,18 @@ func (p *Proxy) serveIntercepted(w http.ResponseWriter, ev *Event, d Decision) {
 		ev.Rule, ev.RuleFrom = d.Rule.Host, d.Rule.From
 		p.finish(ev)
 		reply(w, http.StatusForbidden, "bottle: egress to "+hostPort(d.Host, d.Port)+" denied: "+d.Reason+"\n", false)
-		return
+		return false
 	}
 	leaf, err := ic.ca.Leaf(d.Host)
 	if err != nil {
 		p.fail(w, ev, d, err)
-		return
+		return false
 	}
-	client, brw, err := http.NewResponseController(w).Hijack()
-	if err != nil {
-		p.fail(w, ev, d, fmt.Errorf("take over client connection: %w", err))
-		return
+	client, early, ok := w.fc.hijack()
+	if !ok {
+		ev.Error = errStopping.Error()
+		p.finish(ev)
+		return false
 	}
 	fillDecision(ev, d)
 	ev.Status, ev.Intercepted = http.StatusOK, true
@@ -314,19 +316,18 @@ func (p *Proxy) serveIntercepted(w http.ResponseWriter, ev *Event, d Decision) {
 		client.Close()
 		ev.Error = errStopping.Error()
 		p.finish(ev)
-		return
+		return true
 	}
 	defer p.untrack(c)
-	client.SetDeadline(time.Time{})
 	if _, err := io.WriteString(client, "HTTP/1.1 200 Connection established\r\n\r\n"); err != nil {
 		client.Close()
 		ev.Error = fmt.Sprintf("answer CONNECT: %v", err)
 		p.finish(ev)
-		return
+		return true
 	}
 	var raw net.Conn = &countedConn{Conn: client, up: &c.up, down: &c.down}
-	if brw.Reader.Buffered() > 0 {
-		raw = &readAheadConn{Conn: raw, r: brw.Reader}
+	if len(early) > 0 {
+		raw = &prefixConn{Conn: raw, early: early}
 	}
 	tc := tls.Server(raw, &tls.Config{
 		MinVersion: tls.VersionTLS12,
@@ -349,7 +350,7 @@ func (p *Proxy) serveIntercepted(w http.ResponseWriter, ev *Event, d Decision) {
 		ev.Error = "TLS handshake with the client: " + err.Error() + " (does the client trust the bottle's CA? see SSL_CERT_FILE)"
 		ev.BytesUp, ev.BytesDown = c.up.Load(), c.down.Load()
 		p.finish(ev)
-		return
+		return true
 	}
 	// handlers counts the requests being served, so that a WebSocket's
 	// relay, which outlives the server's hold on the connection, is
@@ -363,7 +364,7 @@ func (p *Proxy) serveIntercepted(w http.ResponseWriter, ev *Event, d Decision) {
 		}),
 		ReadHeaderTimeout: readHeaderTimeout,
 		IdleTimeout:       p.idleTimeout,
-		ErrorLog:          p.srv.ErrorLog,
+		ErrorLog:          p.errorLog,
 	}
 	ln := newOneConnListener(tc)
 	srv.ConnState = func(_ net.Conn, s http.ConnState) {
@@ -381,6 +382,7 @@ func (p *Proxy) serveIntercepted(w http.ResponseWriter, ev *Event, d Decision) {
 	}
 	ev.BytesUp, ev.BytesDown = c.up.Load(), c.down.Load()
 	p.finish(ev)
+	return true
 }
 
 // interceptedConn is a client connection whose TLS the proxy terminated,

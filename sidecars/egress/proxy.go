@@ -74,8 +74,9 @@ type Options struct {
 	IdleTimeout time.Duration
 	// Log receives one JSON line per request (see Event); nil discards.
 	Log io.Writer
-	// ErrorLog receives the HTTP server's own errors (malformed requests
-	// and the like); nil means the standard logger.
+	// ErrorLog receives the errors of the HTTP servers and reverse proxy
+	// of intercepted connections (malformed requests and the like); nil
+	// means the standard logger.
 	ErrorLog *log.Logger
 
 	// Secrets are the bottle's secrets: those bound to hosts, whose
@@ -103,22 +104,31 @@ type Proxy struct {
 	connectTimeout time.Duration
 	idleTimeout    time.Duration
 	log            *Log
-	srv            *http.Server
-	forward        *httputil.ReverseProxy
-	// upstreams keeps the plain-HTTP upstream connections, per decision;
+	errorLog       *log.Logger
+	// plain keeps the plain-HTTP upstream connections, per decision;
 	// tlsUpstreams those of intercepted hosts.
-	upstreams, tlsUpstreams upstreamPool
+	plain        plainPool
+	tlsUpstreams upstreamPool
 	// icpt terminates TLS for the hosts that need it.
 	icpt *interception
+	// stopCtx ends dials in progress when the proxy closes.
+	stopCtx  context.Context
+	stopDial context.CancelFunc
 
-	// The connections the HTTP server no longer manages, CONNECT tunnels
-	// and upgraded connections, which its Shutdown and Close leave alone.
-	hijackedMu sync.Mutex
-	hijacked   map[hijacked]struct{}
-	closing    bool // none are taken on once set
-	// hijackedWG counts the handlers of the hijacked connections, each
-	// until it has logged its connection.
-	hijackedWG sync.WaitGroup
+	// connsMu guards the listeners, the client connections and the
+	// hijacked ones (tunnels, relays and intercepted connections).
+	connsMu   sync.Mutex
+	listeners map[net.Listener]struct{}
+	fronts    map[*frontConn]struct{}
+	hijacked  map[hijacked]struct{}
+	// closing is set once the proxy stops: no listener, connection,
+	// tunnel or relay is taken on then. It is set under connsMu and read
+	// without it too.
+	closing atomic.Bool
+	// frontWG counts the client connections' goroutines; hijackedWG the
+	// handlers of the hijacked connections, each until it has logged its
+	// connection.
+	frontWG, hijackedWG sync.WaitGroup
 }
 
 // hijacked is a client connection taken over from the HTTP server.
@@ -138,8 +148,12 @@ func New(opts Options) (*Proxy, error) {
 		connectTimeout: opts.ConnectTimeout,
 		idleTimeout:    opts.IdleTimeout,
 		log:            NewLog(opts.Log),
+		errorLog:       opts.ErrorLog,
+		listeners:      map[net.Listener]struct{}{},
+		fronts:         map[*frontConn]struct{}{},
 		hijacked:       map[hijacked]struct{}{},
 	}
+	p.stopCtx, p.stopDial = context.WithCancel(context.Background())
 	if p.resolver == nil {
 		p.resolver = net.DefaultResolver
 	}
@@ -153,19 +167,6 @@ func New(opts Options) (*Proxy, error) {
 		return nil, err
 	}
 	var err error
-	p.srv = &http.Server{
-		Handler:           p,
-		ReadHeaderTimeout: readHeaderTimeout,
-		IdleTimeout:       p.idleTimeout,
-		ErrorLog:          opts.ErrorLog,
-	}
-	// Upstream connections are kept per decision (upstreamPool): a
-	// connection is reused only for a request decided by the same rule
-	// for the same host and port, under the same rules, and goes to the
-	// address checked when it was dialled. The client's absolute URI is
-	// the destination.
-	p.forward = p.reverseProxy(forwardPath{transport: &p.upstreams, errorHandler: p.forwardError}, opts.ErrorLog)
-	p.upstreams.dial = p.dialForward
 	if p.icpt, err = newInterception(p, opts); err != nil {
 		return nil, err
 	}
@@ -200,7 +201,7 @@ func (p *Proxy) SetRules(rules []plan.Rule) error {
 	p.rulesMu.Lock()
 	defer p.rulesMu.Unlock()
 	p.rules.Store(&rs)
-	p.upstreams.reset()
+	p.plain.reset(&rs)
 	p.tlsUpstreams.reset()
 	return nil
 }
@@ -221,7 +222,7 @@ func (p *Proxy) AddRule(r plan.Rule) error {
 	}
 	rs := cloneRules(append(slices.Clip(cur), r))
 	p.rules.Store(&rs)
-	p.upstreams.reset()
+	p.plain.reset(&rs)
 	p.tlsUpstreams.reset()
 	return nil
 }
@@ -242,83 +243,116 @@ func cloneRules(rules []plan.Rule) []plan.Rule {
 	return out
 }
 
-// Serve accepts proxy clients on ln, which may be a TCP or a unix socket
-// listener, until Shutdown or Close; it then returns nil. Serve may be
-// called for several listeners at once.
-func (p *Proxy) Serve(ln net.Listener) error {
-	if err := p.srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
-		return fmt.Errorf("egress proxy on %s: %w", ln.Addr(), err)
-	}
-	return nil
-}
-
-// Shutdown stops accepting clients and waits for requests, tunnels and
-// upgraded connections in flight to end, until ctx is done; it then closes
-// whatever is left and returns ctx's error. Every tunnel and upgraded
-// connection has been logged when it returns.
+// Shutdown stops accepting clients, closes the idle ones, and waits for
+// requests, tunnels and upgraded connections in flight to end, until ctx
+// is done; it then closes whatever is left and returns ctx's error. Every
+// request, tunnel and upgraded connection has been logged when it returns.
 func (p *Proxy) Shutdown(ctx context.Context) error {
 	defer p.log.Flush()
-	defer p.upstreams.reset()
+	defer p.plain.reset(nil)
 	defer p.tlsUpstreams.reset()
-	p.stopHijacked(false)
-	err := p.srv.Shutdown(ctx)
+	p.stop(false)
 	done := make(chan struct{})
 	go func() {
+		p.frontWG.Wait()
 		p.hijackedWG.Wait()
 		close(done)
 	}()
 	select {
 	case <-done:
+		p.stopDial()
+		return nil
 	case <-ctx.Done():
-		p.stopHijacked(true)
+		p.stop(true)
 		<-done
-		if err == nil {
-			err = ctx.Err()
-		}
+		return fmt.Errorf("shut down egress proxy: %w", ctx.Err())
 	}
-	if err != nil {
-		p.srv.Close()
-		return fmt.Errorf("shut down egress proxy: %w", err)
-	}
-	return nil
 }
 
 // Close stops the proxy at once, closing listeners, client connections,
 // tunnels and upgraded connections; it returns once they are logged.
 func (p *Proxy) Close() error {
 	defer p.log.Flush()
-	defer p.upstreams.reset()
+	defer p.plain.reset(nil)
 	defer p.tlsUpstreams.reset()
-	err := p.srv.Close()
-	p.stopHijacked(true)
+	p.stop(true)
+	p.frontWG.Wait()
 	p.hijackedWG.Wait()
-	if err != nil {
-		return fmt.Errorf("close egress proxy: %w", err)
-	}
 	return nil
 }
 
-// stopHijacked refuses new tunnels and upgrades and, with closeOpen, shuts
-// the open ones.
-func (p *Proxy) stopHijacked(closeOpen bool) {
-	p.hijackedMu.Lock()
-	defer p.hijackedMu.Unlock()
-	p.closing = true
-	if closeOpen {
+// stop closes the listeners and the idle client connections, and refuses
+// new ones, new tunnels and new upgrades. With all, it also closes the
+// connections being served, with the destinations they are forwarded to,
+// and the tunnels, relays and intercepted connections.
+func (p *Proxy) stop(all bool) {
+	p.connsMu.Lock()
+	defer p.connsMu.Unlock()
+	p.closing.Store(true)
+	for ln := range p.listeners {
+		ln.Close()
+	}
+	if all {
+		p.stopDial()
 		for c := range p.hijacked {
 			c.shut()
 		}
 	}
+	for fc := range p.fronts {
+		if all {
+			fc.closeIf(frontIdle, frontActive)
+		} else {
+			fc.closeIf(frontIdle)
+		}
+	}
 }
 
-// ServeHTTP handles one proxy request: CONNECT opens a tunnel, an
-// absolute-URI request is forwarded, anything else is answered 400.
-func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	if r.Method == http.MethodConnect {
-		p.serveConnect(w, r)
-		return
+// stopping reports whether the proxy is stopping.
+func (p *Proxy) stopping() bool {
+	return p.closing.Load()
+}
+
+func (p *Proxy) addListener(ln net.Listener) bool {
+	p.connsMu.Lock()
+	defer p.connsMu.Unlock()
+	if p.closing.Load() {
+		return false
 	}
-	p.serveForward(w, r)
+	p.listeners[ln] = struct{}{}
+	return true
+}
+
+func (p *Proxy) removeListener(ln net.Listener) {
+	p.connsMu.Lock()
+	defer p.connsMu.Unlock()
+	delete(p.listeners, ln)
+}
+
+// trackFront adds a client connection, unless the proxy is stopping; the
+// connection's goroutine calls untrackFront when it ends.
+func (p *Proxy) trackFront(fc *frontConn) bool {
+	p.connsMu.Lock()
+	defer p.connsMu.Unlock()
+	if p.closing.Load() {
+		return false
+	}
+	p.fronts[fc] = struct{}{}
+	p.frontWG.Add(1)
+	return true
+}
+
+func (p *Proxy) untrackFront(fc *frontConn) {
+	p.connsMu.Lock()
+	delete(p.fronts, fc)
+	p.connsMu.Unlock()
+	p.frontWG.Done()
+}
+
+// decide decides a request to host and port under the current rules,
+// which it returns too.
+func (p *Proxy) decide(host string, port int) (Decision, *[]plan.Rule) {
+	rs := p.rules.Load()
+	return Decide(*rs, host, port), rs
 }
 
 // reply writes a short plain-text answer that ends the client connection's
@@ -337,7 +371,10 @@ func reply(w http.ResponseWriter, status int, body string, closeConn bool) {
 
 const notProxyRequest = "bottle: this is an egress proxy; send CONNECT host:port or an absolute-URI request (GET http://host/path)\n"
 
-func (p *Proxy) serveConnect(w http.ResponseWriter, r *http.Request) {
+// serveConnect answers a CONNECT: a refusal, or a tunnel to the
+// destination (or an intercepted connection) on the client's connection,
+// which it then owns; it reports whether it took the connection over.
+func (p *Proxy) serveConnect(w *frontWriter, r *http.Request) (hijacked bool) {
 	ev := Event{Time: time.Now().UTC(), Method: r.Method}
 	host, portText, err := net.SplitHostPort(r.Host)
 	port, perr := strconv.Atoi(portText)
@@ -345,33 +382,27 @@ func (p *Proxy) serveConnect(w http.ResponseWriter, r *http.Request) {
 		ev.Host, ev.Reason, ev.Status = quoteInvalid(r.Host), "malformed CONNECT target; want host:port", http.StatusBadRequest
 		p.finish(&ev)
 		reply(w, ev.Status, "bottle: CONNECT needs host:port, got "+ev.Host+"\n", true)
-		return
+		return false
 	}
-	d := Decide(p.Rules(), host, port)
+	d, _ := p.decide(host, port)
 	if !d.Allowed {
 		p.deny(w, &ev, d)
-		return
+		return false
 	}
 	if p.icpt.intercepts(d) {
-		p.serveIntercepted(w, &ev, d)
-		return
+		return p.serveIntercepted(w, &ev, d)
 	}
-	upstream, addr, err := p.dial(r.Context(), d)
+	upstream, addr, err := p.dial(p.stopCtx, d)
 	if err != nil {
 		p.fail(w, &ev, d, err)
-		return
+		return false
 	}
-	hj, ok := w.(http.Hijacker)
+	client, early, ok := w.fc.hijack()
 	if !ok {
 		upstream.Close()
-		p.fail(w, &ev, d, errors.New("connection cannot be taken over for a tunnel"))
-		return
-	}
-	client, brw, err := hj.Hijack()
-	if err != nil {
-		upstream.Close()
-		p.fail(w, &ev, d, fmt.Errorf("take over client connection: %w", err))
-		return
+		ev.Error = errStopping.Error()
+		p.finish(&ev)
+		return false
 	}
 	ev.Addr = addr.String()
 	ev.Status = http.StatusOK
@@ -381,27 +412,25 @@ func (p *Proxy) serveConnect(w http.ResponseWriter, r *http.Request) {
 		t.close()
 		ev.Error = errStopping.Error()
 		p.finish(&ev)
-		return
+		return true
 	}
 	defer p.untrack(t)
-	client.SetDeadline(time.Time{})
 	if _, err := io.WriteString(client, "HTTP/1.1 200 Connection established\r\n\r\n"); err != nil {
 		t.close()
 		ev.Error = fmt.Sprintf("answer CONNECT: %v", err)
 		p.finish(&ev)
-		return
+		return true
 	}
 	// Bytes the client sent after its CONNECT request, before it saw the
-	// answer, sit in the server's buffer; pass them on first.
-	if n := brw.Reader.Buffered(); n > 0 {
-		early, _ := brw.Reader.Peek(n)
+	// answer, were read ahead; pass them on first.
+	if len(early) > 0 {
 		if _, err := upstream.Write(early); err != nil {
 			t.close()
 			ev.Error = fmt.Sprintf("forward early bytes: %v", err)
 			p.finish(&ev)
-			return
+			return true
 		}
-		t.up.Add(int64(n))
+		t.up.Add(int64(len(early)))
 	}
 	if err := t.run(p.idleTimeout); err != nil {
 		ev.Error = err.Error()
@@ -411,14 +440,15 @@ func (p *Proxy) serveConnect(w http.ResponseWriter, r *http.Request) {
 	}
 	ev.BytesUp, ev.BytesDown = t.up.Load(), t.down.Load()
 	p.finish(&ev)
+	return true
 }
 
 // track adds c to the hijacked connections, unless the proxy is stopping.
 // The caller calls untrack once it has logged c.
 func (p *Proxy) track(c hijacked) bool {
-	p.hijackedMu.Lock()
-	defer p.hijackedMu.Unlock()
-	if p.closing {
+	p.connsMu.Lock()
+	defer p.connsMu.Unlock()
+	if p.closing.Load() {
 		return false
 	}
 	p.hijacked[c] = struct{}{}
@@ -427,9 +457,9 @@ func (p *Proxy) track(c hijacked) bool {
 }
 
 func (p *Proxy) untrack(c hijacked) {
-	p.hijackedMu.Lock()
+	p.connsMu.Lock()
 	delete(p.hijacked, c)
-	p.hijackedMu.Unlock()
+	p.connsMu.Unlock()
 	p.hijackedWG.Done()
 }
 
@@ -448,19 +478,22 @@ type forwardState struct {
 	upgrade *upgraded
 }
 
-func (p *Proxy) serveForward(w http.ResponseWriter, r *http.Request) {
+// serveForward answers an absolute-URI request: a refusal, or the
+// destination's answer (forwardPlain). It reports whether it took the
+// client's connection over (a switch of protocols).
+func (p *Proxy) serveForward(w *frontWriter, r *http.Request) (hijacked bool) {
 	ev := Event{Time: time.Now().UTC(), Method: r.Method}
 	if !r.URL.IsAbs() || r.URL.Host == "" {
 		ev.Host, ev.Reason, ev.Status = quoteInvalid(r.Host), "not a proxy request (no absolute URI)", http.StatusBadRequest
 		p.finish(&ev)
 		reply(w, ev.Status, notProxyRequest, false)
-		return
+		return false
 	}
 	if r.URL.Scheme != "http" {
 		ev.Host, ev.Reason, ev.Status = quoteInvalid(r.URL.Host), "unsupported scheme "+strconv.Quote(r.URL.Scheme), http.StatusBadRequest
 		p.finish(&ev)
 		reply(w, ev.Status, "bottle: only http:// URLs are forwarded; use CONNECT for https and others\n", false)
-		return
+		return false
 	}
 	port := 80
 	if ps := r.URL.Port(); ps != "" {
@@ -469,16 +502,15 @@ func (p *Proxy) serveForward(w http.ResponseWriter, r *http.Request) {
 			ev.Host, ev.Reason, ev.Status = quoteInvalid(r.URL.Host), "malformed port", http.StatusBadRequest
 			p.finish(&ev)
 			reply(w, ev.Status, "bottle: malformed port in "+ev.Host+"\n", false)
-			return
+			return false
 		}
 		port = n
 	}
-	d := Decide(p.Rules(), r.URL.Hostname(), port)
+	d, rules := p.decide(r.URL.Hostname(), port)
 	if !d.Allowed {
 		p.deny(w, &ev, d)
-		return
+		return false
 	}
-	st := &forwardState{d: d}
 	if p.icpt.intercepts(d) {
 		// Plain HTTP to a host whose requests are checked: the same
 		// checks, and no secret is substituted without TLS.
@@ -486,44 +518,17 @@ func (p *Proxy) serveForward(w http.ResponseWriter, r *http.Request) {
 		subst, ref := p.icpt.checkRequest(r, d, false)
 		if ref != nil {
 			p.refuse(w, &ev, d, r, ref)
-			return
+			return false
 		}
 		ev.Path, ev.Substituted = r.URL.Path, subst
 	}
-	defer func() {
-		// After the log line: Shutdown waits for it.
-		if st.upgrade != nil {
-			p.untrack(st.upgrade)
-		}
-	}()
-	p.forward.ServeHTTP(&forwardWriter{ResponseWriter: w, st: st}, r.WithContext(context.WithValue(r.Context(), forwardKey{}, st)))
-	var idled, stopped bool
-	if u := st.upgrade; u != nil {
-		idled, stopped = u.end()
-	}
-	if st.logged.Load() {
-		return // forwardError logged the refusal
-	}
-	fillDecision(&ev, d)
-	if a := st.addr.Load(); a != nil {
-		ev.Addr = a.String()
-	}
-	ev.Status = int(st.status.Load())
-	ev.BytesUp, ev.BytesDown = st.up.Load(), st.down.Load()
-	switch {
-	case stopped:
-		ev.Error = stoppedText
-	case idled:
-		ev.Error = fmt.Sprintf("closed after %s without traffic", p.idleTimeout)
-	}
-	p.finish(&ev)
+	return p.forwardPlain(w, r, d, plainKey{rules: rules, rule: d.ruleIndex, host: d.Host, port: d.Port}, &ev)
 }
 
-// forwardPath is what differs between the proxy's two reverse proxies, the
-// plain-HTTP forwarder and the one of intercepted hosts: where a request
-// goes, and how the destination's answer is checked and guarded. Both
-// count the bytes each way, record the status, and relay an upgraded
-// connection as a tunnel.
+// forwardPath configures the reverse proxy of intercepted hosts' requests
+// (reverseProxy): where a request goes, and how the destination's answer
+// is checked and guarded. The reverse proxy counts the bytes each way,
+// records the status, and relays an upgraded connection as a tunnel.
 type forwardPath struct {
 	transport http.RoundTripper
 	// target points the outgoing request at its destination; nil leaves

@@ -13,9 +13,9 @@ import (
 	"time"
 )
 
-// upstreamPool is the plain-HTTP forwarder's http.RoundTripper. It keeps
-// upstream connections alive between requests, but never across
-// decisions: each request goes through a transport of its own decision's
+// upstreamPool is the http.RoundTripper of intercepted hosts' requests
+// (plainPool is the plain-HTTP forwarder's). It keeps upstream
+// connections alive between requests, but never across decisions: each request goes through a transport of its own decision's
 // (the deciding rule, the host and the port), made afresh whenever the
 // rules change, so a connection dialled and checked for one decision
 // never carries a request another decision allowed, and goes to the
@@ -24,14 +24,9 @@ type upstreamPool struct {
 	// dial is the checked dial (Proxy.dialForward).
 	dial func(ctx context.Context, network, addr string) (net.Conn, error)
 
-	// tlsConfig, when set, makes the pool's transports speak TLS to the
-	// upstream (HTTP/2 where it offers it), verified by this
-	// configuration, for intercepted hosts.
+	// tlsConfig makes the pool's transports speak TLS to the upstream
+	// (HTTP/2 where it offers it), verified by this configuration.
 	tlsConfig *tls.Config
-
-	// noKeepAlive dials for every request, as the proxy did before it
-	// kept connections: the benchmark's baseline.
-	noKeepAlive bool
 
 	mu         sync.Mutex
 	transports map[upstreamKey]*http.Transport
@@ -49,9 +44,6 @@ type upstreamKey struct {
 // maxUpstreamTransports bounds the transports kept; past it they are all
 // closed and made again as needed.
 const maxUpstreamTransports = 1024
-
-// upstreamIdle is how long an idle upstream connection is kept.
-const upstreamIdle = 90 * time.Second
 
 // RoundTrip implements http.RoundTripper.
 func (u *upstreamPool) RoundTrip(r *http.Request) (*http.Response, error) {
@@ -87,7 +79,6 @@ func (u *upstreamPool) transport(k upstreamKey) *http.Transport {
 		// The client's request decides; the upstream's keep-alive
 		// answer is honoured by the transport.
 		ForceAttemptHTTP2: false,
-		DisableKeepAlives: u.noKeepAlive,
 	}
 	if u.tlsConfig != nil {
 		t.TLSClientConfig = u.tlsConfig.Clone()

@@ -93,7 +93,7 @@ func BenchmarkPlainHTTP(b *testing.B) {
 			if err != nil {
 				b.Fatal(err)
 			}
-			p.upstreams.noKeepAlive = tc.noKeepAlive
+			p.plain.noKeepAlive = tc.noKeepAlive
 			ln, err := net.Listen("tcp", "127.0.0.1:0")
 			if err != nil {
 				b.Fatal(err)
