@@ -19,10 +19,16 @@ const StopGrace = 5 * time.Second
 // Bind opens a sidecar's listener: a TCP address, or a unix socket with
 // mode l.Mode (0600 when 0) replacing one a dead process left behind. A
 // live socket at the path is an error.
+//
+// Accepted TCP connections have no TCP keep-alive: a sidecar's clients
+// are on this machine, each sidecar ends idle connections itself, and the
+// probes' settings cost four system calls before every connection is
+// served.
 func Bind(l Listen) (net.Listener, error) {
 	switch l.Network {
 	case "tcp":
-		ln, err := net.Listen("tcp", l.Address)
+		lc := net.ListenConfig{KeepAlive: -1}
+		ln, err := lc.Listen(context.Background(), "tcp", l.Address)
 		if err != nil {
 			return nil, fmt.Errorf("listen: %w", err)
 		}

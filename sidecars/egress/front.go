@@ -11,6 +11,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"golang.org/x/net/http/httpguts"
@@ -65,6 +66,11 @@ type frontConn struct {
 	bodyWrite    chan error
 	bodyWriteErr error
 
+	// deadline is when the sweep closes the connection (unix
+	// nanoseconds), 0 for never: the end of the idle timeout while it
+	// waits for a request, of the header timeout while it reads one.
+	deadline atomic.Int64
+
 	// stateMu guards state, which Shutdown reads, and peer, the upstream
 	// connection of the request being forwarded, which it closes.
 	stateMu sync.Mutex
@@ -108,12 +114,40 @@ func (p *Proxy) Serve(ln net.Listener) error {
 		}
 		pause = 0
 		fc := &frontConn{p: p, c: c}
+		fc.deadline.Store(time.Now().Add(readHeaderTimeout).UnixNano())
 		if !p.trackFront(fc) {
 			c.Close()
 			continue
 		}
 		go fc.serve()
 	}
+}
+
+// The header and idle timeouts of client connections are kept by one
+// sweep of them all, every sweepPeriod, rather than by a deadline on each
+// connection: a deadline is a timer, and a timer due sooner than any
+// other wakes the runtime's network poller on another thread, which cost
+// a CONNECT as much CPU time as its tunnel's setup (bench/egress.sh). A
+// connection is closed up to sweepPeriod after its timeout.
+func (p *Proxy) sweepPeriod() time.Duration {
+	return min(max(min(p.idleTimeout, readHeaderTimeout)/8, 10*time.Millisecond), time.Second)
+}
+
+// sweep closes the client connections whose timeout has passed, and
+// comes again after sweepPeriod unless the proxy stops.
+func (p *Proxy) sweep() {
+	now := time.Now().UnixNano()
+	p.connsMu.Lock()
+	defer p.connsMu.Unlock()
+	if p.closing.Load() {
+		return
+	}
+	for fc := range p.fronts {
+		if d := fc.deadline.Load(); d != 0 && now >= d {
+			fc.closeIf(frontIdle)
+		}
+	}
+	p.sweeper.Reset(p.sweepPeriod())
 }
 
 // setState moves the connection to s, unless the proxy closed it or, for
@@ -171,13 +205,13 @@ func (fc *frontConn) serve() {
 				return
 			}
 			if fc.br.Buffered() == 0 {
-				fc.c.SetReadDeadline(time.Now().Add(p.idleTimeout))
+				fc.deadline.Store(time.Now().Add(p.idleTimeout).UnixNano())
 				if _, err := fc.br.Peek(1); err != nil {
 					return
 				}
 			}
+			fc.deadline.Store(time.Now().Add(readHeaderTimeout).UnixNano())
 		}
-		fc.c.SetReadDeadline(time.Now().Add(readHeaderTimeout))
 		fc.lr.N = maxHeaderBytes
 		if lastMethod == http.MethodPost {
 			// Tolerance for old clients that end a POST body with an
@@ -193,9 +227,9 @@ func (fc *frontConn) serve() {
 			fc.badRequest(err)
 			return
 		}
+		fc.deadline.Store(0)
 		lastMethod = req.Method
 		fc.lr.N = math.MaxInt64
-		fc.c.SetReadDeadline(time.Time{})
 		if status, text := checkFrontRequest(req); status != 0 {
 			fc.writeStatusError(status, text)
 			return
@@ -358,7 +392,6 @@ func (fc *frontConn) hijack() (net.Conn, []byte, bool) {
 	if !fc.setState(frontHijacked) {
 		return nil, nil, false
 	}
-	fc.c.SetDeadline(time.Time{})
 	var early []byte
 	if n := fc.br.Buffered(); n > 0 {
 		b, _ := fc.br.Peek(n)

@@ -451,3 +451,67 @@ func TestFrontStop(t *testing.T) {
 		t.Fatal("Close waited for a destination that never answers")
 	}
 }
+
+// A kept-alive client that sends nothing for the idle timeout, and one
+// that stalls in its headers for the header timeout, are closed; one that
+// keeps sending requests is not.
+func TestFrontTimeouts(t *testing.T) {
+	defer func(d time.Duration) { readHeaderTimeout = d }(readHeaderTimeout)
+	readHeaderTimeout = 300 * time.Millisecond
+	srv := httptest.NewServer(http.HandlerFunc(hello))
+	defer srv.Close()
+	port := serverPort(t, srv)
+	tp := startProxy(t, "tcp", Options{
+		Resolver:    fakeResolver{"example.com": loopback},
+		Rules:       []plan.Rule{{Host: "example.com", Ports: []int{port}, AllowPrivate: true}},
+		IdleTimeout: 400 * time.Millisecond,
+	})
+	target := fmt.Sprintf("example.com:%d", port)
+	closedWithin := func(c net.Conn, br *bufio.Reader, max time.Duration) time.Duration {
+		t.Helper()
+		start := time.Now()
+		c.SetReadDeadline(start.Add(5 * time.Second))
+		if b, err := br.ReadByte(); err == nil {
+			t.Fatalf("read %q from a connection that should have been closed", b)
+		}
+		d := time.Since(start)
+		if d > max {
+			t.Errorf("closed after %s, want at most %s", d, max)
+		}
+		return d
+	}
+
+	idle, err := tp.dial()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer idle.Close()
+	fmt.Fprintf(idle, "GET http://%s/ HTTP/1.1\r\nHost: %s\r\n\r\n", target, target)
+	br := bufio.NewReader(idle)
+	readResponse(t, br, "GET")
+	if d := closedWithin(idle, br, 2*time.Second); d < 300*time.Millisecond {
+		t.Errorf("idle client closed after %s, before its idle timeout", d)
+	}
+
+	stalled, err := tp.dial()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer stalled.Close()
+	fmt.Fprintf(stalled, "GET http://%s/ HTTP/1.1\r\nHost: ", target)
+	closedWithin(stalled, bufio.NewReader(stalled), 2*time.Second)
+
+	busy, err := tp.dial()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer busy.Close()
+	br = bufio.NewReader(busy)
+	for range 8 {
+		fmt.Fprintf(busy, "GET http://%s/ HTTP/1.1\r\nHost: %s\r\n\r\n", target, target)
+		if resp, _ := readResponse(t, br, "GET"); resp.StatusCode != 200 {
+			t.Fatalf("status %d", resp.StatusCode)
+		}
+		time.Sleep(150 * time.Millisecond)
+	}
+}

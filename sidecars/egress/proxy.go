@@ -46,10 +46,11 @@ import (
 const (
 	DefaultConnectTimeout = 10 * time.Second
 	DefaultIdleTimeout    = time.Hour
-	// readHeaderTimeout bounds how long a client may take to send a
-	// request's headers.
-	readHeaderTimeout = 30 * time.Second
 )
+
+// readHeaderTimeout bounds how long a client may take to send a
+// request's headers; tests shorten it.
+var readHeaderTimeout = 30 * time.Second
 
 // Resolver looks up the addresses of a name. *net.Resolver implements it.
 // The proxy passes network "ip" and a fully-qualified name with a trailing
@@ -101,6 +102,7 @@ type Proxy struct {
 	rules          atomic.Pointer[[]plan.Rule]
 	rulesMu        sync.Mutex // serialises SetRules and AddRule
 	resolver       Resolver
+	dns            dnsCache
 	connectTimeout time.Duration
 	idleTimeout    time.Duration
 	log            *Log
@@ -111,6 +113,8 @@ type Proxy struct {
 	tlsUpstreams upstreamPool
 	// icpt terminates TLS for the hosts that need it.
 	icpt *interception
+	// sweeper runs sweep.
+	sweeper *time.Timer
 	// stopCtx ends dials in progress when the proxy closes.
 	stopCtx  context.Context
 	stopDial context.CancelFunc
@@ -170,6 +174,7 @@ func New(opts Options) (*Proxy, error) {
 	if p.icpt, err = newInterception(p, opts); err != nil {
 		return nil, err
 	}
+	p.sweeper = time.AfterFunc(p.sweepPeriod(), p.sweep)
 	return p, nil
 }
 
@@ -289,6 +294,7 @@ func (p *Proxy) stop(all bool) {
 	p.connsMu.Lock()
 	defer p.connsMu.Unlock()
 	p.closing.Store(true)
+	p.sweeper.Stop()
 	for ln := range p.listeners {
 		ln.Close()
 	}
@@ -789,7 +795,7 @@ func (e *errLookup) Unwrap() error { return e.err }
 func (p *Proxy) dial(ctx context.Context, d Decision) (net.Conn, netip.AddrPort, error) {
 	ctx, cancel := context.WithTimeout(ctx, p.connectTimeout)
 	defer cancel()
-	addrs, err := p.resolver.LookupNetIP(ctx, "ip", d.Host+".")
+	addrs, err := p.dns.lookup(ctx, p.resolver, d.Host+".")
 	if err == nil && len(addrs) == 0 {
 		err = errors.New("no addresses")
 	}
