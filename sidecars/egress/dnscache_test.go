@@ -42,7 +42,8 @@ func (r *countingResolver) count() int {
 // again once the answer is too old, never keeps a failure, and checks a
 // kept answer against the rules of the moment.
 func TestDNSCache(t *testing.T) {
-	defer func(d time.Duration) { dnsCacheLife = d }(dnsCacheLife)
+	old := dnsCacheLife
+	t.Cleanup(func() { dnsCacheLife = old })
 	dnsCacheLife = 300 * time.Millisecond
 	srv := httptest.NewServer(http.HandlerFunc(hello))
 	defer srv.Close()

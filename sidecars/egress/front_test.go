@@ -456,7 +456,10 @@ func TestFrontStop(t *testing.T) {
 // that stalls in its headers for the header timeout, are closed; one that
 // keeps sending requests is not.
 func TestFrontTimeouts(t *testing.T) {
-	defer func(d time.Duration) { readHeaderTimeout = d }(readHeaderTimeout)
+	// Restored after the proxy stops (cleanups run last first), whose
+	// sweep reads it.
+	old := readHeaderTimeout
+	t.Cleanup(func() { readHeaderTimeout = old })
 	readHeaderTimeout = 300 * time.Millisecond
 	srv := httptest.NewServer(http.HandlerFunc(hello))
 	defer srv.Close()

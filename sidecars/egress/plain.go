@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"net"
 	"net/http"
 	"net/netip"
@@ -55,9 +56,15 @@ const (
 	upstreamIdle = 90 * time.Second
 )
 
+// maxResponseHeaderBytes bounds a destination's answer's status line and
+// headers, interim answers included, as net/http's Transport does by
+// default (transport.go:329-334@go1.26.8).
+const maxResponseHeaderBytes = 10 << 20
+
 // upstreamConn is a connection to a plain-HTTP destination.
 type upstreamConn struct {
 	c     net.Conn
+	lr    io.LimitedReader // c, limited while an answer's header is read
 	br    *bufio.Reader
 	bw    *bufio.Writer
 	addr  netip.AddrPort
@@ -81,7 +88,7 @@ func (u *plainPool) get(k plainKey) *upstreamConn {
 		if !uc.timer.Stop() {
 			continue // its idle time is up; the timer closes it
 		}
-		if !stillOpen(uc.c) {
+		if uc.br.Buffered() > 0 || !stillOpen(uc.c) {
 			uc.c.Close()
 			continue
 		}
@@ -94,7 +101,10 @@ func (u *plainPool) get(k plainKey) *upstreamConn {
 func (u *plainPool) put(uc *upstreamConn) {
 	u.mu.Lock()
 	defer u.mu.Unlock()
-	if u.noKeepAlive || uc.key.rules != u.rules || u.n >= maxIdle || len(u.idle[uc.key]) >= maxIdlePerKey {
+	// Bytes the destination sent behind its answer would be read as the
+	// answer to the next request: such a connection is not kept (as
+	// net/http's Transport refuses one, transport.go:2472-2483@go1.26.8).
+	if u.noKeepAlive || uc.br.Buffered() > 0 || uc.key.rules != u.rules || u.n >= maxIdle || len(u.idle[uc.key]) >= maxIdlePerKey {
 		uc.c.Close()
 		return
 	}
@@ -254,7 +264,7 @@ func (p *Proxy) forwardPlain(w *frontWriter, r *http.Request, d Decision, key pl
 	ev.Addr = uc.addr.String()
 	ev.Status = resp.StatusCode
 	if resp.StatusCode == http.StatusSwitchingProtocols {
-		return pr.relayUpgrade(uc, resp)
+		return pr.relayUpgrade(uc, resp, d)
 	}
 	err = pr.relay(uc, resp)
 	ev.BytesUp, ev.BytesDown = pr.up, pr.down
@@ -338,7 +348,13 @@ func (pr *plainRequest) exchange(uc *upstreamConn, hasBody bool) (*http.Response
 		}()
 	}
 	for {
+		uc.lr.N = maxResponseHeaderBytes
 		resp, err := http.ReadResponse(uc.br, r)
+		tooLarge := uc.lr.N <= 0
+		uc.lr.N = math.MaxInt64
+		if tooLarge {
+			err = fmt.Errorf("the answer's header is over %d bytes", maxResponseHeaderBytes)
+		}
 		if err != nil {
 			if wrote != nil {
 				if werr := <-wrote; werr != nil {
@@ -467,7 +483,7 @@ func bodyAllowed(status int) bool {
 // that the protocol is the one asked for, passes the answer on and relays
 // both connections as a tunnel until either side closes, no byte moves
 // for the idle timeout, or the proxy stops.
-func (pr *plainRequest) relayUpgrade(uc *upstreamConn, resp *http.Response) bool {
+func (pr *plainRequest) relayUpgrade(uc *upstreamConn, resp *http.Response, d Decision) bool {
 	p, fc, ev := pr.p, pr.w.fc, pr.ev
 	resUp := upgradeType(resp.Header)
 	var bad error
@@ -489,6 +505,27 @@ func (pr *plainRequest) relayUpgrade(uc *upstreamConn, resp *http.Response) bool
 		reply(pr.w, ev.Status, "bottle: egress to "+hostPort(ev.Host, ev.Port)+" failed: "+bad.Error()+"\n", true)
 		return false
 	}
+	// What the destination sent behind its answer.
+	var upEarly []byte
+	if n := uc.br.Buffered(); n > 0 {
+		b, _ := uc.br.Peek(n)
+		upEarly = append([]byte(nil), b...)
+	}
+	var upstream net.Conn = uc.c
+	if ev.Intercepted {
+		// A host whose requests are checked: the WebSocket's messages
+		// are scanned as on the https path (guardUpgrade), what came
+		// behind the answer too.
+		rwc, err := p.icpt.guardUpgrade(resp, &forwardState{d: d}, &prefixConn{Conn: uc.c, early: upEarly})
+		if err != nil {
+			uc.c.Close()
+			ev.Status, ev.Error = http.StatusBadGateway, err.Error()
+			p.finish(ev)
+			reply(pr.w, ev.Status, "bottle: egress to "+hostPort(ev.Host, ev.Port)+" failed: "+err.Error()+"\n", true)
+			return false
+		}
+		upstream, upEarly = &guardedConn{Conn: uc.c, rwc: rwc}, nil
+	}
 	client, early, ok := fc.hijack()
 	if !ok {
 		uc.c.Close()
@@ -496,7 +533,7 @@ func (pr *plainRequest) relayUpgrade(uc *upstreamConn, resp *http.Response) bool
 		p.finish(ev)
 		return false
 	}
-	t := &tunnel{client: client, upstream: uc.c}
+	t := &tunnel{client: client, upstream: upstream}
 	if !p.track(t) {
 		t.close()
 		ev.Error = errStopping.Error()
@@ -510,15 +547,12 @@ func (pr *plainRequest) relayUpgrade(uc *upstreamConn, resp *http.Response) bool
 	fc.beginFinal()
 	err := resp.Write(fc.bw)
 	if err == nil {
-		if n := uc.br.Buffered(); n > 0 {
-			b, _ := uc.br.Peek(n)
-			fc.bw.Write(b)
-			t.down.Add(int64(n))
-		}
+		fc.bw.Write(upEarly)
+		t.down.Add(int64(len(upEarly)))
 		err = fc.bw.Flush()
 	}
 	if err == nil && len(early) > 0 {
-		_, err = uc.c.Write(early)
+		_, err = upstream.Write(early)
 		t.up.Add(int64(len(early)))
 	}
 	if err != nil {
@@ -542,7 +576,10 @@ func (p *Proxy) dialPlain(d Decision, key plainKey) (*upstreamConn, error) {
 		return nil, err
 	}
 	keepAlive(c)
-	return &upstreamConn{c: c, br: bufio.NewReaderSize(c, 4<<10), bw: bufio.NewWriterSize(c, 4<<10), addr: addr, key: key}, nil
+	uc := &upstreamConn{c: c, bw: bufio.NewWriterSize(c, 4<<10), addr: addr, key: key}
+	uc.lr = io.LimitedReader{R: c, N: math.MaxInt64}
+	uc.br = bufio.NewReaderSize(&uc.lr, 4<<10)
+	return uc, nil
 }
 
 // flushBeforeWait is a body that, before it waits for more of itself from
@@ -658,4 +695,23 @@ func scanRefusal(err error) *refusal {
 		return &refusal{status: http.StatusUnsupportedMediaType, reason: "outbound scan: " + err.Error()}
 	}
 	return nil
+}
+
+// guardedConn is an upstream connection whose reads and writes go through
+// rwc, a guard of its WebSocket messages; it is never spliced.
+type guardedConn struct {
+	net.Conn
+	rwc io.ReadWriteCloser
+}
+
+func (c *guardedConn) Read(p []byte) (int, error)  { return c.rwc.Read(p) }
+func (c *guardedConn) Write(p []byte) (int, error) { return c.rwc.Write(p) }
+func (c *guardedConn) Close() error                { return c.rwc.Close() }
+
+// CloseWrite passes the client's end of stream on as a half-close.
+func (c *guardedConn) CloseWrite() error {
+	if cw, ok := c.Conn.(interface{ CloseWrite() error }); ok {
+		return cw.CloseWrite()
+	}
+	return errors.ErrUnsupported
 }
