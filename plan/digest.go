@@ -36,6 +36,9 @@ type policy struct {
 	Command []string `json:"command"`
 	Workdir string   `json:"workdir"`
 	Env     []string `json:"env"`
+	// Provider is the agent's provider, which renders its configuration;
+	// left out when empty, so that older plans keep their digest.
+	Provider string `json:"provider,omitempty"`
 	// CPUs and Memory are the sandbox's resources.
 	CPUs   float64  `json:"cpus"`
 	Memory int64    `json:"memory"`
@@ -55,17 +58,18 @@ type policySidecar struct {
 // read or change p.Digest.
 func (p *Plan) ComputeDigest() string {
 	pol := policy{
-		Backend: p.Backend.Kind,
-		Image:   p.Backend.Image,
-		Runtime: p.Backend.Runtime,
-		User:    p.Backend.User,
-		Egress:  p.Egress.Sidecar,
-		Command: p.Agent.Command,
-		Workdir: p.Agent.Workdir,
-		CPUs:    p.Backend.CPUs,
-		Memory:  p.Backend.MemoryBytes,
-		Pids:    p.Backend.PidsLimit,
-		Caps:    p.Backend.CapAdd,
+		Backend:  p.Backend.Kind,
+		Image:    p.Backend.Image,
+		Runtime:  p.Backend.Runtime,
+		User:     p.Backend.User,
+		Egress:   p.Egress.Sidecar,
+		Command:  p.Agent.Command,
+		Workdir:  p.Agent.Workdir,
+		Provider: p.Agent.Provider,
+		CPUs:     p.Backend.CPUs,
+		Memory:   p.Backend.MemoryBytes,
+		Pids:     p.Backend.PidsLimit,
+		Caps:     p.Backend.CapAdd,
 	}
 	for _, e := range p.Agent.Env {
 		pol.Env = append(pol.Env, e.Name+"="+e.Value)

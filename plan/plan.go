@@ -129,6 +129,9 @@ type Agent struct {
 	Workdir string `json:"workdir"`
 	// From is the position of the agent() call, or empty for the default agent.
 	From string `json:"from,omitempty"`
+	// Provider names the agent bottle prepares (agents.Provider: "claude",
+	// "codex"); empty: the one whose program Command runs, if any.
+	Provider string `json:"provider,omitempty"`
 }
 
 // EnvVar is one literal environment variable of the agent.

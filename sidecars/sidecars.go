@@ -26,6 +26,7 @@ import (
 	"slices"
 	"strconv"
 	"sync"
+	"time"
 
 	"github.com/bottle-dev/bottle/plan"
 )
@@ -137,10 +138,11 @@ type Unit struct {
 	// Env is the environment the agent needs to use the sidecar (nil:
 	// none); url is the sidecar's URL in the sandbox.
 	Env func(p *plan.Plan, sc plan.Sidecar, url string) []string
-	// Command may change the agent's own command to use the sidecar, for
-	// example to register an MCP server; it returns the command and extra
-	// environment (nil: the command as it is).
-	Command func(p *plan.Plan, sc plan.Sidecar, url string, cmd []string) ([]string, []string, error)
+	// MCP marks a sidecar that is an MCP server (streamable HTTP at its
+	// URL, known to the agent by the sidecar's name) and returns how long
+	// one of its tools may take. The agent's provider registers it
+	// (agents.Provider); nil: not an MCP server.
+	MCP func(sc plan.Sidecar) (toolTimeout time.Duration, err error)
 	// Section renders the sidecar's section of the sidecar configuration:
 	// what its server reads, with listen where it must listen.
 	Section func(p *plan.Plan, sc plan.Sidecar, listen Listen) (json.RawMessage, error)

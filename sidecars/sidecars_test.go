@@ -89,6 +89,11 @@ func TestConfigureAndAgent(t *testing.T) {
 	if !slices.Equal(cmd, []string{"make", "test"}) || slices.Contains(env2, "MCP_TOOL_TIMEOUT=660000") {
 		t.Errorf("one-off command changed: %q %q", cmd, env2)
 	}
+	// A one-off command of the same agent is given the MCP servers too.
+	cmd, env2, _ = sidecars.Agent(p, []string{"claude", "-p", "hi"})
+	if len(cmd) != 5 || cmd[3] != "--mcp-config" || !slices.Contains(env2, "MCP_TOOL_TIMEOUT=660000") {
+		t.Errorf("one-off claude is not given the supervise server: %q %q", cmd, env2)
+	}
 
 	fws, err := sidecars.Forwards(p, sidecars.SandboxSocketDir)
 	if err != nil {

@@ -3,6 +3,7 @@ package sidecars
 import (
 	"errors"
 	"fmt"
+	"github.com/bottle-dev/bottle/agents"
 	"net/netip"
 	"os"
 	"path"
@@ -96,10 +97,13 @@ func GuestArgs(fws []Forward, cmd []string) []string {
 
 // Agent returns the command the sandbox runs and its environment, built
 // from the plan alone and the same for every backend: command, when set,
-// is a one-off command run as given; otherwise it is the agent's command,
-// which each sidecar may extend (Unit.Command). env holds what each
-// sidecar gives the agent (Unit.Env) followed by the profile's env(), which
-// wins over a sidecar's variable of the same name; secrets are not in it.
+// is a one-off command run as given; otherwise it is the agent's command.
+// The agent's provider (agents.For: the one the profile names, else the
+// one whose program the command runs) adds what the agent needs to use
+// the sidecars' MCP servers, to a one-off command too when it runs the
+// same agent. env holds what each sidecar gives the agent (Unit.Env) and
+// the provider's additions, followed by the profile's env(), which wins
+// over either's variable of the same name; secrets are not in it.
 func Agent(p *plan.Plan, command []string) (cmd, env []string, err error) {
 	oneOff := len(command) > 0
 	if oneOff {
@@ -107,6 +111,7 @@ func Agent(p *plan.Plan, command []string) (cmd, env []string, err error) {
 	} else {
 		cmd = slices.Clone(p.Agent.Command)
 	}
+	var mcp []agents.MCPServer
 	for _, sc := range p.Sidecars {
 		u, err := Get(sc.Name)
 		if err != nil {
@@ -117,20 +122,50 @@ func Agent(p *plan.Plan, command []string) (cmd, env []string, err error) {
 		if u.Env != nil {
 			env = append(env, u.Env(p, sc, u.URL())...)
 		}
-		if u.Command != nil && !oneOff {
-			var extra []string
-			cmd, extra, err = u.Command(p, sc, u.URL(), cmd)
+		if u.MCP != nil {
+			timeout, err := u.MCP(sc)
 			if err != nil {
 				return nil, nil, fmt.Errorf("the %s sidecar: %w", sc.Name, err)
 			}
-			env = append(env, extra...)
+			mcp = append(mcp, agents.MCPServer{Name: sc.Name, URL: u.URL(), ToolTimeout: timeout})
 		}
+	}
+	if prov := AgentProvider(p, command); prov != nil && prov.Command != nil {
+		var extra []string
+		cmd, extra, err = prov.Command(cmd, agents.Setup{Workdir: AgentWorkdir(p), MCP: mcp})
+		if err != nil {
+			return nil, nil, fmt.Errorf("prepare %s: %w", prov.Name, err)
+		}
+		env = append(env, extra...)
 	}
 	for _, e := range p.Agent.Env {
 		env = slices.DeleteFunc(env, func(kv string) bool { return strings.HasPrefix(kv, e.Name+"=") })
 		env = append(env, e.Name+"="+e.Value)
 	}
 	return cmd, env, nil
+}
+
+// AgentProvider returns the provider that prepares the command the
+// sandbox runs: the agent's (the profile's provider, else the one its
+// command runs), for a one-off command only when it runs that same
+// agent's program; nil when there is none.
+func AgentProvider(p *plan.Plan, command []string) *agents.Provider {
+	prov := agents.For(p.Agent.Provider, p.Agent.Command)
+	if prov == nil || len(command) == 0 {
+		return prov
+	}
+	if agents.ForCommand(command) != prov {
+		return nil
+	}
+	return prov
+}
+
+// AgentWorkdir is where the agent starts in the sandbox.
+func AgentWorkdir(p *plan.Plan) string {
+	if p.Agent.Workdir != "" {
+		return p.Agent.Workdir
+	}
+	return p.Backend.Workdir
 }
 
 // ProxyEnv is the environment that routes the agent through an egress

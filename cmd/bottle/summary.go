@@ -60,7 +60,11 @@ func writeSummary(w io.Writer, p *plan.Plan) error {
 		res = append(res, "user "+b.User)
 	}
 	row("backend", b.Kind+" "+b.Image, strings.Join(res, ", "))
-	row("agent", strings.Join(quoteArgs(p.Agent.Command), " "), "in "+p.Agent.Workdir)
+	agentNote := "in " + p.Agent.Workdir
+	if p.Agent.Provider != "" {
+		agentNote += ", prepared as " + p.Agent.Provider
+	}
+	row("agent", strings.Join(quoteArgs(p.Agent.Command), " "), agentNote)
 	for _, e := range p.Agent.Env {
 		row("  env", e.Name+"="+strconv.Quote(e.Value), e.From)
 	}

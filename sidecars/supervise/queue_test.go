@@ -330,21 +330,6 @@ func TestAllowLine(t *testing.T) {
 	}
 }
 
-func TestClaudeMCPConfig(t *testing.T) {
-	b, err := ClaudeMCPConfig("http://supervise:8765/mcp")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if want := `{"mcpServers":{"supervise":{"type":"http","url":"http://supervise:8765/mcp"}}}`; string(b) != want {
-		t.Errorf("config = %s\nwant     %s", b, want)
-	}
-	for _, bad := range []string{"", "supervise:8765", "ftp://x/mcp", "http:///mcp", "http://u:p@x/mcp", "http://x/mcp?a=1", "http://x/%zz"} {
-		if _, err := ClaudeMCPConfig(bad); err == nil {
-			t.Errorf("ClaudeMCPConfig(%q) accepted", bad)
-		}
-	}
-}
-
 // BenchmarkPending measures one listing of a queue of 100 pending
 // proposals, which the operator's UI does every second per bottle.
 func BenchmarkPending(b *testing.B) {

@@ -5,8 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"path"
-	"strconv"
 	"time"
 
 	"github.com/bottle-dev/bottle/plan"
@@ -30,7 +28,7 @@ var Unit = &sidecars.Unit{
 	Path:    Path,
 	Options: options,
 	Build:   build,
-	Command: agentCommand,
+	MCP:     toolTimeout,
 	Section: func(_ *plan.Plan, sc plan.Sidecar, listen sidecars.Listen) (json.RawMessage, error) {
 		if sc.Supervise == nil {
 			return nil, errors.New("the supervise sidecar has no configuration")
@@ -42,23 +40,13 @@ var Unit = &sidecars.Unit{
 
 func init() { sidecars.Register(Unit) }
 
-// agentCommand registers the server with Claude Code (--mcp-config) and
-// sets MCP_TOOL_TIMEOUT so that Claude Code waits as long as the operator
-// may take. Other agents get their command unchanged.
-func agentCommand(_ *plan.Plan, sc plan.Sidecar, url string, cmd []string) ([]string, []string, error) {
-	if len(cmd) == 0 || path.Base(cmd[0]) != "claude" || sc.Supervise == nil {
-		return cmd, nil, nil
+// toolTimeout is how long one of the server's tools may take: as long as
+// the operator may take to answer.
+func toolTimeout(sc plan.Sidecar) (time.Duration, error) {
+	if sc.Supervise == nil {
+		return 0, errors.New("the supervise sidecar has no configuration")
 	}
-	cfg, err := ClaudeMCPConfig(url)
-	if err != nil {
-		return nil, nil, err
-	}
-	timeout, err := time.ParseDuration(sc.Supervise.Timeout)
-	if err != nil {
-		return nil, nil, err
-	}
-	ms := strconv.FormatInt((timeout + time.Minute).Milliseconds(), 10)
-	return append(cmd, "--mcp-config", string(cfg)), []string{"MCP_TOOL_TIMEOUT=" + ms}, nil
+	return time.ParseDuration(sc.Supervise.Timeout)
 }
 
 // egressControl is what supervise needs of the running egress proxy.

@@ -3,24 +3,32 @@ package builtins
 import (
 	"fmt"
 	"path"
+	"strings"
 
 	"go.starlark.net/starlark"
 
+	"github.com/bottle-dev/bottle/agents"
 	"github.com/bottle-dev/bottle/plan"
 )
 
-// agent(command=["claude"], env={}, workdir=None)
+// agent(command=["claude"], env={}, workdir=None, provider=None)
 func agent(thread *starlark.Thread, b *starlark.Builtin, args starlark.Tuple, kwargs []starlark.Tuple) (starlark.Value, error) {
 	if err := maxPositional(b, args); err != nil {
 		return nil, err
 	}
 	command := stringList{"claude"}
 	var (
-		envs    stringDict
-		workdir string
+		envs     stringDict
+		workdir  string
+		provider string
 	)
-	if err := starlark.UnpackArgs(b.Name(), args, kwargs, "command?", &command, "env?", &envs, "workdir??", &workdir); err != nil {
+	if err := starlark.UnpackArgs(b.Name(), args, kwargs, "command?", &command, "env?", &envs, "workdir??", &workdir, "provider??", &provider); err != nil {
 		return nil, err
+	}
+	if provider != "" {
+		if _, ok := agents.Lookup(provider); !ok {
+			return nil, fmt.Errorf("%s: provider %q is not an agent bottle knows; use one of %s, or leave it out", b.Name(), provider, strings.Join(agents.Names(), ", "))
+		}
 	}
 	s, err := stateOf(thread, b)
 	if err != nil {
@@ -44,6 +52,6 @@ func agent(thread *starlark.Thread, b *starlark.Builtin, args starlark.Tuple, kw
 			return nil, fmt.Errorf("%s: %v", b.Name(), err)
 		}
 	}
-	s.Agent = &plan.Agent{Command: []string(command), Workdir: workdir, From: pos}
+	s.Agent = &plan.Agent{Command: []string(command), Workdir: workdir, From: pos, Provider: provider}
 	return starlark.None, nil
 }
