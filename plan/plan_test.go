@@ -126,8 +126,8 @@ func TestDigestChangesWithPolicy(t *testing.T) {
 		"user":           func(p *Plan) { p.Backend.User = "0" },
 		"secret source":  func(p *Plan) { p.Secrets[0].FromEnv = "OTHER" },
 		// What runs, and where its data goes (issue: the digest missed them).
-		"agent command": func(p *Plan) { p.Agent.Command = []string{"claude", "--dangerously-skip-permissions"} },
-		"agent workdir": func(p *Plan) { p.Agent.Workdir = "/elsewhere" },
+		"agent command":  func(p *Plan) { p.Agent.Command = []string{"claude", "--dangerously-skip-permissions"} },
+		"agent workdir":  func(p *Plan) { p.Agent.Workdir = "/elsewhere" },
 		"agent provider": func(p *Plan) { p.Agent.Provider = "codex" },
 		"env value": func(p *Plan) {
 			p.Agent.Env = append(p.Agent.Env, EnvVar{Name: "ANTHROPIC_BASE_URL", Value: "https://attacker.example"})
