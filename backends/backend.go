@@ -11,6 +11,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"github.com/bottle-dev/bottle/agents"
 	"io"
 	"os"
 	"path/filepath"
@@ -83,6 +84,10 @@ type Bottle struct {
 	// placeholder for one bound to hosts, whose value only the egress
 	// sidecar holds (egress.PrepareSecrets).
 	Secrets map[string]string
+	// HomeFiles are the files the agent's provider rendered for this
+	// launch, which bottle guest copies into the agent's HOME
+	// (sidecars.AgentFiles, WriteHomeSeed).
+	HomeFiles []agents.File
 	// Executable is the bottle binary sidecars and guests run.
 	Executable string
 	// Progress receives one line per step, for people.

@@ -161,7 +161,13 @@ func Run(ctx context.Context, l Launch) (int, error) {
 		return -1, err
 	}
 	defer os.Remove(filepath.Join(st.Dir, egress.SecretsFile)) // if the sidecar never took it
-	b := &backends.Bottle{Plan: p, State: st, Command: l.Command, Secrets: secrets, Executable: l.Executable, Progress: l.Progress}
+	// The agent's configuration, rendered for this launch (its
+	// placeholder key, the sidecars' addresses).
+	home, err := sidecars.AgentFiles(p, l.Command, secrets)
+	if err != nil {
+		return -1, err
+	}
+	b := &backends.Bottle{Plan: p, State: st, Command: l.Command, Secrets: secrets, HomeFiles: home, Executable: l.Executable, Progress: l.Progress}
 	if err := Preflight(ctx, backend, b); err != nil {
 		return -1, &PreflightError{Backend: p.Backend.Kind, Err: err}
 	}

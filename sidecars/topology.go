@@ -105,34 +105,18 @@ func GuestArgs(fws []Forward, cmd []string) []string {
 // the provider's additions, followed by the profile's env(), which wins
 // over either's variable of the same name; secrets are not in it.
 func Agent(p *plan.Plan, command []string) (cmd, env []string, err error) {
-	oneOff := len(command) > 0
-	if oneOff {
+	if len(command) > 0 {
 		cmd = slices.Clone(command)
 	} else {
 		cmd = slices.Clone(p.Agent.Command)
 	}
-	var mcp []agents.MCPServer
-	for _, sc := range p.Sidecars {
-		u, err := Get(sc.Name)
-		if err != nil {
-			return nil, nil, err
-		}
-		// The unit's URL, not the plan's: it is where Forwards has bottle
-		// guest listen, so the two cannot disagree.
-		if u.Env != nil {
-			env = append(env, u.Env(p, sc, u.URL())...)
-		}
-		if u.MCP != nil {
-			timeout, err := u.MCP(sc)
-			if err != nil {
-				return nil, nil, fmt.Errorf("the %s sidecar: %w", sc.Name, err)
-			}
-			mcp = append(mcp, agents.MCPServer{Name: sc.Name, URL: u.URL(), ToolTimeout: timeout})
-		}
+	setup, env, err := agentSetup(p)
+	if err != nil {
+		return nil, nil, err
 	}
 	if prov := AgentProvider(p, command); prov != nil && prov.Command != nil {
 		var extra []string
-		cmd, extra, err = prov.Command(cmd, agents.Setup{Workdir: AgentWorkdir(p), MCP: mcp})
+		cmd, extra, err = prov.Command(cmd, setup)
 		if err != nil {
 			return nil, nil, fmt.Errorf("prepare %s: %w", prov.Name, err)
 		}
@@ -143,6 +127,67 @@ func Agent(p *plan.Plan, command []string) (cmd, env []string, err error) {
 		env = append(env, e.Name+"="+e.Value)
 	}
 	return cmd, env, nil
+}
+
+// agentSetup collects what the sidecars give the agent: the MCP servers
+// (in the setup) and the environment (Unit.Env).
+func agentSetup(p *plan.Plan) (agents.Setup, []string, error) {
+	setup := agents.Setup{Workdir: AgentWorkdir(p)}
+	var env []string
+	for _, sc := range p.Sidecars {
+		u, err := Get(sc.Name)
+		if err != nil {
+			return setup, nil, err
+		}
+		// The unit's URL, not the plan's: it is where Forwards has bottle
+		// guest listen, so the two cannot disagree.
+		if u.Env != nil {
+			env = append(env, u.Env(p, sc, u.URL())...)
+		}
+		if u.MCP != nil {
+			timeout, err := u.MCP(sc)
+			if err != nil {
+				return setup, nil, fmt.Errorf("the %s sidecar: %w", sc.Name, err)
+			}
+			setup.MCP = append(setup.MCP, agents.MCPServer{Name: sc.Name, URL: u.URL(), ToolTimeout: timeout})
+		}
+	}
+	return setup, env, nil
+}
+
+// AgentFiles returns the files the agent's provider renders into its HOME
+// for this launch (none without a provider, or for a one-off command of
+// another program): secrets maps each secret's name to what the agent
+// gets (a placeholder for one bound to hosts).
+func AgentFiles(p *plan.Plan, command []string, secrets map[string]string) ([]agents.File, error) {
+	prov := AgentProvider(p, command)
+	if prov == nil || prov.Files == nil {
+		return nil, nil
+	}
+	setup, _, err := agentSetup(p)
+	if err != nil {
+		return nil, err
+	}
+	_, env, err := Agent(p, command)
+	if err != nil {
+		return nil, err
+	}
+	setup.Env = map[string]string{}
+	for _, kv := range env {
+		k, v, _ := strings.Cut(kv, "=")
+		setup.Env[k] = v
+	}
+	for k, v := range secrets {
+		setup.Env[k] = v
+	}
+	files, err := prov.Files(setup)
+	if err != nil {
+		return nil, fmt.Errorf("prepare %s: %w", prov.Name, err)
+	}
+	if err := agents.CheckFiles(files); err != nil {
+		return nil, fmt.Errorf("prepare %s: %w", prov.Name, err)
+	}
+	return files, nil
 }
 
 // AgentProvider returns the provider that prepares the command the

@@ -34,6 +34,10 @@ const sidecarConfigFile = "sidecars.json"
 // mounted read-only and run as its entrypoint (bottle guest).
 const guestBinary = "/.bottle/bottle"
 
+// guestHomeSeed is where the files rendered for the agent's HOME are,
+// read-only, for bottle guest to copy into HOME (--home-seed).
+const guestHomeSeed = "/.bottle/home"
+
 // guestWaitSlack is how much longer bottle guest waits for the sockets than
 // bottle waits for the bundle's readiness.
 const guestWaitSlack = 10 * time.Second
@@ -553,6 +557,13 @@ func (d *Backend) createAgent(ctx context.Context, cli string, b *backends.Bottl
 	args = append(args,
 		"--mount", mountSpec("type=volume", "src="+n.volume, "dst="+sidecars.SandboxSocketDir, "readonly"),
 		"--mount", bindSpec(bin, guestBinary, true))
+	if len(b.HomeFiles) > 0 {
+		seed := filepath.Join(b.State.Dir, backends.HomeSeedDir)
+		if err := backends.WriteHomeSeed(seed, b.HomeFiles); err != nil {
+			return err
+		}
+		args = append(args, "--mount", bindSpec(seed, guestHomeSeed, true))
+	}
 	args = append(args, "--workdir", p.Agent.Workdir)
 	ident, err := agentIdentity(b)
 	if err != nil {
@@ -580,6 +591,9 @@ func (d *Backend) createAgent(ctx context.Context, cli string, b *backends.Bottl
 	// agent container starts: longer than bottle's own wait, so that a
 	// bundle that never gets ready is reported by bottle, with its logs.
 	guest = append([]string{guest[0], "--wait", (backends.ReadyTimeout() + guestWaitSlack).String()}, guest[1:]...)
+	if len(b.HomeFiles) > 0 {
+		guest = append([]string{guest[0], "--home-seed", guestHomeSeed}, guest[1:]...)
+	}
 	if egress.Intercepts(p) {
 		// The egress sidecar publishes its CA next to its socket, before
 		// the socket exists, so it is there once bottle guest's wait ends.

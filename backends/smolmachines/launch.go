@@ -169,6 +169,11 @@ func buildSpec(b *backends.Bottle, stageDir, guestMount, smolfilePath, archive s
 		// Launch copies the sidecar's CA into the staged directory.
 		head = append(head, "--egress-ca", path.Join(guestMount, egress.CAFile))
 	}
+	if len(b.HomeFiles) > 0 {
+		// Launch writes them into the staged directory; bottle guest
+		// copies them into HOME once it is the agent's user.
+		head = append(head, "--home-seed", path.Join(guestMount, backends.HomeSeedDir))
+	}
 	args = append(head, args[1:]...)
 	s.exec = append(append(s.exec, "--", guestBin), args...)
 	return s, nil
@@ -260,6 +265,11 @@ func (s *Backend) Launch(ctx context.Context, b *backends.Bottle, stdio backends
 	}
 	if err := stageGuest(g.path, stage); err != nil {
 		return -1, err
+	}
+	if len(b.HomeFiles) > 0 {
+		if err := backends.WriteHomeSeed(filepath.Join(stage, backends.HomeSeedDir), b.HomeFiles); err != nil {
+			return -1, err
+		}
 	}
 
 	if err := pause(ctx, b, "sidecars"); err != nil {

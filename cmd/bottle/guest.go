@@ -35,6 +35,9 @@ type GuestCmd struct {
 	// EgressCA is the egress sidecar's CA certificate, which the sandbox
 	// must trust (guest.InstallCA); read after the sockets are waited for.
 	EgressCA string `name:"egress-ca" placeholder:"FILE" help:"Install this CA certificate (PEM), the egress sidecar's, in a CA bundle for the command (see sidecars.CAEnv)."`
+	// HomeSeed holds the files bottle rendered for the agent (agents.File),
+	// copied into HOME before the command runs (guest.SeedHome).
+	HomeSeed string `name:"home-seed" placeholder:"DIR" help:"Copy the files in this directory into the command's HOME before it runs (the agent's configuration, rendered by bottle)."`
 	// ExpectMount is checked before anything runs (guest.CheckMounts).
 	ExpectMount []string `name:"expect-mount" hidden:"" sep:"none" help:"Refuse to run unless the mount at TARGET is the source bottle checked (TARGET=DEV:INO)."`
 	// Lockdown (JSON, guest.Lockdown) is applied to the command: the
@@ -85,6 +88,14 @@ func (c *GuestCmd) Run(g *Globals) error {
 	}
 	if c.EgressCA != "" {
 		if err := guest.InstallCA(c.EgressCA); err != nil {
+			return &exitError{code: guest.ExitSetupFailed, err: err}
+		}
+	}
+	if c.HomeSeed != "" {
+		if c.Lockdown != "" {
+			// As the command's user, once the lockdown has made it that.
+			lock.HomeSeed = c.HomeSeed
+		} else if err := guest.SeedHome(c.HomeSeed, os.Getenv("HOME")); err != nil {
 			return &exitError{code: guest.ExitSetupFailed, err: err}
 		}
 	}

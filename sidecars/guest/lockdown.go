@@ -48,6 +48,9 @@ type Lockdown struct {
 	DropCaps bool     `json:"drop_caps,omitempty"`
 	User     string   `json:"user,omitempty"`
 	Home     string   `json:"home,omitempty"`
+	// HomeSeed is copied into HOME as the command's user (SeedHome), once
+	// it has become that user.
+	HomeSeed string `json:"home_seed,omitempty"`
 }
 
 // Bind is one path of a Lockdown, bound onto itself.

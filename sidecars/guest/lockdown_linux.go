@@ -262,6 +262,11 @@ func ExecLocked(l Lockdown, argv []string) (int, error) {
 			os.Setenv("LOGNAME", "bottle")
 		}
 	}
+	if l.HomeSeed != "" {
+		if err := SeedHome(l.HomeSeed, os.Getenv("HOME")); err != nil {
+			return ExitSetupFailed, fmt.Errorf("lockdown: %w", err)
+		}
+	}
 	if l.DropCaps {
 		// Last: the filter applies to this process too.
 		if err := denySetuidModes(); err != nil {
