@@ -7,29 +7,16 @@ import (
 	"time"
 )
 
-func TestClaudeMCPConfig(t *testing.T) {
-	b, err := ClaudeMCPConfig([]MCPServer{{Name: "supervise", URL: "http://127.0.0.1:8765/mcp"}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if want := `{"mcpServers":{"supervise":{"type":"http","url":"http://127.0.0.1:8765/mcp"}}}`; string(b) != want {
-		t.Errorf("config = %s\nwant     %s", b, want)
-	}
-}
-
 func TestClaudeCommand(t *testing.T) {
 	s := Setup{MCP: []MCPServer{{Name: "supervise", URL: "http://127.0.0.1:8765/mcp", ToolTimeout: 10 * time.Minute}}}
 	cmd, env, err := Claude.Command([]string{"claude", "-p", "hi"}, s)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(cmd) != 5 || cmd[3] != "--mcp-config" || !strings.Contains(cmd[4], `"supervise"`) {
-		t.Errorf("command %q", cmd)
+	if !slices.Equal(cmd, []string{"claude", "-p", "hi"}) || !slices.Equal(env, []string{"MCP_TOOL_TIMEOUT=660000"}) {
+		t.Errorf("command %q, env %q", cmd, env)
 	}
-	if !slices.Equal(env, []string{"MCP_TOOL_TIMEOUT=660000"}) {
-		t.Errorf("env %q", env)
-	}
-	// Without MCP servers the command is left alone.
+	// Without MCP servers nothing is added.
 	cmd, env, _ = Claude.Command([]string{"claude"}, Setup{})
 	if !slices.Equal(cmd, []string{"claude"}) || env != nil {
 		t.Errorf("without servers: %q %q", cmd, env)
@@ -67,5 +54,41 @@ func TestCheckFiles(t *testing.T) {
 		if err := CheckFiles(bad); err == nil {
 			t.Errorf("CheckFiles(%v) accepted", bad)
 		}
+	}
+}
+
+func TestClaudeFiles(t *testing.T) {
+	files, err := Claude.Files(Setup{
+		Workdir: "/workspace",
+		MCP:     []MCPServer{{Name: "supervise", URL: "http://127.0.0.1:8765/mcp"}},
+		Env:     map[string]string{"ANTHROPIC_API_KEY": "sk-ant-api03-BOTTLEPHabcdefghijklmnopqrstuvwxyz0123"},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := CheckFiles(files); err != nil {
+		t.Fatal(err)
+	}
+	got := map[string]string{}
+	for _, f := range files {
+		if f.Mode != 0o600 {
+			t.Errorf("%s: mode %v", f.Path, f.Mode)
+		}
+		got[f.Path] = string(f.Data)
+	}
+	for _, want := range []string{`"hasCompletedOnboarding": true`, `"klmnopqrstuvwxyz0123"`, `"/workspace": {`,
+		`"hasTrustDialogAccepted": true`, `"supervise": {`, `"url": "http://127.0.0.1:8765/mcp"`} {
+		if !strings.Contains(got[".claude.json"], want) {
+			t.Errorf(".claude.json lacks %s:\n%s", want, got[".claude.json"])
+		}
+	}
+	for _, want := range []string{`"mcp__supervise"`, `"DISABLE_AUTOUPDATER": "1"`, `"CLAUDE_CODE_DISABLE_OFFICIAL_MARKETPLACE_AUTOINSTALL": "1"`} {
+		if !strings.Contains(got[".claude/settings.json"], want) {
+			t.Errorf("settings.json lacks %s:\n%s", want, got[".claude/settings.json"])
+		}
+	}
+	// The whole key is never written, only its last 20 characters.
+	if strings.Contains(got[".claude.json"], "BOTTLEPH") {
+		t.Errorf(".claude.json holds more of the key than its last 20 characters")
 	}
 }

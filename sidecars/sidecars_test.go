@@ -81,18 +81,26 @@ func TestConfigureAndAgent(t *testing.T) {
 	if slices.Contains(env, "NO_PROXY=127.0.0.1") {
 		t.Errorf("the sidecar's NO_PROXY was kept beside the profile's: %q", env)
 	}
-	if len(cmd) != 3 || cmd[1] != "--mcp-config" || !strings.Contains(cmd[2], `"url":"http://127.0.0.1:8765/mcp"`) {
-		t.Errorf("claude is not given the supervise server: %q", cmd)
+	if !slices.Equal(cmd, []string{"claude"}) {
+		t.Errorf("claude's command changed: %q (its MCP servers are in its HOME)", cmd)
+	}
+	files, err := sidecars.AgentFiles(p, nil, map[string]string{"ANTHROPIC_API_KEY": "sk-ant-api03-BOTTLEPHxxxxxxxxxxxxxxxxxxxxxx"})
+	if err != nil || len(files) != 2 || !strings.Contains(string(files[0].Data), `"url": "http://127.0.0.1:8765/mcp"`) {
+		t.Errorf("claude's files do not register the supervise server: %v %q", err, files)
 	}
 	// A one-off command runs as given, with the same environment.
 	cmd, env2, _ := sidecars.Agent(p, []string{"make", "test"})
 	if !slices.Equal(cmd, []string{"make", "test"}) || slices.Contains(env2, "MCP_TOOL_TIMEOUT=660000") {
 		t.Errorf("one-off command changed: %q %q", cmd, env2)
 	}
-	// A one-off command of the same agent is given the MCP servers too.
+	if files, _ := sidecars.AgentFiles(p, []string{"make", "test"}, nil); files != nil {
+		t.Errorf("a one-off command of another program got the agent's files: %q", files)
+	}
+	// A one-off command of the same agent is prepared as the agent.
 	cmd, env2, _ = sidecars.Agent(p, []string{"claude", "-p", "hi"})
-	if len(cmd) != 5 || cmd[3] != "--mcp-config" || !slices.Contains(env2, "MCP_TOOL_TIMEOUT=660000") {
-		t.Errorf("one-off claude is not given the supervise server: %q %q", cmd, env2)
+	files, _ = sidecars.AgentFiles(p, []string{"claude", "-p", "hi"}, nil)
+	if len(cmd) != 3 || !slices.Contains(env2, "MCP_TOOL_TIMEOUT=660000") || len(files) != 2 {
+		t.Errorf("one-off claude is not prepared as the agent: %q %q %d files", cmd, env2, len(files))
 	}
 
 	fws, err := sidecars.Forwards(p, sidecars.SandboxSocketDir)

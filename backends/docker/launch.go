@@ -559,7 +559,7 @@ func (d *Backend) createAgent(ctx context.Context, cli string, b *backends.Bottl
 		"--mount", bindSpec(bin, guestBinary, true))
 	if len(b.HomeFiles) > 0 {
 		seed := filepath.Join(b.State.Dir, backends.HomeSeedDir)
-		if err := backends.WriteHomeSeed(seed, b.HomeFiles); err != nil {
+		if err := backends.WriteHomeSeed(seed, b.HomeFiles, p.Backend.User != ""); err != nil {
 			return err
 		}
 		args = append(args, "--mount", bindSpec(seed, guestHomeSeed, true))

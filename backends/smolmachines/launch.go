@@ -267,7 +267,7 @@ func (s *Backend) Launch(ctx context.Context, b *backends.Bottle, stdio backends
 		return -1, err
 	}
 	if len(b.HomeFiles) > 0 {
-		if err := backends.WriteHomeSeed(filepath.Join(stage, backends.HomeSeedDir), b.HomeFiles); err != nil {
+		if err := backends.WriteHomeSeed(filepath.Join(stage, backends.HomeSeedDir), b.HomeFiles, false); err != nil {
 			return -1, err
 		}
 	}

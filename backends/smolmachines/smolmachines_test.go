@@ -6,6 +6,7 @@ import (
 	"debug/elf"
 	"encoding/binary"
 	"fmt"
+	"github.com/bottle-dev/bottle/agents"
 	"os"
 	"os/signal"
 	"path/filepath"
@@ -96,12 +97,20 @@ func TestBuildSpecArgv(t *testing.T) {
 		"--forward", "127.0.0.1:3128=/run/bottle/egress.sock",
 		"--forward", "127.0.0.1:8080=/run/bottle/git-gate.sock",
 		"--forward", "127.0.0.1:8765=/run/bottle/supervise.sock",
-		"--", "claude", "--mcp-config",
+		"--", "claude",
 	}
-	if len(s.exec) != len(prefix)+1 || !slices.Equal(s.exec[:len(prefix)], prefix) {
-		t.Errorf("exec:\n got %q\nwant %q and the MCP configuration", s.exec, prefix)
-	} else if !strings.Contains(s.exec[len(prefix)], "http://127.0.0.1:8765/mcp") {
-		t.Errorf("the MCP configuration %s does not name the supervise relay", s.exec[len(prefix)])
+	if !slices.Equal(s.exec, prefix) {
+		t.Errorf("exec:\n got %q\nwant %q", s.exec, prefix)
+	}
+	// The agent's files, rendered at launch, are copied from the staged
+	// directory into its HOME.
+	b.HomeFiles = []agents.File{{Path: ".claude.json", Mode: 0o600, Data: []byte("{}")}}
+	s2, err := buildSpec(b, state+"/guest", guestDir, state+"/Smolfile", testArchive, true, bottleguest.Lockdown{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if i := slices.Index(s2.exec, "--home-seed"); i < 0 || s2.exec[i+1] != guestDir+"/agent-home" {
+		t.Errorf("exec with agent files: %q, want --home-seed %s/agent-home", s2.exec, guestDir)
 	}
 	// The secrets go over the control channel only.
 	wantSecrets := []string{"ANTHROPIC_API_KEY=sk-ant-secret", "NPM_TOKEN=npm_secret"}

@@ -1,0 +1,60 @@
+package docker_test
+
+import (
+	"strings"
+	"testing"
+)
+
+// TestAgentHomeFiles: the agent's provider renders its configuration into
+// HOME at launch, with the placeholder of a key bound to the API host
+// approved and never the key itself; a one-off command of another program
+// gets none of it.
+func TestAgentHomeFiles(t *testing.T) {
+	e := newEnv(t)
+	const key = "sk-ant-api03-realkeyrealkeyrealkeyrealkey0123456789"
+	e.extra = append(e.extra, "BOTTLE_TEST_KEY="+key)
+	profile := e.profile("agent.star", `
+docker(image = "AGENT_IMAGE")
+agent(command = ["sh", "-c", "echo KEY=$ANTHROPIC_API_KEY; cat $HOME/.claude.json $HOME/.claude/settings.json; stat -c MODE=%a $HOME/.claude.json"], provider = "claude")
+allow("api.anthropic.com")
+secret("ANTHROPIC_API_KEY", from_env = "BOTTLE_TEST_KEY", hosts = ["api.anthropic.com"])
+sidecar("supervise")
+`)
+	out, stderr, code := e.run("start", "--yes", profile)
+	if code != 0 {
+		t.Fatalf("exit %d\nstdout %s\nstderr %s", code, out, stderr)
+	}
+	placeholder := ""
+	for _, line := range strings.Split(out, "\n") {
+		if v, ok := strings.CutPrefix(line, "KEY="); ok {
+			placeholder = strings.TrimSpace(v)
+		}
+	}
+	if !strings.Contains(placeholder, "BOTTLEPH") {
+		t.Fatalf("the agent's key is %q, want a placeholder\n%s", placeholder, out)
+	}
+	for _, want := range []string{
+		`"hasCompletedOnboarding": true`,
+		`"` + placeholder[len(placeholder)-20:] + `"`,
+		`"/workspace": {`,
+		`"url": "http://127.0.0.1:8765/mcp"`,
+		`"mcp__supervise"`,
+		`"DISABLE_AUTOUPDATER": "1"`,
+		"MODE=600",
+	} {
+		if !strings.Contains(out, want) {
+			t.Errorf("the agent's HOME lacks %s:\n%s", want, out)
+		}
+	}
+	if strings.Contains(out, key[len(key)-20:]) {
+		t.Errorf("the real key's end is in the agent's files:\n%s", out)
+	}
+
+	out, stderr, code = e.run("start", "--yes", profile, "--", "sh", "-c", "ls -a $HOME; echo done")
+	if code != 0 || !strings.Contains(out, "done") {
+		t.Fatalf("one-off: exit %d\nstdout %s\nstderr %s", code, out, stderr)
+	}
+	if strings.Contains(out, ".claude") {
+		t.Errorf("a one-off command of another program got the agent's files:\n%s", out)
+	}
+}
