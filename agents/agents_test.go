@@ -1,6 +1,7 @@
 package agents
 
 import (
+	"github.com/pelletier/go-toml/v2"
 	"slices"
 	"strings"
 	"testing"
@@ -90,5 +91,43 @@ func TestClaudeFiles(t *testing.T) {
 	// The whole key is never written, only its last 20 characters.
 	if strings.Contains(got[".claude.json"], "BOTTLEPH") {
 		t.Errorf(".claude.json holds more of the key than its last 20 characters")
+	}
+}
+
+func TestCodexFiles(t *testing.T) {
+	files, err := Codex.Files(Setup{
+		Workdir: "/workspace",
+		MCP:     []MCPServer{{Name: "supervise", URL: "http://127.0.0.1:8765/mcp", ToolTimeout: 10 * time.Minute}},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(files) != 1 || files[0].Path != ".codex/config.toml" || files[0].Mode != 0o600 {
+		t.Fatalf("files %v", files)
+	}
+	// The file is TOML Codex reads; check it by reading it back.
+	var got map[string]any
+	if err := toml.Unmarshal(files[0].Data, &got); err != nil {
+		t.Fatalf("not TOML: %v\n%s", err, files[0].Data)
+	}
+	prov := got["model_providers"].(map[string]any)[got["model_provider"].(string)].(map[string]any)
+	mcp := got["mcp_servers"].(map[string]any)["supervise"].(map[string]any)
+	for what, ok := range map[string]bool{
+		"approvals off":               got["approval_policy"] == "never",
+		"its sandbox off":             got["sandbox_mode"] == "danger-full-access",
+		"no update check":             got["check_for_update_on_startup"] == false,
+		"the API's base URL":          prov["base_url"] == "https://api.openai.com/v1",
+		"the key from OPENAI_API_KEY": prov["env_key"] == "OPENAI_API_KEY",
+		"no WebSockets":               prov["supports_websockets"] == false,
+		"no plugins sync":             got["features"].(map[string]any)["plugins"] == false,
+		"no daemon":                   got["features"].(map[string]any)["daemon_auto_start"] == false,
+		"no metrics":                  got["analytics"].(map[string]any)["enabled"] == false,
+		"supervise's URL":             mcp["url"] == "http://127.0.0.1:8765/mcp",
+		"supervise's tools approved":  mcp["default_tools_approval_mode"] == "approve",
+		"supervise's tool timeout":    mcp["tool_timeout_sec"] == int64(660),
+	} {
+		if !ok {
+			t.Errorf("config.toml: want %s:\n%s", what, files[0].Data)
+		}
 	}
 }

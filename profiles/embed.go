@@ -1,7 +1,8 @@
 // Package profiles holds the profiles shipped inside the bottle binary:
 // claude.star, which `bottle start` runs when no profile is given and the
-// current directory has no bottle.star, and the library under lib/ that it
-// loads, as an example of how a team shares profile code.
+// current directory has no bottle.star, codex.star (`bottle start
+// //codex.star`), and the library under lib/ that they load, as an
+// example of how a team shares profile code.
 package profiles
 
 import "embed"

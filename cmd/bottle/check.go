@@ -2,7 +2,7 @@ package main
 
 // CheckCmd evaluates and validates a profile.
 type CheckCmd struct {
-	Profile string `arg:"" optional:"" predictor:"file" help:"Profile to check (default: ./bottle.star, else the shipped claude.star)."`
+	Profile string `arg:"" optional:"" predictor:"file" help:"Profile to check: a file, or a shipped profile by its label (//claude.star, //codex.star). Default: ./bottle.star, else //claude.star."`
 	RepoFlags
 }
 

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
 	"strings"
 
@@ -45,6 +46,14 @@ func openProfile(g *Globals, arg string, rf RepoFlags) (*bstar.Source, error) {
 	var src *bstar.Source
 	iso := isolation(g)
 	switch {
+	case strings.HasPrefix(arg, "//"):
+		// A profile shipped inside bottle: //claude.star, //codex.star.
+		name := strings.TrimPrefix(arg, "//")
+		if fi, statErr := fs.Stat(profiles.FS, name); statErr != nil || fi.IsDir() || strings.Contains(name, "/") || !strings.HasSuffix(name, ".star") {
+			shipped, _ := fs.Glob(profiles.FS, "*.star")
+			return nil, usageErr(fmt.Errorf("%s is not a profile shipped with bottle; those are //%s", arg, strings.Join(shipped, ", //")))
+		}
+		src = bstar.Embedded(profiles.FS, name, wd)
 	case arg != "":
 		src, err = iso.Open(arg)
 	default:

@@ -7,7 +7,7 @@ import (
 
 // StartCmd starts a bottle.
 type StartCmd struct {
-	Profile string `arg:"" optional:"" predictor:"file" help:"Profile to start (default: ./bottle.star, else the shipped claude.star)."`
+	Profile string `arg:"" optional:"" predictor:"file" help:"Profile to start: a file, or a shipped profile by its label (//claude.star, //codex.star). Default: ./bottle.star, else //claude.star."`
 	DryRun  bool   `help:"Evaluate the profile and print the plan; create nothing and run nothing."`
 	Format  string `enum:"text,json" default:"text" help:"Output format of the plan: text or json."`
 	Yes     bool   `short:"y" help:"Do not ask before launching a profile whose digest has not been approved."`
