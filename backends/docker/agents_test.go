@@ -58,3 +58,44 @@ sidecar("supervise")
 		t.Errorf("a one-off command of another program got the agent's files:\n%s", out)
 	}
 }
+
+// TestCodexHomeFiles: Codex's configuration is in its HOME, readable as
+// the agent's user, with the sidecars' MCP server registered.
+func TestCodexHomeFiles(t *testing.T) {
+	e := newEnv(t)
+	e.extra = append(e.extra, "BOTTLE_TEST_KEY=sk-test-0123456789abcdef0123456789")
+	profile := e.profile("codex.star", `
+docker(image = "AGENT_IMAGE")
+agent(command = ["codex"], provider = "codex")
+allow("api.openai.com")
+secret("OPENAI_API_KEY", from_env = "BOTTLE_TEST_KEY", hosts = ["api.openai.com"])
+sidecar("supervise")
+`)
+	out, stderr, code := e.run("start", "--yes", profile, "--", "sh", "-c", "cat $HOME/.codex/config.toml 2>&1; echo done")
+	if code != 0 || !strings.Contains(out, "done") {
+		t.Fatalf("exit %d\nstdout %s\nstderr %s", code, out, stderr)
+	}
+	if strings.Contains(out, "model_provider") {
+		t.Fatalf("a one-off command of another program got Codex's files:\n%s", out)
+	}
+	profile = e.profile("codex-cat.star", `
+docker(image = "AGENT_IMAGE")
+agent(command = ["sh", "-c", "cat $HOME/.codex/config.toml; stat -c MODE=%a $HOME/.codex/config.toml"], provider = "codex")
+allow("api.openai.com")
+secret("OPENAI_API_KEY", from_env = "BOTTLE_TEST_KEY", hosts = ["api.openai.com"])
+sidecar("supervise")
+`)
+	out, stderr, code = e.run("start", "--yes", profile)
+	if code != 0 {
+		t.Fatalf("exit %d\nstdout %s\nstderr %s", code, out, stderr)
+	}
+	for _, want := range []string{`sandbox_mode = 'danger-full-access'`, `env_key = 'OPENAI_API_KEY'`, `supports_websockets = false`,
+		`url = 'http://127.0.0.1:8765/mcp'`, `default_tools_approval_mode = 'approve'`, "MODE=600"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("Codex's config lacks %s:\n%s", want, out)
+		}
+	}
+	if strings.Contains(out, "0123456789abcdef") {
+		t.Errorf("the key is in Codex's config:\n%s", out)
+	}
+}

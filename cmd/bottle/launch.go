@@ -28,7 +28,7 @@ const exitStopped = 130
 // launch runs the plan's bottle to its end through the lifecycle engine
 // and returns the agent's exit code as an exitError when it is not 0. It
 // asks for approval first; the engine does the rest.
-func (c *StartCmd) launch(g *Globals, p *plan.Plan) error {
+func (c *StartCmd) launch(g *Globals, p *plan.Plan, command []string) error {
 	if err := approve(g, p, c.Yes); err != nil {
 		return err
 	}
@@ -44,14 +44,20 @@ func (c *StartCmd) launch(g *Globals, p *plan.Plan) error {
 	stopSignals := forceOnSecondSignal(g, cancel)
 	defer stopSignals()
 
+	stdio := backends.Stdio{Stdin: os.Stdin, Stdout: g.Stdout, Stderr: g.Stderr,
+		TTY: term.IsTerminal(int(os.Stdin.Fd())) && isTerminal(g.Stdout)}
+	if c.Prompt != "" {
+		// No terminal, and a stdin at its end: codex exec reads a stdin
+		// that is not a terminal to its end before it starts.
+		stdio.Stdin, stdio.TTY = strings.NewReader(""), false
+	}
 	code, err := engine.Run(ctx, engine.Launch{
 		Plan:       p,
 		Replan:     func() (*plan.Plan, error) { return loadPlan(g, c.Profile, c.RepoFlags) },
-		Command:    g.Passthrough,
+		Command:    command,
 		Executable: exe,
 		Progress:   g.Stderr,
-		Stdio: backends.Stdio{Stdin: os.Stdin, Stdout: g.Stdout, Stderr: g.Stderr,
-			TTY: term.IsTerminal(int(os.Stdin.Fd())) && isTerminal(g.Stdout)},
+		Stdio:      stdio,
 		Started: func(p *plan.Plan) {
 			fmt.Fprintf(g.Stderr, "bottle: starting %s (%s, digest %s)\n", p.Slug, p.Backend.Kind, shortDigest(p.Digest))
 		},

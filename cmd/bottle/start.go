@@ -3,6 +3,9 @@ package main
 import (
 	"encoding/json"
 	"fmt"
+	"strings"
+
+	"github.com/bottle-dev/bottle/agents"
 )
 
 // StartCmd starts a bottle.
@@ -11,6 +14,7 @@ type StartCmd struct {
 	DryRun  bool   `help:"Evaluate the profile and print the plan; create nothing and run nothing."`
 	Format  string `enum:"text,json" default:"text" help:"Output format of the plan: text or json."`
 	Yes     bool   `short:"y" help:"Do not ask before launching a profile whose digest has not been approved."`
+	Prompt  string `placeholder:"TEXT" help:"Run the agent without a terminal on this prompt and print its answer (its provider's non-interactive mode: claude -p, codex exec), for CI and scripts; bottle exits with the agent's exit code."`
 	RepoFlags
 }
 
@@ -19,7 +23,12 @@ func (c *StartCmd) Help() string {
 	return `Arguments after "--" run as a one-off command in the sandbox instead of the agent,
 and bottle exits with its exit code:
 
-  bottle start --yes profile.star -- make test`
+  bottle start --yes profile.star -- make test
+
+--prompt runs the agent's own non-interactive mode on a prompt, with no
+terminal and nothing on its stdin, and prints its answer:
+
+  bottle start --yes --prompt "fix the failing test" profile.star`
 }
 
 // Run evaluates the profile and prints or launches it. Before a launch
@@ -53,5 +62,16 @@ func (c *StartCmd) Run(g *Globals) error {
 	if c.Format == "json" {
 		return usageErr(fmt.Errorf("--format=json prints the plan and needs --dry-run"))
 	}
-	return c.launch(g, p)
+	command := g.Passthrough
+	if c.Prompt != "" {
+		if len(command) > 0 {
+			return usageErr(fmt.Errorf("--prompt runs the agent on a prompt; a command after \"--\" runs instead of the agent: give one or the other"))
+		}
+		prov := agents.For(p.Agent.Provider, p.Agent.Command)
+		if prov == nil || prov.Headless == nil {
+			return usageErr(fmt.Errorf("--prompt needs an agent bottle knows how to run on a prompt (%s), and this profile's agent is %q; run its own non-interactive mode after \"--\"", strings.Join(agents.Names(), ", "), strings.Join(p.Agent.Command, " ")))
+		}
+		command = prov.Headless(c.Prompt)
+	}
+	return c.launch(g, p, command)
 }
