@@ -39,6 +39,9 @@ type policy struct {
 	// Provider is the agent's provider, which renders its configuration;
 	// left out when empty, so that older plans keep their digest.
 	Provider string `json:"provider,omitempty"`
+	// Home is the agent's HOME's kind; left out when fresh. Where a
+	// persistent one lives is not policy, as the state directory is not.
+	Home string `json:"home,omitempty"`
 	// CPUs and Memory are the sandbox's resources.
 	CPUs   float64  `json:"cpus"`
 	Memory int64    `json:"memory"`
@@ -66,6 +69,7 @@ func (p *Plan) ComputeDigest() string {
 		Command:  p.Agent.Command,
 		Workdir:  p.Agent.Workdir,
 		Provider: p.Agent.Provider,
+		Home:     p.Agent.Home,
 		CPUs:     p.Backend.CPUs,
 		Memory:   p.Backend.MemoryBytes,
 		Pids:     p.Backend.PidsLimit,

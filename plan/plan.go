@@ -132,7 +132,16 @@ type Agent struct {
 	// Provider names the agent bottle prepares (agents.Provider: "claude",
 	// "codex"); empty: the one whose program Command runs, if any.
 	Provider string `json:"provider,omitempty"`
+	// Home is HomePersistent for a HOME kept between starts in HomeDir;
+	// empty: a fresh HOME at every start.
+	Home string `json:"home,omitempty"`
+	// HomeDir is the host directory of a persistent HOME, one per profile
+	// and workspace (as the slug, without its -2, -3...).
+	HomeDir string `json:"home_dir,omitempty"`
 }
+
+// HomePersistent keeps the agent's HOME between starts (agent(home = ...)).
+const HomePersistent = "persistent"
 
 // EnvVar is one literal environment variable of the agent.
 type EnvVar struct {

@@ -47,7 +47,7 @@ func Build(st *builtins.State, src *Source, env Env) (*plan.Plan, error) {
 		return nil, &Error{Pos: src.Label + ":1:1", Msg: "the profile declares no backend; call docker(image = ...) or smolmachines(image = ...)"}
 	}
 	name := profileName(src.Label)
-	slug, stateDir := chooseSlug(name, src.Path, env)
+	slug, stateDir, base := chooseSlug(name, src.Path, env)
 	p := &plan.Plan{
 		Version:  plan.Version,
 		Profile:  plan.Profile{Name: name, Label: src.Label, Path: src.Path, Root: src.Root, Workspace: env.Workspace},
@@ -68,6 +68,16 @@ func Build(st *builtins.State, src *Source, env Env) (*plan.Plan, error) {
 	}
 	if p.Agent.Workdir == "" {
 		p.Agent.Workdir = p.Backend.Workdir
+	}
+	if p.Agent.Home == plan.HomePersistent {
+		if p.Backend.Kind != plan.BackendDocker {
+			return nil, &Error{Pos: p.Agent.From, Msg: "agent(home = \"persistent\") keeps HOME in a host directory bind-mounted into a docker container; the smolmachines backend does not have it yet"}
+		}
+		if p.Backend.User != "" {
+			return nil, &Error{Pos: p.Agent.From, Msg: "agent(home = \"persistent\") keeps HOME as the invoking user's directory, which docker(user = ...) could not write; leave one of them out"}
+		}
+		// Beside the state directories, one per profile and workspace.
+		p.Agent.HomeDir = filepath.Join(filepath.Dir(env.StateHome), "bottle-homes", base)
 	}
 	p.Agent.Env = slices.Clone(st.Env)
 
@@ -152,7 +162,9 @@ func profileName(label string) string {
 // chooseSlug derives the slug from the profile name and a hash of the
 // profile's path and the workspace; when that slug's state directory is in
 // use (another bottle of the same profile is running), it appends -2, -3...
-func chooseSlug(name, profilePath string, env Env) (string, string) {
+// It returns the slug, its state directory and the slug without the
+// suffix.
+func chooseSlug(name, profilePath string, env Env) (string, string, string) {
 	taken := env.Taken
 	if taken == nil {
 		taken = func(dir string) bool {
@@ -166,5 +178,5 @@ func chooseSlug(name, profilePath string, env Env) (string, string) {
 	for i := 2; taken(filepath.Join(env.StateHome, slug)); i++ {
 		slug = base + "-" + strconv.Itoa(i)
 	}
-	return slug, filepath.Join(env.StateHome, slug)
+	return slug, filepath.Join(env.StateHome, slug), base
 }

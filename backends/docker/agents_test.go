@@ -1,6 +1,8 @@
 package docker_test
 
 import (
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 )
@@ -97,5 +99,55 @@ sidecar("supervise")
 	}
 	if strings.Contains(out, "0123456789abcdef") {
 		t.Errorf("the key is in Codex's config:\n%s", out)
+	}
+}
+
+// TestPersistentHome: with agent(home = "persistent") what the agent
+// writes in HOME is there at the next start, in a 0700 directory of the
+// user's beside the state directories, and the provider's JSON files are
+// merged into what the agent kept, not replaced.
+func TestPersistentHome(t *testing.T) {
+	e := newEnv(t)
+	ws := filepath.Join(e.dir, "ws")
+	if err := os.Mkdir(ws, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	profile := e.profile("kept.star", `
+docker(image = "AGENT_IMAGE")
+mount("./ws", "/workspace")
+agent(command = ["sh", "/workspace/step.sh"], provider = "claude", home = "persistent")
+`)
+	step := func(script string) string {
+		t.Helper()
+		if err := os.WriteFile(filepath.Join(ws, "step.sh"), []byte(script), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		out, stderr, code := e.run("start", "--yes", profile)
+		if code != 0 {
+			t.Fatalf("exit %d\nstdout %s\nstderr %s", code, out, stderr)
+		}
+		return out
+	}
+	out := step(`test -e $HOME/marker && echo SEEN-BEFORE
+echo kept > $HOME/marker
+sed -i 's/^{/{"numStartups": 41,/' $HOME/.claude.json
+echo first-done
+`)
+	if strings.Contains(out, "SEEN-BEFORE") || !strings.Contains(out, "first-done") {
+		t.Fatalf("first start: %s", out)
+	}
+	out = step(`cat $HOME/marker $HOME/.claude.json
+`)
+	for _, want := range []string{"kept", `"numStartups": 41`, `"hasCompletedOnboarding": true`} {
+		if !strings.Contains(out, want) {
+			t.Errorf("second start lacks %s:\n%s", want, out)
+		}
+	}
+	homes, _ := filepath.Glob(filepath.Join(e.dir, "state", "bottle-homes", "kept-*"))
+	if len(homes) != 1 {
+		t.Fatalf("persistent homes: %v", homes)
+	}
+	if fi, err := os.Stat(homes[0]); err != nil || fi.Mode().Perm() != 0o700 {
+		t.Errorf("the persistent HOME %s: %v %v", homes[0], fi.Mode(), err)
 	}
 }

@@ -506,9 +506,18 @@ func agentIdentity(b *backends.Bottle) ([]string, error) {
 	}
 	// The state directory is 0700; the files must be readable by the
 	// agent's user, which is the owner.
+	home := []string{"--tmpfs", agentHome + ":uid=" + uid + ",gid=" + gid + ",mode=0700"}
+	if b.Plan.Agent.Home == plan.HomePersistent {
+		// Kept between starts in the user's own directory (the
+		// evaluator refuses docker(user = ...) with it).
+		if err := os.MkdirAll(b.Plan.Agent.HomeDir, 0o700); err != nil {
+			return nil, fmt.Errorf("the agent's persistent HOME: %w", err)
+		}
+		home = []string{"--mount", bindSpec(b.Plan.Agent.HomeDir, agentHome, false)}
+	}
 	return []string{
 		"--user", uid + ":" + gid,
-		"--tmpfs", agentHome + ":uid=" + uid + ",gid=" + gid + ",mode=0700",
+		home[0], home[1],
 		"--mount", bindSpec(filepath.Join(b.State.Dir, "agent-passwd"), "/etc/passwd", true),
 		"--mount", bindSpec(filepath.Join(b.State.Dir, "agent-group"), "/etc/group", true),
 	}, nil

@@ -64,6 +64,9 @@ func writeSummary(w io.Writer, p *plan.Plan) error {
 	if p.Agent.Provider != "" {
 		agentNote += ", prepared as " + p.Agent.Provider
 	}
+	if p.Agent.Home == plan.HomePersistent {
+		agentNote += ", HOME kept in " + p.Agent.HomeDir
+	}
 	row("agent", strings.Join(quoteArgs(p.Agent.Command), " "), agentNote)
 	for _, e := range p.Agent.Env {
 		row("  env", e.Name+"="+strconv.Quote(e.Value), e.From)

@@ -1,6 +1,7 @@
 package guest
 
 import (
+	"encoding/json"
 	"os"
 	"path/filepath"
 	"testing"
@@ -41,5 +42,31 @@ func TestSeedHome(t *testing.T) {
 	}
 	if err := SeedHome(seed, "relative"); err == nil {
 		t.Error("a relative HOME was accepted")
+	}
+}
+
+// A kept HOME keeps what the agent wrote beside bottle's keys.
+func TestSeedHomeMergesJSON(t *testing.T) {
+	seed, home := t.TempDir(), t.TempDir()
+	os.WriteFile(filepath.Join(seed, ".claude.json"), []byte(`{"hasCompletedOnboarding":true,"projects":{"/workspace":{"hasTrustDialogAccepted":true}},"customApiKeyResponses":{"approved":["new"]}}`), 0o600)
+	os.WriteFile(filepath.Join(seed, "config.toml"), []byte("a = 1\n"), 0o600)
+	os.WriteFile(filepath.Join(home, ".claude.json"), []byte(`{"numStartups":7,"projects":{"/workspace":{"history":["x"],"hasTrustDialogAccepted":false},"/other":{}},"customApiKeyResponses":{"approved":["old"]}}`), 0o600)
+	os.WriteFile(filepath.Join(home, "config.toml"), []byte("b = 2\n"), 0o600)
+	if err := SeedHome(seed, home); err != nil {
+		t.Fatal(err)
+	}
+	b, _ := os.ReadFile(filepath.Join(home, ".claude.json"))
+	var got map[string]any
+	if err := json.Unmarshal(b, &got); err != nil {
+		t.Fatal(err)
+	}
+	ws := got["projects"].(map[string]any)["/workspace"].(map[string]any)
+	approved := got["customApiKeyResponses"].(map[string]any)["approved"].([]any)
+	if got["numStartups"] != float64(7) || got["hasCompletedOnboarding"] != true || ws["hasTrustDialogAccepted"] != true ||
+		ws["history"] == nil || got["projects"].(map[string]any)["/other"] == nil || len(approved) != 1 || approved[0] != "new" {
+		t.Errorf("merged: %s", b)
+	}
+	if b, _ := os.ReadFile(filepath.Join(home, "config.toml")); string(b) != "a = 1\n" {
+		t.Errorf("a file that is not JSON is replaced: %q", b)
 	}
 }

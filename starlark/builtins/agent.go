@@ -11,7 +11,7 @@ import (
 	"github.com/bottle-dev/bottle/plan"
 )
 
-// agent(command=["claude"], env={}, workdir=None, provider=None)
+// agent(command=["claude"], env={}, workdir=None, provider=None, home="fresh")
 func agent(thread *starlark.Thread, b *starlark.Builtin, args starlark.Tuple, kwargs []starlark.Tuple) (starlark.Value, error) {
 	if err := maxPositional(b, args); err != nil {
 		return nil, err
@@ -21,9 +21,17 @@ func agent(thread *starlark.Thread, b *starlark.Builtin, args starlark.Tuple, kw
 		envs     stringDict
 		workdir  string
 		provider string
+		home     = "fresh"
 	)
-	if err := starlark.UnpackArgs(b.Name(), args, kwargs, "command?", &command, "env?", &envs, "workdir??", &workdir, "provider??", &provider); err != nil {
+	if err := starlark.UnpackArgs(b.Name(), args, kwargs, "command?", &command, "env?", &envs, "workdir??", &workdir, "provider??", &provider, "home?", &home); err != nil {
 		return nil, err
+	}
+	switch home {
+	case "fresh":
+		home = ""
+	case plan.HomePersistent:
+	default:
+		return nil, fmt.Errorf("%s: home is %q; want \"fresh\" (a new HOME at every start, the default) or \"persistent\" (kept between starts)", b.Name(), home)
 	}
 	if provider != "" {
 		if _, ok := agents.Lookup(provider); !ok {
@@ -52,6 +60,6 @@ func agent(thread *starlark.Thread, b *starlark.Builtin, args starlark.Tuple, kw
 			return nil, fmt.Errorf("%s: %v", b.Name(), err)
 		}
 	}
-	s.Agent = &plan.Agent{Command: []string(command), Workdir: workdir, From: pos, Provider: provider}
+	s.Agent = &plan.Agent{Command: []string(command), Workdir: workdir, From: pos, Provider: provider, Home: home}
 	return starlark.None, nil
 }
