@@ -129,6 +129,7 @@ func TestDigestChangesWithPolicy(t *testing.T) {
 		"agent command":  func(p *Plan) { p.Agent.Command = []string{"claude", "--dangerously-skip-permissions"} },
 		"agent workdir":  func(p *Plan) { p.Agent.Workdir = "/elsewhere" },
 		"agent provider": func(p *Plan) { p.Agent.Provider = "codex" },
+		"agent home":     func(p *Plan) { p.Agent.Home = HomePersistent },
 		"env value": func(p *Plan) {
 			p.Agent.Env = append(p.Agent.Env, EnvVar{Name: "ANTHROPIC_BASE_URL", Value: "https://attacker.example"})
 		},
