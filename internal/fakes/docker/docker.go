@@ -43,6 +43,12 @@
 //	                       of a container run attached (docker run without
 //	                       --detach, docker start --attach), which is that
 //	                       docker command's own.
+//	FAKE_DOCKER_NO_REGISTRY
+//	                       no image registry is reachable: a build whose
+//	                       Dockerfile starts FROM an image the emulated
+//	                       daemon lacks fails as BuildKit's does when the
+//	                       registry's name does not resolve; the value is
+//	                       the registry host named in the error.
 //	FAKE_DOCKER_NO_READY   the sidecar bundle does not become ready: "1" or
 //	                       "hang" keeps it running without a ready file or
 //	                       sockets, "exit" makes it exit with status 1 at

@@ -671,6 +671,39 @@ func TestImages(t *testing.T) {
 	}
 }
 
+// With FAKE_DOCKER_NO_REGISTRY, a build whose base image the daemon lacks
+// fails as BuildKit's does when the registry does not resolve; scratch,
+// earlier stages and images the daemon has need no registry.
+func TestBuildWithoutRegistry(t *testing.T) {
+	env := daemonEnv(t)
+	env["FAKE_DOCKER_NO_REGISTRY"] = "registry.invalid"
+	context := func(dockerfile string) string {
+		dir := t.TempDir()
+		if err := os.WriteFile(filepath.Join(dir, "Dockerfile"), []byte(dockerfile), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		return dir
+	}
+	code, _, errs := runFake(env, "build", "--tag", "bottle.local/a:1", context("# a comment\nFROM node:22-slim@sha256:ab12\nRUN true\n"))
+	want := `ERROR: failed to solve: node:22-slim@sha256:ab12: failed to resolve source metadata for docker.io/library/node:22-slim@sha256:ab12: ` +
+		`failed to do request: Head "https://registry.invalid/v2/library/node/manifests/sha256:ab12": dial tcp: lookup registry.invalid: no such host` + "\n"
+	if code != 1 || !strings.HasSuffix(errs, want) || !strings.Contains(errs, "   2 | >>> FROM node:22-slim@sha256:ab12\n") {
+		t.Errorf("exit %d, stderr:\n%s", code, errs)
+	}
+	if out := must(t, env, "image", "ls", "--quiet"); out != "" {
+		t.Errorf("a failed build left an image: %q", out)
+	}
+	// A base image given by --build-arg, on a registry of its own.
+	code, _, errs = runFake(env, "build", "--build-arg", "BASE=ghcr.io/acme/base:2", "--tag", "bottle.local/a:1", context("ARG BASE=debian:12\nFROM ${BASE}\n"))
+	if code != 1 || !strings.Contains(errs, "failed to resolve source metadata for ghcr.io/acme/base:2: failed to do request: Head \"https://registry.invalid/v2/acme/base/manifests/2\"") {
+		t.Errorf("exit %d, stderr:\n%s", code, errs)
+	}
+	must(t, env, "build", "--tag", "base:1", context("FROM scratch\n"))
+	must(t, env, "build", "--tag", "bottle.local/a:1", context("FROM base:1 AS one\nFROM one\nFROM scratch\n"))
+	delete(env, "FAKE_DOCKER_NO_REGISTRY")
+	must(t, env, "build", "--tag", "bottle.local/b:1", context("FROM node:22\n"))
+}
+
 func TestFailOnArgument(t *testing.T) {
 	env := daemonEnv(t)
 	env["FAKE_DOCKER_FAIL"] = "volume create *-sockets, rm *-agent"

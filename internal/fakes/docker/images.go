@@ -3,6 +3,7 @@ package docker
 import (
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"path"
 	"path/filepath"
@@ -29,6 +30,14 @@ func (d *daemon) build(args []string) int {
 		return exitError
 	}
 	return d.world(func(w *world) error {
+		if host := d.getenv("FAKE_DOCKER_NO_REGISTRY"); host != "" {
+			for _, base := range baseImages(string(content), opts["build-arg"]) {
+				if w.image(base) == nil {
+					noRegistry(d.stderr, filepath.Base(dockerfile), string(content), base, host)
+					return &exitErr{code: exitError}
+				}
+			}
+		}
 		var refs []string
 		for _, t := range opts["tag"] {
 			refs = append(refs, normalizeRef(t))
@@ -47,6 +56,87 @@ func (d *daemon) build(args []string) int {
 		fmt.Fprintln(d.stderr, "#2 DONE 0.0s")
 		return nil
 	})
+}
+
+// baseImages are the images a Dockerfile's FROM lines name, with ARG
+// defaults and --build-arg values put in: not scratch, and not an earlier
+// stage.
+func baseImages(dockerfile string, buildArgs []string) []string {
+	args := map[string]string{}
+	for _, a := range buildArgs {
+		k, v, _ := strings.Cut(a, "=")
+		args[k] = v
+	}
+	stages := map[string]bool{}
+	var bases []string
+	for _, line := range strings.Split(dockerfile, "\n") {
+		f := strings.Fields(line)
+		switch {
+		case len(f) >= 2 && strings.EqualFold(f[0], "ARG"):
+			k, v, _ := strings.Cut(f[1], "=")
+			if _, set := args[k]; !set {
+				args[k] = v
+			}
+		case len(f) >= 2 && strings.EqualFold(f[0], "FROM"):
+			f = slices.DeleteFunc(f[1:], func(w string) bool { return strings.HasPrefix(w, "--") })
+			ref := os.Expand(f[0], func(k string) string { return args[k] })
+			if ref != "scratch" && !stages[strings.ToLower(ref)] {
+				bases = append(bases, ref)
+			}
+			if len(f) == 3 && strings.EqualFold(f[1], "AS") {
+				stages[strings.ToLower(f[2])] = true
+			}
+		}
+	}
+	return bases
+}
+
+// noRegistry prints what docker build with BuildKit prints when it cannot
+// reach the registry of a base image (Docker 27 and 28, as quoted in bug
+// reports such as github.com/qingchencloud/clawapp issue 13 and
+// github.com/DrewThomasson/ebook2audiobook issue 1605): the failed
+// "load metadata" step, the Dockerfile's FROM line, and the final
+// "failed to solve" line. host is the registry host that does not
+// resolve, which the script chooses.
+func noRegistry(stderr io.Writer, name, dockerfile, ref, host string) {
+	full := ref
+	if !strings.Contains(strings.SplitN(ref, "/", 2)[0], ".") {
+		full = "docker.io/" + ref
+		if !strings.Contains(ref, "/") {
+			full = "docker.io/library/" + ref
+		}
+	}
+	repo, tag := full, "latest"
+	if i := strings.LastIndexByte(full, '@'); i >= 0 {
+		repo, tag = full[:i], full[i+1:]
+	} else if i := strings.LastIndexByte(full, ':'); i > strings.LastIndexByte(full, '/') {
+		repo, tag = full[:i], full[i+1:]
+	} else {
+		full += ":latest"
+	}
+	if j := strings.LastIndexByte(repo, ':'); j > strings.LastIndexByte(repo, '/') {
+		repo = repo[:j] // a tag before the digest
+	}
+	path := repo[strings.IndexByte(repo, '/')+1:]
+	cause := fmt.Sprintf("failed to do request: Head \"https://%s/v2/%s/manifests/%s\": dial tcp: lookup %s: no such host", host, path, tag, host)
+	fmt.Fprintf(stderr, "#0 building with \"default\" instance using docker driver\n\n#1 [internal] load build definition from %s\n#1 transferring dockerfile: %dB done\n#1 DONE 0.0s\n\n", name, len(dockerfile))
+	fmt.Fprintf(stderr, "#2 [internal] load metadata for %s\n#2 ERROR: %s\n------\n > [internal] load metadata for %s:\n------\n", full, cause, full)
+	lines := strings.Split(strings.TrimRight(dockerfile, "\n"), "\n")
+	for i, l := range lines {
+		if f := strings.Fields(l); len(f) > 0 && strings.EqualFold(f[0], "FROM") {
+			fmt.Fprintf(stderr, "%s:%d\n--------------------\n", name, i+1)
+			for j := max(0, i-2); j <= min(len(lines)-1, i+2); j++ {
+				mark := "   "
+				if j == i {
+					mark = ">>>"
+				}
+				fmt.Fprintf(stderr, "%4d | %s %s\n", j+1, mark, lines[j])
+			}
+			fmt.Fprintln(stderr, "--------------------")
+			break
+		}
+	}
+	fmt.Fprintf(stderr, "ERROR: failed to solve: %s: failed to resolve source metadata for %s: %s\n", ref, full, cause)
 }
 
 func (d *daemon) imageLs(args []string) int {
