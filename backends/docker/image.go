@@ -24,6 +24,8 @@ var (
 	bundleGitDockerfile []byte
 	//go:embed assets/claude-code.Dockerfile
 	claudeDockerfile []byte
+	//go:embed assets/codex.Dockerfile
+	codexDockerfile []byte
 )
 
 // DefaultBundleBase is the base of the git gate's bundle unless
@@ -36,6 +38,24 @@ const DefaultBundleBase = "debian:12-slim"
 // bottle.local registry name does not resolve, so docker never pulls
 // someone else's image under this name.
 const ClaudeImage = "bottle.local/claude-code:latest"
+
+// CodexImage is the agent image for Codex, built like ClaudeImage.
+const CodexImage = "bottle.local/codex:latest"
+
+// agentImage is a shipped agent image: its Dockerfile, what it holds, and
+// the argument of scripts/agent-image that builds it with no registry.
+type agentImage struct {
+	dockerfile []byte
+	holds      string
+	script     string
+}
+
+// agentImages are the images bottle builds when a profile names them and
+// the daemon lacks them.
+var agentImages = map[string]agentImage{
+	ClaudeImage: {claudeDockerfile, "Node.js and Claude Code", "claude"},
+	CodexImage:  {codexDockerfile, "Node.js and Codex", "codex"},
+}
 
 // bundleRepo is the sidecar bundle's repository; its tag is a hash of the
 // bundle's inputs, so it is rebuilt exactly when they change.
@@ -161,19 +181,20 @@ func (d *Backend) ensureBundle(ctx context.Context, in *bundleInputs, progress i
 			return err
 		}
 	}
-	fmt.Fprintf(progress, "bottle: building the sidecar bundle image %s\n", in.tag)
-	var args []string
+	b := imageBuild{what: "the sidecar bundle image " + in.tag, tag: in.tag, dir: dir, base: in.base,
+		fix: "make one with scripts/debian-base-image and name it in BOTTLE_BUNDLE_BASE"}
 	if in.base != "" {
-		args = []string{"--build-arg", "BASE=" + in.base}
+		b.args = []string{"--build-arg", "BASE=" + in.base}
 	}
-	return d.build(ctx, dir, in.tag, progress, args...)
+	return d.build(ctx, b, progress)
 }
 
-// ensureAgentImage builds the shipped Claude Code image when the profile
-// uses it and it is missing. Other images are the profile's business:
-// docker run pulls them as usual.
+// ensureAgentImage builds a shipped agent image when the profile uses it
+// and it is missing. Other images are the profile's business: docker run
+// pulls them as usual.
 func (d *Backend) ensureAgentImage(ctx context.Context, image string, progress io.Writer) error {
-	if image != ClaudeImage {
+	ai, ok := agentImages[image]
+	if !ok {
 		return nil
 	}
 	ok, err := d.imageExists(ctx, image)
@@ -185,28 +206,34 @@ func (d *Backend) ensureAgentImage(ctx context.Context, image string, progress i
 		return err
 	}
 	defer os.RemoveAll(dir)
-	if err := os.WriteFile(filepath.Join(dir, "Dockerfile"), claudeDockerfile, 0o644); err != nil {
+	if err := os.WriteFile(filepath.Join(dir, "Dockerfile"), ai.dockerfile, 0o644); err != nil {
 		return err
 	}
-	fmt.Fprintf(progress, "bottle: building the agent image %s (Node.js and Claude Code)\n", image)
-	return d.build(ctx, dir, image, progress)
+	return d.build(ctx, imageBuild{
+		what: fmt.Sprintf("the agent image %s (%s)", image, ai.holds), tag: image, dir: dir,
+		base: dockerfileBase(ai.dockerfile),
+		fix: fmt.Sprintf("build or tag an image yourself and name it in docker(image = ...), or build %s with scripts/agent-image %s",
+			image, ai.script),
+	}, progress)
 }
 
-func (d *Backend) build(ctx context.Context, dir, tag string, progress io.Writer, extra ...string) error {
-	cli, err := d.cli()
-	if err != nil {
-		return err
+// dockerfileBase returns the image of a Dockerfile's first FROM line, or
+// "" for scratch.
+func dockerfileBase(dockerfile []byte) string {
+	for _, line := range strings.Split(string(dockerfile), "\n") {
+		f := strings.Fields(line)
+		if len(f) >= 2 && strings.EqualFold(f[0], "FROM") {
+			for _, w := range f[1:] {
+				if !strings.HasPrefix(w, "--") {
+					if w == "scratch" {
+						return ""
+					}
+					return w
+				}
+			}
+		}
 	}
-	args := append(append([]string{"build", "--label", "dev.bottle.image=1", "--tag", tag}, extra...), dir)
-	code, err := d.runner().Attach(ctx, backends.Cmd{Path: cli, Args: args},
-		backends.Stdio{Stdin: strings.NewReader(""), Stdout: progress, Stderr: progress})
-	if err == nil && code != 0 {
-		err = fmt.Errorf("docker build exited with %d", code)
-	}
-	if err != nil {
-		return fmt.Errorf("build image %s: %w", tag, err)
-	}
-	return nil
+	return ""
 }
 
 func copyFile(src, dst string, mode os.FileMode) error {

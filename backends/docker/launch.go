@@ -143,13 +143,15 @@ func (d *Backend) Launch(ctx context.Context, b *backends.Bottle, stdio backends
 		return -1, err
 	}
 
-	// The images and the volume do not depend on each other: make them at once.
+	// The images and the volume do not depend on each other: make them at
+	// once, but build the images one after the other, so that each build's
+	// progress and failure are its own.
 	var (
-		wg                       sync.WaitGroup
-		bundleTag                string
-		imgErr, agentErr, volErr error
+		wg             sync.WaitGroup
+		bundleTag      string
+		imgErr, volErr error
 	)
-	wg.Add(3)
+	wg.Add(2)
 	go func() {
 		defer wg.Done()
 		in, err := newBundleInputs(bin, hasSidecar(p, plan.SidecarGitGate), plk)
@@ -158,13 +160,13 @@ func (d *Backend) Launch(ctx context.Context, b *backends.Bottle, stdio backends
 		}
 		if err == nil {
 			bundleTag = in.tag
+			err = d.ensureAgentImage(ctx, p.Backend.Image, b.Progress)
 		}
 		imgErr = err
 	}()
-	go func() { defer wg.Done(); agentErr = d.ensureAgentImage(ctx, p.Backend.Image, b.Progress) }()
 	go func() { defer wg.Done(); volErr = d.createVolume(ctx, p, n, td) }()
 	wg.Wait()
-	if err := errors.Join(ctx.Err(), imgErr, agentErr, volErr); err != nil {
+	if err := errors.Join(ctx.Err(), imgErr, volErr); err != nil {
 		return -1, err
 	}
 	// Teardown removes only the containers this launch created: a name
