@@ -65,6 +65,7 @@ func setup() error {
 	fixture.tlsupstream = filepath.Join(dir, "img", "tlsupstream")
 	for _, b := range [][2]string{{fixture.bottle, "./cmd/bottle"}, {filepath.Join(dir, "img", "probe"), "./backends/docker/testdata/probe"},
 		{fixture.tlsupstream, "./backends/docker/testdata/tlsupstream"},
+		{filepath.Join(dir, "img", "mockapi"), "./backends/docker/testdata/mockapi"},
 		{fixture.pipelock, "./internal/fakes/pipelock/cmd/pipelock"}} {
 		cmd := exec.Command("go", "build", "-o", b[0], b[1])
 		cmd.Dir = root
@@ -80,12 +81,12 @@ func setup() error {
 	if err := os.WriteFile(filepath.Join(dir, "img", "busybox"), bb, 0o755); err != nil {
 		return err
 	}
-	dockerfile := "FROM scratch\nCOPY busybox /bin/busybox\nRUN [\"/bin/busybox\", \"--install\", \"-s\", \"/bin\"]\nCOPY probe /bin/probe\nCOPY tlsupstream /bin/tlsupstream\n"
+	dockerfile := "FROM scratch\nCOPY busybox /bin/busybox\nRUN [\"/bin/busybox\", \"--install\", \"-s\", \"/bin\"]\nCOPY probe /bin/probe\nCOPY tlsupstream /bin/tlsupstream\nCOPY mockapi /bin/mockapi\n"
 	if err := os.WriteFile(filepath.Join(dir, "img", "Dockerfile"), []byte(dockerfile), 0o644); err != nil {
 		return err
 	}
 	h := sha256.New()
-	for _, f := range []string{"Dockerfile", "busybox", "probe", "tlsupstream"} {
+	for _, f := range []string{"Dockerfile", "busybox", "probe", "tlsupstream", "mockapi"} {
 		b, _ := os.ReadFile(filepath.Join(dir, "img", f))
 		h.Write(b)
 	}
