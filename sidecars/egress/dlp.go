@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"regexp"
 	"slices"
 	"strings"
 	"sync"
@@ -192,7 +193,7 @@ func (d *DLP) rule(text string) string {
 	id := ""
 	//lint:ignore SA1019 Detect takes the deprecated alias until gitleaks v9.
 	for _, f := range d.det.Detect(detect.Fragment{Raw: text}) {
-		if d.skip[f.RuleID] {
+		if d.skip[f.RuleID] || f.RuleID == genericAPIKey && canonicalUUID.MatchString(f.Secret) {
 			continue
 		}
 		if id == "" || f.RuleID < id {
@@ -204,6 +205,19 @@ func (d *DLP) rule(text string) string {
 	}
 	return id
 }
+
+// genericAPIKey is gitleaks' catch-all rule: a high-entropy value under a
+// name such as key, token or secret.
+const genericAPIKey = "generic-api-key"
+
+// canonicalUUID is a UUID in its usual text form. The catch-all rule
+// takes one under a name ending in "key" for a credential; Codex sends its
+// session's UUID as "prompt_cache_key" in every request, which the rule
+// refused, so that Codex could not work at all. A UUID-shaped value under
+// such a name is let through: the credentials of a known format, which
+// have rules of their own, are still refused, and the bottle's own values
+// and placeholders are looked for in every form regardless.
+var canonicalUUID = regexp.MustCompile(`^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$`)
 
 // WithoutRules returns a DLP like d that ignores the gitleaks rules ids,
 // with a cache of its own.

@@ -646,3 +646,27 @@ func TestDLPEncodedBodyRefused(t *testing.T) {
 		t.Errorf("empty blocks: gave out %d bytes, then %v", len(out), err)
 	}
 }
+
+// The catch-all rule lets a UUID through under a name ending in "key"
+// (Codex's prompt_cache_key), and still refuses a high-entropy value there,
+// and a credential of a known format anywhere.
+func TestDLPUUIDUnderKeyName(t *testing.T) {
+	d := newDLP(t, nil)
+	for _, body := range []string{
+		`{"model":"gpt-6","prompt_cache_key":"01a23273-8da8-7161-9071-58d3c66758a8","input":[]}`,
+		`{"session_key": "B5F0E8A2-7C4D-4E1A-9F3B-2D6C8E0A1B7F"}`,
+	} {
+		if l := d.ScanText("body", body, nil); l != nil {
+			t.Errorf("a UUID was refused: %v\n%s", l, body)
+		}
+	}
+	for _, body := range []string{
+		`{"prompt_cache_key":"q8Zr3LmX9vKp2TnW7yBc4HdF6gJs1Qe5"}`,
+		`{"prompt_cache_key":"01a23273-8da8-7161-9071-58d3c66758a8-x9Kq2Lm8Zr3"}`,
+		`{"note":"` + fakePAT(t) + `"}`,
+	} {
+		if l := d.ScanText("body", body, nil); l == nil {
+			t.Errorf("not refused:\n%s", body)
+		}
+	}
+}
