@@ -124,3 +124,78 @@ sidecar("supervise")
 		t.Errorf("the client tried what its library does not allow:\n%s", hist)
 	}
 }
+
+// TestCodexInBottle runs the real Codex CLI (from the npm registry, in the
+// image scripts/agent-image builds) in a docker bottle prepared by its
+// provider, against a mock of the Responses API under api.openai.com: the
+// answer comes back through its configured provider (bottle start
+// --prompt runs codex exec), the mock got the real key and never the
+// placeholder, its MCP server is listed, and nothing it tried was
+// refused.
+func TestCodexInBottle(t *testing.T) {
+	img := agentImage(t, "BOTTLE_TEST_CODEX_IMAGE")
+	e := newEnv(t)
+	profile := e.profile("codex-real.star", fmt.Sprintf(`
+docker(image = %q)
+agent(command = ["codex"], provider = "codex")
+allow("api.openai.com", allow_private = True)
+secret("OPENAI_API_KEY", from_env = "TEST_OPENAI_KEY", hosts = ["api.openai.com"])
+sidecar("supervise")
+`, img))
+	slug := e.slugOf(profile)
+	real := "sk-proj-" + strings.Repeat("R3alK", 16)
+
+	dir := t.TempDir()
+	os.Chmod(dir, 0o755)
+	certFile, _ := upstreamCert(t, dir, "api.openai.com")
+	if err := os.WriteFile(filepath.Join(dir, "apikey"), []byte(real+"\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	netName := "bottle-test-codex-" + slug
+	exec.Command("docker", "network", "rm", netName).Run()
+	dockerOut(t, "network", "create", netName)
+	defer exec.Command("docker", "network", "rm", netName).Run()
+	server := "bottle-test-codex-" + slug
+	exec.Command("docker", "rm", "-f", server).Run()
+	dockerOut(t, "run", "-d", "--name", server, "--network", netName, "--network-alias", "api.openai.com",
+		"--mount", "type=bind,src="+dir+",dst=/srv,readonly", fixture.image,
+		"/bin/mockapi", "-addr", ":443", "-cert", "/srv/cert.pem", "-key", "/srv/key.pem", "-key-file", "/srv/apikey")
+	defer exec.Command("docker", "rm", "-f", server).Run()
+	e.extra = append(e.extra, "BOTTLE_BUNDLE_NETWORK="+netName, "SSL_CERT_FILE="+certFile, "TEST_OPENAI_KEY="+real)
+
+	list, stderr, code := e.run("start", "--yes", profile, "--", "codex", "mcp", "list")
+	if code != 0 || !strings.Contains(list, "supervise") || !strings.Contains(list, "http://127.0.0.1:8765/mcp") {
+		t.Errorf("codex mcp list: exit %d\n%s\n%s", code, list, stderr)
+	}
+	out, stderr, code := e.run("start", "--yes", "--prompt", "say hi", profile)
+	if code != 0 || !strings.Contains(out, "PONG-from-the-mock") {
+		t.Fatalf("codex exec: exit %d\nstdout %s\nstderr %s", code, out, stderr)
+	}
+	if strings.Contains(stderr, "bubblewrap") || strings.Contains(stderr, "bwrap") {
+		t.Errorf("codex warned about its own sandbox:\n%s", stderr)
+	}
+	logs := dockerOut(t, "logs", server)
+	responses := 0
+	for _, line := range strings.Split(logs, "\n") {
+		var r mockRequest
+		if json.Unmarshal([]byte(line), &r) != nil || r.Method == "" {
+			continue
+		}
+		if !r.Authorized || r.Placeholder {
+			t.Errorf("the mock got a request without the real key, or with a placeholder: %+v", r)
+		}
+		if r.Method == "POST" && r.Path == "/v1/responses" {
+			responses++
+		}
+	}
+	if responses == 0 {
+		t.Errorf("no Responses API request reached the mock:\n%s", logs)
+	}
+	hist, err := os.ReadFile(filepath.Join(e.dir, "state", "bottle", ".history", slug, "egress.jsonl"))
+	if err != nil || !strings.Contains(string(hist), `"substituted":["OPENAI_API_KEY"]`) {
+		t.Errorf("the egress history lacks the substituted requests to the API (%v):\n%s", err, hist)
+	}
+	if strings.Contains(string(hist), `"allowed":false`) {
+		t.Errorf("Codex tried what its library does not allow:\n%s", hist)
+	}
+}

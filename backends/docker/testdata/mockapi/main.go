@@ -1,6 +1,7 @@
 // Command mockapi is the agents' test destination: an HTTPS server with
 // the certificate and key it is given that answers as Anthropic's
-// Messages API does, for the real Claude Code client. It wants the key it
+// Messages API does, for the real Claude Code client, and as OpenAI's
+// Responses API streams (POST /v1/responses), for the real Codex client. It wants the key it
 // is told in x-api-key (or as a bearer token) and answers 401 without it.
 // Its first answer to a prompt holding CALL-POLICY is a call of the
 // supervise MCP server's current_policy tool; once the tool's result comes
@@ -69,6 +70,10 @@ func main() {
 			apiError(w, http.StatusUnauthorized, "authentication_error", "invalid x-api-key")
 			return
 		}
+		if r.Method == http.MethodPost && r.URL.Path == "/v1/responses" {
+			responses(w)
+			return
+		}
 		if r.Method != http.MethodPost || r.URL.Path != "/v1/messages" || req.Model == "" {
 			apiError(w, http.StatusNotFound, "not_found_error", "not found: "+r.URL.Path)
 			return
@@ -122,6 +127,29 @@ func stream(w http.ResponseWriter, model string, block map[string]any, stop stri
 		{"type": "content_block_stop", "index": 0},
 		{"type": "message_delta", "delta": map[string]any{"stop_reason": stop, "stop_sequence": nil}, "usage": map[string]any{"output_tokens": 14}},
 		{"type": "message_stop"},
+	}
+	for _, ev := range events {
+		data, _ := json.Marshal(ev)
+		fmt.Fprintf(w, "event: %s\ndata: %s\n\n", ev["type"], data)
+		w.(http.Flusher).Flush()
+	}
+}
+
+// responses streams a Responses API answer: one assistant message
+// "PONG-from-the-mock", as server-sent events.
+func responses(w http.ResponseWriter) {
+	w.Header().Set("Content-Type", "text/event-stream")
+	w.Header().Set("Cache-Control", "no-cache")
+	msg := map[string]any{"type": "message", "role": "assistant", "id": "msg_mock", "status": "completed",
+		"content": []any{map[string]any{"type": "output_text", "text": "PONG-from-the-mock", "annotations": []any{}}}}
+	events := []map[string]any{
+		{"type": "response.created", "response": map[string]any{"id": "resp_mock", "status": "in_progress"}},
+		{"type": "response.output_item.added", "output_index": 0, "item": map[string]any{"type": "message", "role": "assistant", "id": "msg_mock", "status": "in_progress", "content": []any{}}},
+		{"type": "response.output_text.delta", "output_index": 0, "content_index": 0, "item_id": "msg_mock", "delta": "PONG-from-the-mock"},
+		{"type": "response.output_item.done", "output_index": 0, "item": msg},
+		{"type": "response.completed", "response": map[string]any{"id": "resp_mock", "status": "completed", "output": []any{msg},
+			"usage": map[string]any{"input_tokens": 12, "input_tokens_details": map[string]any{"cached_tokens": 0},
+				"output_tokens": 5, "output_tokens_details": map[string]any{"reasoning_tokens": 0}, "total_tokens": 17}}},
 	}
 	for _, ev := range events {
 		data, _ := json.Marshal(ev)
