@@ -3,11 +3,16 @@ package docker_test
 import (
 	"encoding/json"
 	"fmt"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
+	"time"
+
+	"github.com/creack/pty"
 )
 
 // agentImage is the agent image CI builds with scripts/agent-image and
@@ -57,26 +62,7 @@ secret("ANTHROPIC_API_KEY", from_env = "TEST_ANTHROPIC_KEY", hosts = ["api.anthr
 sidecar("supervise")
 `, img))
 	slug := e.slugOf(profile)
-	real := "sk-ant-api03-" + strings.Repeat("R3alK", 16)
-
-	dir := t.TempDir()
-	os.Chmod(dir, 0o755)
-	certFile, _ := upstreamCert(t, dir, "api.anthropic.com")
-	if err := os.WriteFile(filepath.Join(dir, "apikey"), []byte(real+"\n"), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	netName := "bottle-test-claude-" + slug
-	exec.Command("docker", "network", "rm", netName).Run()
-	dockerOut(t, "network", "create", netName)
-	defer exec.Command("docker", "network", "rm", netName).Run()
-	server := "bottle-test-claude-" + slug
-	exec.Command("docker", "rm", "-f", server).Run()
-	dockerOut(t, "run", "-d", "--name", server, "--network", netName, "--network-alias", "api.anthropic.com",
-		"--mount", "type=bind,src="+dir+",dst=/srv,readonly", fixture.image,
-		"/bin/mockapi", "-addr", ":443", "-cert", "/srv/cert.pem", "-key", "/srv/key.pem", "-key-file", "/srv/apikey")
-	defer exec.Command("docker", "rm", "-f", server).Run()
-	e.extra = append(e.extra, "BOTTLE_BUNDLE_NETWORK="+netName, "SSL_CERT_FILE="+certFile, "TEST_ANTHROPIC_KEY="+real)
-
+	real, server := startMockAPI(t, e, slug, "api.anthropic.com", "TEST_ANTHROPIC_KEY", "sk-ant-api03-")
 	env, stderr, code := e.run("start", "--yes", profile, "--", "sh", "-c", "echo KEY=$ANTHROPIC_API_KEY")
 	if code != 0 || !strings.Contains(env, "KEY=sk-ant-api03-BOTTLEPH") || strings.Contains(env, real) {
 		t.Errorf("the agent's environment: exit %d\n%s\n%s", code, env, stderr)
@@ -125,6 +111,85 @@ sidecar("supervise")
 	}
 }
 
+// startMockAPI runs mockapi under name on a network only the bundle
+// joins, with a certificate the bundle trusts, wanting a key it makes (in
+// envName for the profile's secret); it returns the key and the mock's
+// container.
+func startMockAPI(t *testing.T, e *env, slug, name, envName, prefix string) (key, container string) {
+	t.Helper()
+	key = prefix + strings.Repeat("R3alK", 16)
+	dir := t.TempDir()
+	os.Chmod(dir, 0o755)
+	certFile, _ := upstreamCert(t, dir, name)
+	if err := os.WriteFile(filepath.Join(dir, "apikey"), []byte(key+"\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	container = "bottle-test-mock-" + slug
+	exec.Command("docker", "rm", "-f", container).Run()
+	exec.Command("docker", "network", "rm", container).Run()
+	dockerOut(t, "network", "create", container)
+	t.Cleanup(func() { exec.Command("docker", "network", "rm", container).Run() })
+	dockerOut(t, "run", "-d", "--name", container, "--network", container, "--network-alias", name,
+		"--mount", "type=bind,src="+dir+",dst=/srv,readonly", fixture.image,
+		"/bin/mockapi", "-addr", ":443", "-cert", "/srv/cert.pem", "-key", "/srv/key.pem", "-key-file", "/srv/apikey")
+	t.Cleanup(func() { exec.Command("docker", "rm", "-f", container).Run() })
+	e.extra = append(e.extra, "BOTTLE_BUNDLE_NETWORK="+container, "SSL_CERT_FILE="+certFile, envName+"="+key)
+	return key, container
+}
+
+// TestClaudeCodeInteractive drives the real Claude Code on a terminal in a
+// docker bottle, with a HOME as fresh as at every start: the first screen
+// is its prompt (no theme, API-key, security-notes or folder-trust screen,
+// no login), and a prompt typed there gets the mock's answer.
+func TestClaudeCodeInteractive(t *testing.T) {
+	img := agentImage(t, "BOTTLE_TEST_CLAUDE_IMAGE")
+	e := newEnv(t)
+	profile := e.profile("claude-tty.star", fmt.Sprintf(`
+docker(image = %q)
+agent(command = ["claude"], provider = "claude")
+allow("api.anthropic.com", allow_private = True)
+secret("ANTHROPIC_API_KEY", from_env = "TEST_ANTHROPIC_KEY", hosts = ["api.anthropic.com"])
+sidecar("supervise")
+`, img))
+	slug := e.slugOf(profile)
+	startMockAPI(t, e, slug, "api.anthropic.com", "TEST_ANTHROPIC_KEY", "sk-ant-api03-")
+
+	cmd := e.command("start", "--yes", profile)
+	tty, err := pty.StartWithSize(cmd, &pty.Winsize{Rows: 40, Cols: 120})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { cmd.Process.Kill(); cmd.Wait(); tty.Close() }()
+	var mu sync.Mutex
+	var screen strings.Builder
+	go func() {
+		buf := make([]byte, 4096)
+		for {
+			n, err := tty.Read(buf)
+			mu.Lock()
+			screen.Write(buf[:n])
+			mu.Unlock()
+			if err != nil {
+				return
+			}
+		}
+	}()
+	seen := func() string { mu.Lock(); defer mu.Unlock(); return screen.String() }
+	waitFor(t, "Claude Code's prompt", 90*time.Second, func() bool { return strings.Contains(seen(), "❯") })
+	for _, s := range []string{"Choose the text style", "Do you want to use this API key", "Security notes",
+		"Do you trust the files", "trust this folder", "Select login method", "Unable to connect"} {
+		if strings.Contains(seen(), s) {
+			t.Errorf("a first-run screen came up (%q):\n%s", s, seen())
+		}
+	}
+	// Give the session a moment to settle, then type a prompt.
+	time.Sleep(2 * time.Second)
+	io.WriteString(tty, "say hi")
+	time.Sleep(300 * time.Millisecond)
+	io.WriteString(tty, "\r")
+	waitFor(t, "the mock's answer", 60*time.Second, func() bool { return strings.Contains(seen(), "PONG-from-the-mock") })
+}
+
 // TestCodexInBottle runs the real Codex CLI (from the npm registry, in the
 // image scripts/agent-image builds) in a docker bottle prepared by its
 // provider, against a mock of the Responses API under api.openai.com: the
@@ -143,26 +208,7 @@ secret("OPENAI_API_KEY", from_env = "TEST_OPENAI_KEY", hosts = ["api.openai.com"
 sidecar("supervise")
 `, img))
 	slug := e.slugOf(profile)
-	real := "sk-proj-" + strings.Repeat("R3alK", 16)
-
-	dir := t.TempDir()
-	os.Chmod(dir, 0o755)
-	certFile, _ := upstreamCert(t, dir, "api.openai.com")
-	if err := os.WriteFile(filepath.Join(dir, "apikey"), []byte(real+"\n"), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	netName := "bottle-test-codex-" + slug
-	exec.Command("docker", "network", "rm", netName).Run()
-	dockerOut(t, "network", "create", netName)
-	defer exec.Command("docker", "network", "rm", netName).Run()
-	server := "bottle-test-codex-" + slug
-	exec.Command("docker", "rm", "-f", server).Run()
-	dockerOut(t, "run", "-d", "--name", server, "--network", netName, "--network-alias", "api.openai.com",
-		"--mount", "type=bind,src="+dir+",dst=/srv,readonly", fixture.image,
-		"/bin/mockapi", "-addr", ":443", "-cert", "/srv/cert.pem", "-key", "/srv/key.pem", "-key-file", "/srv/apikey")
-	defer exec.Command("docker", "rm", "-f", server).Run()
-	e.extra = append(e.extra, "BOTTLE_BUNDLE_NETWORK="+netName, "SSL_CERT_FILE="+certFile, "TEST_OPENAI_KEY="+real)
-
+	_, server := startMockAPI(t, e, slug, "api.openai.com", "TEST_OPENAI_KEY", "sk-proj-")
 	list, stderr, code := e.run("start", "--yes", profile, "--", "codex", "mcp", "list")
 	if code != 0 || !strings.Contains(list, "supervise") || !strings.Contains(list, "http://127.0.0.1:8765/mcp") {
 		t.Errorf("codex mcp list: exit %d\n%s\n%s", code, list, stderr)
