@@ -21,7 +21,8 @@ const minPlaceholderRandom = 22
 
 // Placeholder returns the value the agent gets instead of a secret bound
 // to hosts: the real value's scheme prefix (what precedes its last '-' or
-// '_' within the first 16 bytes, such as "sk-ant-api03-" or "ghp_"), so
+// '_' within the first 16 bytes, such as "sk-ant-api03-" or "ghp_", when
+// it names the kind of value and is not part of it; see isScheme), so
 // that clients which check the prefix accept it, then PlaceholderMarker,
 // then random letters and digits to the real value's length, or longer
 // when that is too short for minPlaceholderRandom. It never contains the
@@ -32,7 +33,7 @@ func Placeholder(real string) (string, error) {
 	if len(head) > 16 {
 		head = head[:16]
 	}
-	if i := strings.LastIndexAny(head, "-_"); i >= 0 && i < len(real)-1 {
+	if i := strings.LastIndexAny(head, "-_"); i >= 0 && i < len(real)-1 && isScheme(real[:i]) {
 		prefix = real[:i+1]
 	}
 	n := len(real) - len(prefix) - len(PlaceholderMarker)
@@ -54,4 +55,20 @@ func Placeholder(real string) (string, error) {
 		}
 	}
 	return prefix + PlaceholderMarker + string(out), nil
+}
+
+// isScheme reports whether s, what precedes a value's last '-' or '_' in
+// its first 16 bytes, names the value's kind ("sk-ant-api03", "ghp",
+// "xoxb") rather than being part of it: each of its parts holds a letter
+// that is no hex digit. A UUID's or a hex token's start ("7c9e6679-7425")
+// is key material, which the placeholder must not carry into the sandbox.
+func isScheme(s string) bool {
+	for part := range strings.FieldsFuncSeq(s, func(r rune) bool { return r == '-' || r == '_' }) {
+		if !strings.ContainsFunc(part, func(r rune) bool {
+			return r >= 'g' && r <= 'z' || r >= 'G' && r <= 'Z'
+		}) {
+			return false
+		}
+	}
+	return s != ""
 }

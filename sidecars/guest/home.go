@@ -2,7 +2,6 @@ package guest
 
 import (
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io/fs"
 	"os"
@@ -16,13 +15,23 @@ import (
 // owner's permission bits only. A file already in home is replaced, except
 // that a JSON object already there (a HOME kept between starts, where the
 // agent keeps its own state beside bottle's keys) is merged with the
-// seed's, the seed's values winning (mergeJSON). seed holds only
-// directories and regular files; anything else is an error, and nothing is
-// followed out of it or through a link in home.
+// seed's, the seed's values winning (mergeJSON).
+//
+// A HOME kept between starts holds whatever an earlier session left, so
+// nothing in it is trusted: every path is opened under home as an os.Root,
+// which no link leads out of, and a link, or anything else that is not of
+// the kind the seed has, where the seed has a directory or a file is
+// removed first. seed holds only directories and regular files; anything
+// else is an error.
 func SeedHome(seed, home string) error {
 	if home == "" || !filepath.IsAbs(home) {
 		return fmt.Errorf("seed HOME: HOME %q is not an absolute path", home)
 	}
+	root, err := os.OpenRoot(home)
+	if err != nil {
+		return fmt.Errorf("seed HOME: %w", err)
+	}
+	defer root.Close()
 	return filepath.WalkDir(seed, func(p string, d fs.DirEntry, err error) error {
 		if err != nil {
 			return fmt.Errorf("seed HOME: %w", err)
@@ -31,10 +40,21 @@ func SeedHome(seed, home string) error {
 		if err != nil {
 			return fmt.Errorf("seed HOME: %w", err)
 		}
-		dst := filepath.Join(home, rel)
+		if rel == "." {
+			return nil
+		}
 		switch {
 		case d.IsDir():
-			if err := os.MkdirAll(dst, 0o700); err != nil {
+			// WalkDir comes to a directory before what is in it, so each
+			// of a file's parents is a real directory by then.
+			if fi, err := root.Lstat(rel); err == nil && fi.IsDir() {
+				return nil
+			} else if err == nil {
+				if err := root.Remove(rel); err != nil {
+					return fmt.Errorf("seed HOME: replace %s: %w", rel, err)
+				}
+			}
+			if err := root.Mkdir(rel, 0o700); err != nil {
 				return fmt.Errorf("seed HOME: %w", err)
 			}
 			return nil
@@ -47,22 +67,20 @@ func SeedHome(seed, home string) error {
 			if err != nil {
 				return fmt.Errorf("seed HOME: %w", err)
 			}
-			// Not through a link the agent's HOME may hold already.
-			if fi, err := os.Lstat(dst); err == nil && !fi.Mode().IsRegular() {
-				if err := os.Remove(dst); err != nil {
-					return fmt.Errorf("seed HOME: %w", err)
+			if fi, err := root.Lstat(rel); err == nil && !fi.Mode().IsRegular() {
+				if err := root.RemoveAll(rel); err != nil {
+					return fmt.Errorf("seed HOME: replace %s: %w", rel, err)
 				}
-			} else if err == nil && strings.HasSuffix(dst, ".json") {
-				if old, err := os.ReadFile(dst); err == nil {
+			} else if err == nil && strings.HasSuffix(rel, ".json") {
+				if old, err := root.ReadFile(rel); err == nil {
 					data = mergeJSON(old, data)
 				}
-			} else if err != nil && !errors.Is(err, fs.ErrNotExist) {
+			}
+			mode := info.Mode().Perm() & 0o700
+			if err := root.WriteFile(rel, data, mode); err != nil {
 				return fmt.Errorf("seed HOME: %w", err)
 			}
-			if err := os.WriteFile(dst, data, info.Mode().Perm()&0o700); err != nil {
-				return fmt.Errorf("seed HOME: %w", err)
-			}
-			return os.Chmod(dst, info.Mode().Perm()&0o700)
+			return root.Chmod(rel, mode)
 		default:
 			return fmt.Errorf("seed HOME: %s is neither a file nor a directory", p)
 		}
