@@ -1,9 +1,16 @@
 package docker_test
 
 import (
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/x509"
+	"crypto/x509/pkix"
 	"encoding/json"
+	"encoding/pem"
 	"fmt"
 	"io"
+	"math/big"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -115,12 +122,12 @@ sidecar("supervise")
 // joins, with a certificate the bundle trusts, wanting a key it makes (in
 // envName for the profile's secret); it returns the key and the mock's
 // container.
-func startMockAPI(t *testing.T, e *env, slug, name, envName, prefix string) (key, container string) {
+func startMockAPI(t testing.TB, e *env, slug, name, envName, prefix string) (key, container string) {
 	t.Helper()
 	key = prefix + strings.Repeat("R3alK", 16)
 	dir := t.TempDir()
 	os.Chmod(dir, 0o755)
-	certFile, _ := upstreamCert(t, dir, name)
+	certFile := caAndLeaf(t, dir, name)
 	if err := os.WriteFile(filepath.Join(dir, "apikey"), []byte(key+"\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
@@ -135,6 +142,36 @@ func startMockAPI(t *testing.T, e *env, slug, name, envName, prefix string) (key
 	t.Cleanup(func() { exec.Command("docker", "rm", "-f", container).Run() })
 	e.extra = append(e.extra, "BOTTLE_BUNDLE_NETWORK="+container, "SSL_CERT_FILE="+certFile, envName+"="+key)
 	return key, container
+}
+
+// caAndLeaf writes a CA (ca.pem) and a certificate for name it signed
+// (cert.pem, key.pem) to dir, and returns the CA's file. Clients on
+// rustls (Codex) refuse a self-signed CA certificate as a server's.
+func caAndLeaf(t testing.TB, dir, name string) string {
+	t.Helper()
+	caKey, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	caTmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "agents test CA"},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(24 * time.Hour),
+		IsCA: true, BasicConstraintsValid: true, KeyUsage: x509.KeyUsageCertSign | x509.KeyUsageDigitalSignature}
+	caDER, err := x509.CreateCertificate(rand.Reader, caTmpl, caTmpl, caKey.Public(), caKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ca, _ := x509.ParseCertificate(caDER)
+	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	leafTmpl := &x509.Certificate{SerialNumber: big.NewInt(2), Subject: pkix.Name{CommonName: name}, DNSNames: []string{name},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(24 * time.Hour),
+		KeyUsage: x509.KeyUsageDigitalSignature, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}}
+	leafDER, err := x509.CreateCertificate(rand.Reader, leafTmpl, ca, key.Public(), caKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	kb, _ := x509.MarshalECPrivateKey(key)
+	caFile := filepath.Join(dir, "ca.pem")
+	os.WriteFile(caFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: caDER}), 0o644)
+	os.WriteFile(filepath.Join(dir, "cert.pem"), pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: leafDER}), 0o644)
+	os.WriteFile(filepath.Join(dir, "key.pem"), pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: kb}), 0o644)
+	return caFile
 }
 
 // TestClaudeCodeInteractive drives the real Claude Code on a terminal in a

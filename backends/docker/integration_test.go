@@ -33,7 +33,7 @@ var (
 	}
 )
 
-func requireDocker(t *testing.T) {
+func requireDocker(t testing.TB) {
 	t.Helper()
 	setupOnce.Do(func() { setupErr = setup() })
 	if setupErr != nil {
@@ -100,12 +100,12 @@ func setup() error {
 // env is one test's bottle environment: its own state, config and
 // profile directories.
 type env struct {
-	t     *testing.T
+	t     testing.TB
 	dir   string
 	extra []string
 }
 
-func newEnv(t *testing.T) *env {
+func newEnv(t testing.TB) *env {
 	t.Helper()
 	requireDocker(t)
 	e := &env{t: t, dir: t.TempDir()}
@@ -193,7 +193,7 @@ func resources(t *testing.T, slug string) []string {
 }
 
 // waitFor polls cond until it holds or the timeout passes.
-func waitFor(t *testing.T, what string, timeout time.Duration, cond func() bool) {
+func waitFor(t testing.TB, what string, timeout time.Duration, cond func() bool) {
 	t.Helper()
 	deadline := time.Now().Add(timeout)
 	for !cond() {
@@ -204,7 +204,7 @@ func waitFor(t *testing.T, what string, timeout time.Duration, cond func() bool)
 	}
 }
 
-func dockerOut(t *testing.T, args ...string) string {
+func dockerOut(t testing.TB, args ...string) string {
 	t.Helper()
 	b, err := exec.Command("docker", args...).CombinedOutput()
 	if err != nil {

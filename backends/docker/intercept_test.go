@@ -26,7 +26,7 @@ secret("API_KEY", from_env = "TEST_API_KEY", hosts = ["api.bound.test"])
 
 // upstreamCert writes a self-signed certificate for names, which is its
 // own root, and its key, to dir.
-func upstreamCert(t *testing.T, dir string, names ...string) (certFile, keyFile string) {
+func upstreamCert(t testing.TB, dir string, names ...string) (certFile, keyFile string) {
 	t.Helper()
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {

@@ -7,7 +7,7 @@
 // supervise MCP server's current_policy tool; once the tool's result comes
 // back it answers "POLICY-SEEN" with the result's start; any other prompt
 // gets "PONG-from-the-mock". Each request is logged to stdout as one JSON
-// line: method, path, host, whether it was authorized, whether any header
+// line: when (unix nanoseconds), method, path, host, whether it was authorized, whether any header
 // held a bottle placeholder, and the names of the tools offered; never a
 // header's value.
 //
@@ -23,6 +23,7 @@ import (
 	"net/http"
 	"os"
 	"strings"
+	"time"
 )
 
 const policyTool = "mcp__supervise__current_policy"
@@ -63,7 +64,7 @@ func main() {
 		for _, t := range req.Tools {
 			tools = append(tools, t.Name)
 		}
-		line, _ := json.Marshal(map[string]any{"method": r.Method, "path": r.URL.Path, "host": r.Host,
+		line, _ := json.Marshal(map[string]any{"time_ns": time.Now().UnixNano(), "method": r.Method, "path": r.URL.Path, "host": r.Host,
 			"authorized": authorized, "placeholder": placeholder, "tools": tools})
 		fmt.Println(string(line))
 		if !authorized {
