@@ -466,7 +466,7 @@ func (w *frontWriter) finish() bool {
 // does before it answers (server.go:1382-1432@go1.26.8). A body the
 // client waits to send until it hears "100 Continue" is never read.
 func (w *frontWriter) bodyDone() bool {
-	if w.body == nil || w.body.sawEOF {
+	if w.body == nil || w.body.sawEOF.Load() {
 		return true
 	}
 	if w.cont != nil && !w.cont.sent {
@@ -483,7 +483,10 @@ func (w *frontWriter) bodyDone() bool {
 // early, the connection is not used again.
 type eofBody struct {
 	io.ReadCloser
-	sawEOF, closed bool
+	// sawEOF is set by the goroutine that sends the body upstream and
+	// read by the request's.
+	sawEOF atomic.Bool
+	closed bool
 }
 
 func (b *eofBody) Read(p []byte) (int, error) {
@@ -492,7 +495,7 @@ func (b *eofBody) Read(p []byte) (int, error) {
 	}
 	n, err := b.ReadCloser.Read(p)
 	if err == io.EOF {
-		b.sawEOF = true
+		b.sawEOF.Store(true)
 	}
 	return n, err
 }

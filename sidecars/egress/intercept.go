@@ -495,7 +495,24 @@ func (p *Proxy) serveDecrypted(w http.ResponseWriter, r *http.Request, host stri
 			p.untrack(st.upgrade)
 		}
 	}()
-	p.icpt.rp.ServeHTTP(&interimDropper{forwardWriter{ResponseWriter: w, st: st}}, r.WithContext(context.WithValue(r.Context(), forwardKey{}, st)))
+	// The reverse proxy aborts the response with http.ErrAbortHandler when
+	// copying it fails (the client went away first); the request is logged
+	// all the same, then the abort goes on.
+	aborted := false
+	func() {
+		defer func() {
+			if v := recover(); v != nil {
+				if v != http.ErrAbortHandler {
+					panic(v)
+				}
+				aborted = true
+			}
+		}()
+		p.icpt.rp.ServeHTTP(&interimDropper{forwardWriter{ResponseWriter: w, st: st}}, r.WithContext(context.WithValue(r.Context(), forwardKey{}, st)))
+	}()
+	if aborted {
+		defer panic(http.ErrAbortHandler)
+	}
 	var idled, stopped bool
 	if u := st.upgrade; u != nil {
 		idled, stopped = u.end()
@@ -514,6 +531,8 @@ func (p *Proxy) serveDecrypted(w http.ResponseWriter, r *http.Request, host stri
 		ev.Error = stoppedText
 	case idled:
 		ev.Error = fmt.Sprintf("closed after %s without traffic", p.idleTimeout)
+	case aborted:
+		ev.Error = "the answer was cut short: the client went away, or the destination's body failed"
 	}
 	p.finish(&ev)
 }

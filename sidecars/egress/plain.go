@@ -414,6 +414,13 @@ func (pr *plainRequest) relay(uc *upstreamConn, resp *http.Response) error {
 	fc := pr.w.fc
 	reusable := !resp.Close && !pr.p.plain.noKeepAlive
 	removeHopByHop(resp.Header)
+	if !fc.bodySent() && pr.w.body != nil && pr.w.body.sawEOF.Load() {
+		// The whole body was read from the client: its goroutine is only
+		// finishing its write. Wait for it rather than end a connection
+		// that may carry more requests.
+		fc.bodyWriteErr = <-fc.bodyWrite
+		fc.bodyWrite = nil
+	}
 	if pr.r.Close || !pr.r.ProtoAtLeast(1, 1) || pr.p.stopping() || !fc.bodySent() {
 		// A body still being sent when the answer comes is cut off
 		// (waitBodyWrite), so the client's connection ends.
