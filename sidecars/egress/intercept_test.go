@@ -2,6 +2,7 @@ package egress
 
 import (
 	"bufio"
+	"context"
 	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
@@ -844,5 +845,47 @@ func TestInterceptInspectAllAddedRule(t *testing.T) {
 	}
 	if !intercepted {
 		t.Error("with inspect-all, the otherwise blind host was not intercepted")
+	}
+}
+
+// TestInterceptLogsCutShortAnswer: a client that goes away in the middle
+// of an intercepted answer (as Codex closes its stream after the last
+// event it needs) still leaves the request's line in the log, saying the
+// answer was cut short. The reverse proxy aborts such a response by
+// panicking, which used to skip the line.
+func TestInterceptLogsCutShortAnswer(t *testing.T) {
+	e := startIntercepting(t)
+	for _, h2 := range []bool{true, false} {
+		e.useH1(!h2)
+		ctx, cancel := context.WithCancel(context.Background())
+		req, _ := http.NewRequestWithContext(ctx, "GET", e.url(boundHost, "/sse"), nil)
+		req.Header.Set("Authorization", "Bearer "+e.ph)
+		resp, err := e.client.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		line, err := bufio.NewReader(resp.Body).ReadString('\n')
+		if err != nil || !strings.Contains(line, "event: first") {
+			t.Fatalf("first event: %q, %v", line, err)
+		}
+		cancel()
+		resp.Body.Close()
+		deadline := time.Now().Add(5 * time.Second)
+		var cut *Event
+		for cut == nil && time.Now().Before(deadline) {
+			for _, ev := range e.log.events(t) {
+				if ev.Path == "/sse" && strings.Contains(ev.Error, "cut short") {
+					cut = &ev
+				}
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+		if cut == nil {
+			t.Fatalf("h2=%v: no log line for the request whose answer was cut short: %+v", h2, e.log.events(t))
+		}
+		if !cut.Intercepted || cut.Status != http.StatusOK || len(cut.Substituted) != 1 {
+			t.Errorf("h2=%v: the line: %+v", h2, *cut)
+		}
+		e.log.reset()
 	}
 }

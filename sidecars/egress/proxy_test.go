@@ -720,3 +720,10 @@ func FuzzRequest(f *testing.F) {
 		}
 	})
 }
+
+// reset forgets what was logged so far.
+func (s *syncBuffer) reset() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.b.Reset()
+}
