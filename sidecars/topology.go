@@ -105,20 +105,26 @@ func GuestArgs(fws []Forward, cmd []string) []string {
 // the provider's additions, followed by the profile's env(), which wins
 // over either's variable of the same name; secrets are not in it.
 func Agent(p *plan.Plan, command []string) (cmd, env []string, err error) {
+	cmd, env, _, err = prepareAgent(p, command)
+	return cmd, env, err
+}
+
+// prepareAgent is Agent, with the setup the provider was given.
+func prepareAgent(p *plan.Plan, command []string) (cmd, env []string, setup agents.Setup, err error) {
 	if len(command) > 0 {
 		cmd = slices.Clone(command)
 	} else {
 		cmd = slices.Clone(p.Agent.Command)
 	}
-	setup, env, err := agentSetup(p)
+	setup, env, err = agentSetup(p)
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, setup, err
 	}
 	if prov := AgentProvider(p, command); prov != nil && prov.Command != nil {
 		var extra []string
 		cmd, extra, err = prov.Command(cmd, setup)
 		if err != nil {
-			return nil, nil, fmt.Errorf("prepare %s: %w", prov.Name, err)
+			return nil, nil, setup, fmt.Errorf("prepare %s: %w", prov.Name, err)
 		}
 		env = append(env, extra...)
 	}
@@ -126,7 +132,7 @@ func Agent(p *plan.Plan, command []string) (cmd, env []string, err error) {
 		env = slices.DeleteFunc(env, func(kv string) bool { return strings.HasPrefix(kv, e.Name+"=") })
 		env = append(env, e.Name+"="+e.Value)
 	}
-	return cmd, env, nil
+	return cmd, env, setup, nil
 }
 
 // agentSetup collects what the sidecars give the agent: the MCP servers
@@ -164,11 +170,7 @@ func AgentFiles(p *plan.Plan, command []string, secrets map[string]string) ([]ag
 	if prov == nil || prov.Files == nil {
 		return nil, nil
 	}
-	setup, _, err := agentSetup(p)
-	if err != nil {
-		return nil, err
-	}
-	_, env, err := Agent(p, command)
+	_, env, setup, err := prepareAgent(p, command)
 	if err != nil {
 		return nil, err
 	}

@@ -49,6 +49,28 @@ type mockRequest struct {
 	Tools       []string `json:"tools"`
 }
 
+// keyedRequests reads the requests mockapi logged in container, fails t
+// for any that came without the real key or with a placeholder, and
+// returns how many were POSTs to path, and the log.
+func keyedRequests(t testing.TB, container, path string) (int, string) {
+	t.Helper()
+	logs := dockerOut(t, "logs", container)
+	n := 0
+	for _, line := range strings.Split(logs, "\n") {
+		var r mockRequest
+		if json.Unmarshal([]byte(line), &r) != nil || r.Method == "" {
+			continue
+		}
+		if !r.Authorized || r.Placeholder {
+			t.Errorf("the mock got a request without the real key, or with a placeholder: %+v", r)
+		}
+		if r.Method == "POST" && r.Path == path {
+			n++
+		}
+	}
+	return n, logs
+}
+
 // TestClaudeCodeInBottle runs the real Claude Code CLI (from the npm
 // registry, in the image scripts/agent-image builds) in a docker bottle
 // prepared by its provider, against a mock of the Messages API served
@@ -83,23 +105,7 @@ sidecar("supervise")
 		t.Errorf("claude -p did not call current_policy through supervise: exit %d\nstdout %s\nstderr %s", code, out, stderr)
 	}
 
-	logs := dockerOut(t, "logs", server)
-	var reqs []mockRequest
-	for _, line := range strings.Split(logs, "\n") {
-		var r mockRequest
-		if json.Unmarshal([]byte(line), &r) == nil && r.Method != "" {
-			reqs = append(reqs, r)
-		}
-	}
-	messages := 0
-	for _, r := range reqs {
-		if !r.Authorized || r.Placeholder {
-			t.Errorf("the mock got a request without the real key, or with a placeholder: %+v", r)
-		}
-		if r.Path == "/v1/messages" {
-			messages++
-		}
-	}
+	messages, logs := keyedRequests(t, server, "/v1/messages")
 	if messages < 3 {
 		t.Errorf("%d Messages API requests, want at least 3:\n%s", messages, logs)
 	}
@@ -257,20 +263,7 @@ sidecar("supervise")
 	if strings.Contains(stderr, "bubblewrap") || strings.Contains(stderr, "bwrap") {
 		t.Errorf("codex warned about its own sandbox:\n%s", stderr)
 	}
-	logs := dockerOut(t, "logs", server)
-	responses := 0
-	for _, line := range strings.Split(logs, "\n") {
-		var r mockRequest
-		if json.Unmarshal([]byte(line), &r) != nil || r.Method == "" {
-			continue
-		}
-		if !r.Authorized || r.Placeholder {
-			t.Errorf("the mock got a request without the real key, or with a placeholder: %+v", r)
-		}
-		if r.Method == "POST" && r.Path == "/v1/responses" {
-			responses++
-		}
-	}
+	responses, logs := keyedRequests(t, server, "/v1/responses")
 	if responses == 0 {
 		t.Errorf("no Responses API request reached the mock:\n%s", logs)
 	}

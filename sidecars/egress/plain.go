@@ -236,7 +236,7 @@ func (p *Proxy) forwardPlain(w *frontWriter, r *http.Request, d Decision, key pl
 	}
 	if pr.upType != "" {
 		if !httpguts.ValidHeaderFieldValue(pr.upType) || strings.ContainsAny(pr.upType, ",") {
-			pr.refuseUpgrade(d, fmt.Errorf("client tried to switch to invalid protocol %q", pr.upType))
+			p.fail(w, ev, d, fmt.Errorf("client tried to switch to invalid protocol %q", pr.upType))
 			return false
 		}
 		r.Header.Set("Connection", "Upgrade")
@@ -402,10 +402,6 @@ func (pr *plainRequest) failed(d Decision, uc *upstreamConn, err error) {
 	pr.ev.BytesUp = pr.up
 	pr.p.finish(pr.ev)
 	reply(pr.w, pr.ev.Status, "bottle: egress to "+hostPort(d.Host, d.Port)+" failed: "+err.Error()+"\n", false)
-}
-
-func (pr *plainRequest) refuseUpgrade(d Decision, err error) {
-	pr.p.fail(pr.w, pr.ev, d, err)
 }
 
 // relay sends the destination's final answer to the client, then keeps
