@@ -518,3 +518,51 @@ func TestFrontTimeouts(t *testing.T) {
 		time.Sleep(150 * time.Millisecond)
 	}
 }
+
+// A body of known length that comes apart from its header, in either
+// direction, arrives intact. The proxy flushes what it has buffered
+// before it waits for more of a body; done inside bufio.Writer.ReadFrom,
+// whose read fills the writer's own buffer, that flush once sent the
+// header's first bytes again in place of the body (seen as an answer
+// "HTTP/1.1 200" where "upstream-ok\n" was due, from a server that
+// writes its header and its file in two calls).
+func TestFrontBodyApartFromHeader(t *testing.T) {
+	const pause = 50 * time.Millisecond
+	up := startRawUp(t, func(_ *rawUp, _, _ int, req *http.Request, body []byte, c net.Conn, _ *bufio.Reader) bool {
+		answer := "answer:" + req.URL.Path + ":" + string(body)
+		fmt.Fprintf(c, "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: %d\r\n\r\n", len(answer))
+		time.Sleep(pause)
+		io.WriteString(c, answer)
+		return true
+	})
+	tp, base := frontReviewProxy(t, up.port)
+	for _, tc := range []struct{ name, method, body string }{
+		{"GET", http.MethodGet, ""},
+		{"POST sent apart", http.MethodPost, "the request body"},
+		{"POST of 64 KiB sent apart", http.MethodPost, strings.Repeat("0123456789abcdef", 4<<10)},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			c, err := tp.dial()
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer c.Close()
+			c.SetDeadline(time.Now().Add(10 * time.Second))
+			fmt.Fprintf(c, "%s %s/%s HTTP/1.1\r\nHost: %s\r\nContent-Length: %d\r\n\r\n", tc.method, base, tc.method, frontUpHost, len(tc.body))
+			if tc.body != "" {
+				time.Sleep(pause)
+				io.WriteString(c, tc.body)
+			}
+			resp, got := readResponse(t, bufio.NewReader(c), tc.method)
+			if want := "answer:/" + tc.method + ":" + tc.body; resp.StatusCode != http.StatusOK || got != want {
+				t.Errorf("got %d %.80q..., want 200 %.80q...", resp.StatusCode, got, want)
+			}
+		})
+	}
+	reqs := up.requests()
+	for i, want := range []string{"GET /GET ", "POST /POST the request body", "POST /POST " + strings.Repeat("0123456789abcdef", 4<<10)} {
+		if i >= len(reqs) || reqs[i] != want {
+			t.Errorf("the destination's request %d is not %.80q...; it got %.80q", i, want, reqs)
+		}
+	}
+}

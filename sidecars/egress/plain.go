@@ -336,7 +336,7 @@ func (pr *plainRequest) exchange(uc *upstreamConn, hasBody bool) (*http.Response
 		// the proxy waits for more.
 		r.Body = &flushBeforeWait{ReadCloser: r.Body, src: pr.w.fc.br, dst: uc.bw}
 		go func() {
-			err := r.Write(uc.bw)
+			err := r.Write(noReadFrom{uc.bw})
 			if err == nil {
 				err = uc.bw.Flush()
 			}
@@ -441,7 +441,7 @@ func (pr *plainRequest) relay(uc *upstreamConn, resp *http.Response) error {
 	body := &countingReadCloser{ReadCloser: resp.Body, n: &pr.down}
 	resp.Body = &flushBeforeWait{ReadCloser: body, src: uc.br, dst: fc.bw}
 	fc.beginFinal()
-	err := resp.Write(fc.bw)
+	err := resp.Write(noReadFrom{fc.bw})
 	if err == nil {
 		err = fc.bw.Flush()
 	}
@@ -594,6 +594,19 @@ type flushBeforeWait struct {
 	src *bufio.Reader
 	dst *bufio.Writer
 }
+
+// noReadFrom is the bufio.Writer a flushBeforeWait body is written to,
+// without its ReadFrom: io.Copy would call it, and it reads the body into
+// the writer's own buffer, which the body's flush empties under it; the
+// header's first bytes then went out again in place of the body. Through
+// noReadFrom io.Copy reads into a buffer of its own. WriteByte keeps
+// Request.Write from putting a buffer of its own in front
+// (request.go:668@go1.26.8), which the flush would not reach.
+type noReadFrom struct{ bw *bufio.Writer }
+
+func (w noReadFrom) Write(p []byte) (int, error)       { return w.bw.Write(p) }
+func (w noReadFrom) WriteString(s string) (int, error) { return w.bw.WriteString(s) }
+func (w noReadFrom) WriteByte(c byte) error            { return w.bw.WriteByte(c) }
 
 func (f *flushBeforeWait) Read(p []byte) (int, error) {
 	if f.src.Buffered() == 0 && f.dst.Buffered() > 0 {
