@@ -781,6 +781,11 @@ func anchorAlive(m *machineRecord) bool {
 // exec commands and anything they started, all of which live in the
 // anchor's network namespace — and then the anchor, and waits until they
 // are gone (or are zombies).
+//
+// A dying process leaves its network namespace (exit_task_namespaces)
+// before it becomes a zombie, so it drops out of the namespace's members
+// while still running its exit: every process killed is waited for by its
+// PID and start time, not only until the namespace is empty.
 func killMachine(m *machineRecord) error {
 	if !anchorAlive(m) {
 		return nil
@@ -790,15 +795,25 @@ func killMachine(m *machineRecord) error {
 		return fmt.Errorf("read the machine's network namespace: %w", err)
 	}
 	self := os.Getpid()
+	killed := map[int]uint64{} // PID -> start time
 	deadline := time.Now().Add(10 * time.Second)
 	for {
-		left := 0
 		for _, pid := range netnsMembers(ns) {
 			if pid == self {
 				continue
 			}
-			left++
+			if start, ok := procStart(pid); ok {
+				killed[pid] = start
+			}
 			_ = unix.Kill(pid, unix.SIGKILL)
+		}
+		left := 0
+		for pid, start := range killed {
+			if s, ok := procStart(pid); ok && s == start {
+				left++
+			} else {
+				delete(killed, pid)
+			}
 		}
 		if left == 0 {
 			break
