@@ -566,3 +566,52 @@ func TestFrontBodyApartFromHeader(t *testing.T) {
 		}
 	}
 }
+
+// Answers that come in pieces, of known length, until close and chunked,
+// reach HTTP/1.1 and HTTP/1.0 clients whole: the same flush, done between
+// two pieces, once sent the header's first bytes in place of the second.
+func TestFrontBodyInPieces(t *testing.T) {
+	const pause = 30 * time.Millisecond
+	pieces := []string{"piece one, ", "piece two, ", "piece three"}
+	whole := strings.Join(pieces, "")
+	up := startRawUp(t, func(_ *rawUp, _, _ int, req *http.Request, _ []byte, c net.Conn, _ *bufio.Reader) bool {
+		switch req.URL.Path {
+		case "/length":
+			fmt.Fprintf(c, "HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n", len(whole))
+		case "/close":
+			io.WriteString(c, "HTTP/1.1 200 OK\r\nConnection: close\r\n\r\n")
+		case "/chunked":
+			io.WriteString(c, "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n")
+		}
+		for _, p := range pieces {
+			time.Sleep(pause)
+			if req.URL.Path == "/chunked" {
+				fmt.Fprintf(c, "%x\r\n%s\r\n", len(p), p)
+			} else {
+				io.WriteString(c, p)
+			}
+		}
+		if req.URL.Path == "/chunked" {
+			io.WriteString(c, "0\r\n\r\n")
+		}
+		return req.URL.Path != "/close"
+	})
+	tp, base := frontReviewProxy(t, up.port)
+	for _, proto := range []string{"HTTP/1.1", "HTTP/1.0"} {
+		for _, path := range []string{"/length", "/close", "/chunked"} {
+			t.Run(proto+path, func(t *testing.T) {
+				c, err := tp.dial()
+				if err != nil {
+					t.Fatal(err)
+				}
+				defer c.Close()
+				c.SetDeadline(time.Now().Add(10 * time.Second))
+				fmt.Fprintf(c, "GET %s%s %s\r\nHost: %s\r\n\r\n", base, path, proto, frontUpHost)
+				resp, got := readResponse(t, bufio.NewReader(c), http.MethodGet)
+				if resp.StatusCode != http.StatusOK || got != whole {
+					t.Errorf("got %d %q, want 200 %q", resp.StatusCode, got, whole)
+				}
+			})
+		}
+	}
+}
