@@ -614,7 +614,7 @@ func (e *env) runGuestCommand(m *machineRecord, argv []string, env []kv, dir str
 	var err error
 	switch {
 	case tty:
-		master, slave, perr := pty.Open()
+		master, slave, perr := openPty()
 		if perr != nil {
 			return 0, "", perr
 		}
@@ -860,4 +860,27 @@ func (e *env) exec(p *parsed, st *store) int {
 		return crunFailed
 	}
 	return code
+}
+
+// openPty opens a pty whose master has working read deadlines, which the
+// drain after the command's exit needs: pty.Open's master is in blocking
+// mode (its Fd call puts it there), where SetReadDeadline reports success
+// and a read still waits until every holder of the slave is gone, such as
+// a background child of the command that outlived it.
+func openPty() (master, slave *os.File, err error) {
+	m, slave, err := pty.Open()
+	if err != nil {
+		return nil, nil, err
+	}
+	fd, err := unix.FcntlInt(m.Fd(), unix.F_DUPFD_CLOEXEC, 0)
+	m.Close()
+	if err == nil {
+		err = unix.SetNonblock(fd, true)
+	}
+	if err != nil {
+		slave.Close()
+		return nil, nil, fmt.Errorf("open a pty: %w", err)
+	}
+	// os.NewFile registers a non-blocking descriptor with the poller.
+	return os.NewFile(uintptr(fd), "/dev/ptmx"), slave, nil
 }
