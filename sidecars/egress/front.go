@@ -51,7 +51,8 @@ var (
 type frontConn struct {
 	p  *Proxy
 	c  net.Conn
-	lr io.LimitedReader // c, limited while headers are read
+	fr flushingReader   // c
+	lr io.LimitedReader // fr, limited while headers are read
 	br *bufio.Reader
 	bw *bufio.Writer
 
@@ -181,7 +182,8 @@ func (fc *frontConn) closeIf(states ...frontState) {
 func (fc *frontConn) serve() {
 	p := fc.p
 	defer p.untrackFront(fc)
-	fc.lr.R = fc.c
+	fc.fr.r = fc.c
+	fc.lr.R = &fc.fr
 	fc.br = frontReaders.Get().(*bufio.Reader)
 	fc.br.Reset(&fc.lr)
 	fc.bw = frontWriters.Get().(*bufio.Writer)

@@ -346,6 +346,23 @@ func TestFrontInterimAndTrailers(t *testing.T) {
 	if string(b) != "body" || resp.Trailer.Get("X-Checksum") != "abc" {
 		t.Errorf("body %q, trailer %v", b, resp.Trailer)
 	}
+
+	// An HTTP/1.0 client gets no interim answer, which it would take for
+	// the final one (RFC 9110, section 15.2).
+	c, err := tp.dial()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(5 * time.Second))
+	fmt.Fprintf(c, "GET http://%s/ HTTP/1.0\r\n\r\n", target)
+	raw, err := io.ReadAll(c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.HasPrefix(string(raw), "HTTP/1.1 200 OK\r\n") || !strings.HasSuffix(string(raw), "\r\n\r\nbody") {
+		t.Errorf("HTTP/1.0 client got:\n%s", raw)
+	}
 }
 
 // A kept upstream connection that the destination closed is not used

@@ -64,7 +64,8 @@ const maxResponseHeaderBytes = 10 << 20
 // upstreamConn is a connection to a plain-HTTP destination.
 type upstreamConn struct {
 	c     net.Conn
-	lr    io.LimitedReader // c, limited while an answer's header is read
+	fr    flushingReader   // c
+	lr    io.LimitedReader // fr, limited while an answer's header is read
 	br    *bufio.Reader
 	bw    *bufio.Writer
 	addr  netip.AddrPort
@@ -334,12 +335,14 @@ func (pr *plainRequest) exchange(uc *upstreamConn, hasBody bool) (*http.Response
 		wrote = make(chan error, 1)
 		// While the body comes in, what was sent of it goes out before
 		// the proxy waits for more.
-		r.Body = &flushBeforeWait{ReadCloser: r.Body, src: pr.w.fc.br, dst: uc.bw}
+		fr := &pr.w.fc.fr
+		fr.dst = uc.bw
 		go func() {
 			err := r.Write(noReadFrom{uc.bw})
 			if err == nil {
 				err = uc.bw.Flush()
 			}
+			fr.dst = nil
 			if err != nil {
 				// The destination would wait for the rest forever.
 				uc.c.Close()
@@ -364,7 +367,12 @@ func (pr *plainRequest) exchange(uc *upstreamConn, hasBody bool) (*http.Response
 			return nil, err
 		}
 		if resp.StatusCode >= 100 && resp.StatusCode < 200 && resp.StatusCode != http.StatusSwitchingProtocols {
-			// An interim answer, which a proxy passes on.
+			// An interim answer, which a proxy passes on, except to an
+			// HTTP/1.0 client, which would take it for the final one
+			// (RFC 9110, section 15.2).
+			if !r.ProtoAtLeast(1, 1) {
+				continue
+			}
 			if err := pr.w.fc.writeInterim(resp); err != nil {
 				uc.c.Close()
 				if wrote != nil {
@@ -424,6 +432,15 @@ func (pr *plainRequest) relay(uc *upstreamConn, resp *http.Response) error {
 	}
 	resp.Close = pr.w.close
 	bodyless := pr.r.Method == http.MethodHead || !bodyAllowed(resp.StatusCode)
+	if !bodyAllowed(resp.StatusCode) {
+		// A 204 or 304 has no body, whatever framing its header claims:
+		// passed on, a chunked one would be followed by a last chunk
+		// the client reads as the start of the next answer. (An answer
+		// to HEAD keeps its framing header, which says what a GET would
+		// get; Response.Write sends it no body.)
+		resp.TransferEncoding = nil
+		resp.Body = http.NoBody
+	}
 	if !bodyless && resp.ContentLength < 0 && len(resp.TransferEncoding) == 0 {
 		// A body that ends when the destination closes: chunked to a
 		// client that reads chunks, so that its connection stays.
@@ -439,9 +456,11 @@ func (pr *plainRequest) relay(uc *upstreamConn, resp *http.Response) error {
 	}
 	resp.Proto, resp.ProtoMajor, resp.ProtoMinor = "HTTP/1.1", 1, 1
 	body := &countingReadCloser{ReadCloser: resp.Body, n: &pr.down}
-	resp.Body = &flushBeforeWait{ReadCloser: body, src: uc.br, dst: fc.bw}
+	resp.Body = body
 	fc.beginFinal()
+	uc.fr.dst = fc.bw
 	err := resp.Write(noReadFrom{fc.bw})
+	uc.fr.dst = nil
 	if err == nil {
 		err = fc.bw.Flush()
 	}
@@ -580,24 +599,38 @@ func (p *Proxy) dialPlain(d Decision, key plainKey) (*upstreamConn, error) {
 	}
 	keepAlive(c)
 	uc := &upstreamConn{c: c, bw: bufio.NewWriterSize(c, 4<<10), addr: addr, key: key}
-	uc.lr = io.LimitedReader{R: c, N: math.MaxInt64}
+	uc.fr.r = c
+	uc.lr = io.LimitedReader{R: &uc.fr, N: math.MaxInt64}
 	uc.br = bufio.NewReaderSize(&uc.lr, 4<<10)
 	return uc, nil
 }
 
-// flushBeforeWait is a body that, before it waits for more of itself from
-// src, sends on what dst has buffered: a stream (server-sent events, an
-// upload in parts) moves as it comes, and a body that is all there goes
-// out in as few writes as it takes.
-type flushBeforeWait struct {
-	io.ReadCloser
-	src *bufio.Reader
+// flushingReader is a connection as its bufio.Reader reads it. Before
+// each read of the connection, where it may wait, it sends on what dst,
+// the writer the data read is relayed to, has buffered: a stream
+// (server-sent events, an upload in parts) moves as it comes, whatever the
+// reader above waits for (a body's next bytes, or the rest of a chunk's
+// size line or of the line break after its data), and a body that is all
+// there goes out in as few writes as it takes. dst is set only while a
+// body is relayed, by the goroutine that relays it, which alone writes to
+// dst then.
+type flushingReader struct {
+	r   io.Reader
 	dst *bufio.Writer
 }
 
-// noReadFrom is the bufio.Writer a flushBeforeWait body is written to,
-// without its ReadFrom: io.Copy would call it, and it reads the body into
-// the writer's own buffer, which the body's flush empties under it; the
+func (f *flushingReader) Read(p []byte) (int, error) {
+	if f.dst != nil && f.dst.Buffered() > 0 {
+		if err := f.dst.Flush(); err != nil {
+			return 0, err
+		}
+	}
+	return f.r.Read(p)
+}
+
+// noReadFrom is the bufio.Writer a body is relayed to, without its
+// ReadFrom: io.Copy would call it, and it reads the body into the
+// writer's own buffer, which flushingReader's flush empties under it; the
 // header's first bytes then went out again in place of the body. Through
 // noReadFrom io.Copy reads into a buffer of its own. WriteByte keeps
 // Request.Write from putting a buffer of its own in front
@@ -607,15 +640,6 @@ type noReadFrom struct{ bw *bufio.Writer }
 func (w noReadFrom) Write(p []byte) (int, error)       { return w.bw.Write(p) }
 func (w noReadFrom) WriteString(s string) (int, error) { return w.bw.WriteString(s) }
 func (w noReadFrom) WriteByte(c byte) error            { return w.bw.WriteByte(c) }
-
-func (f *flushBeforeWait) Read(p []byte) (int, error) {
-	if f.src.Buffered() == 0 && f.dst.Buffered() > 0 {
-		if err := f.dst.Flush(); err != nil {
-			return 0, err
-		}
-	}
-	return f.ReadCloser.Read(p)
-}
 
 // countingReadCloser counts the bytes read through a body, and whether it
 // was read to its end.

@@ -2,10 +2,10 @@ package egress
 
 // A hostile agent, and a hostile destination, against the framing of
 // bodies the plain-HTTP forwarder relays (plain.go: exchange, relay,
-// flushBeforeWait, noReadFrom; front.go). Tests named
-// TestReviewFramingBreak... show a defect in the code as it stands and
-// fail until it is fixed; tests named TestReviewFramingHeld... are attacks
-// the proxy resists, kept so that it goes on resisting them.
+// flushingReader, noReadFrom; front.go). Tests named
+// TestReviewFramingBreak... showed a defect in the code as it was and
+// failed until it was fixed; tests named TestReviewFramingHeld... are
+// attacks the proxy resisted, kept so that it goes on resisting them.
 
 import (
 	"bufio"
@@ -231,6 +231,8 @@ func TestReviewFramingHeldLargeBodiesInPieces(t *testing.T) {
 // drops the body only for HEAD (ResponseToHEAD), not for 204/304, writes
 // a "Transfer-Encoding: chunked" header and a last chunk ("0\r\n\r\n").
 // HEAD is safe (see TestReviewFramingHeldHeadAnswers).
+//
+// Fixed: relay drops the framing of a 204 or 304 and sends it no body.
 func TestReviewFramingBreakBodylessChunkedAnswer(t *testing.T) {
 	up := startRawUp(t, func(u *rawUp, conn, n int, req *http.Request, body []byte, c net.Conn, br *bufio.Reader) bool {
 		switch req.URL.Path {
@@ -341,6 +343,9 @@ func TestReviewFramingHeldHeadAnswers(t *testing.T) {
 // next chunk's size line, is not yet whole, and on the next Read blocks
 // in io.ReadFull / ReadSlice for the rest of the line: src.Buffered() is
 // 1 ("\r"), so no flush, and the data just written sits in dst.
+//
+// Fixed: flushingReader flushes before every read of the connection,
+// below the bufio.Reader, whatever the reader above it waits for.
 func TestReviewFramingBreakChunkLineSplitStalls(t *testing.T) {
 	for _, split := range []string{"\r", "\r\n1", "\r\n1;ex"} {
 		t.Run(fmt.Sprintf("answer split at %q", split), func(t *testing.T) {
