@@ -397,19 +397,37 @@ func (s *Backend) runAgent(ctx context.Context, cli string, spec *launchSpec, ct
 	if err != nil {
 		return -1, fmt.Errorf("run the agent: %w", err)
 	}
-	wait := exitCodeWait
-	if ctx.Err() != nil {
-		// A stop is under way; smolvm's exec may have died of the same
-		// signal (with a terminal it shares bottle's process group), while
-		// the agent still runs in the machine: it gets its grace.
-		stop()
-		if rest := stopGrace - time.Since(stopAt); rest > wait {
-			wait = rest
+	// The agent's exit code comes over the control channel, soon after
+	// smolvm's exec ends. During a stop smolvm's exec may have died of the
+	// same signal (with a terminal it shares bottle's process group), and
+	// may have died of it before bottle's own signal handling ended ctx,
+	// while the agent still runs in the machine: once the stop is under
+	// way, now or while bottle waits, the agent gets its grace.
+	deadline := time.Now().Add(exitCodeWait)
+	for {
+		stopping := ctx.Err() != nil
+		if stopping {
+			stop()
+			if d := stopAt.Add(stopGrace); d.After(deadline) {
+				deadline = d
+			}
 		}
-	}
-	if agent, ok := ctl.ExitCode(wait); ok {
-		// After a stop too: the agent exited with a code of its own.
-		return agent, nil
+		waitCtx, cancel := context.WithDeadline(context.Background(), deadline)
+		unwake := func() bool { return false }
+		if !stopping {
+			unwake = context.AfterFunc(ctx, cancel)
+		}
+		agent, ok := ctl.ExitCode(waitCtx)
+		unwake()
+		cancel()
+		if ok {
+			// After a stop too: the agent exited with a code of its own.
+			return agent, nil
+		}
+		if stopping || ctx.Err() == nil {
+			break
+		}
+		// Woken by a stop that began while bottle waited.
 	}
 	// bottle guest reported nothing: it never ran (smolvm's own failure,
 	// whose code this is), or smolvm died under it.

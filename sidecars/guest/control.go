@@ -169,16 +169,14 @@ func (s *ControlServer) Signal(sig syscall.Signal) error {
 // environment.
 func (s *ControlServer) Connected() <-chan struct{} { return s.connected }
 
-// ExitCode returns the exit code bottle guest reported, waiting up to wait
-// for it; ok is false when none came.
-func (s *ControlServer) ExitCode(wait time.Duration) (code int, ok bool) {
-	t := time.NewTimer(wait)
-	defer t.Stop()
+// ExitCode returns the exit code bottle guest reported, waiting for it
+// until ctx ends; ok is false when none came by then.
+func (s *ControlServer) ExitCode(ctx context.Context) (code int, ok bool) {
 	select {
 	case code := <-s.exit:
 		s.exit <- code // keep it for a later call
 		return code, true
-	case <-t.C:
+	case <-ctx.Done():
 		return 0, false
 	}
 }

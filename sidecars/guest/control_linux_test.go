@@ -133,7 +133,7 @@ func TestControlSignalsAndExitCode(t *testing.T) {
 			if out != tc.out || code != tc.code {
 				t.Errorf("after %v: exit %d, output %q; want %d, %q (stderr: %s)", tc.sig, code, out, tc.code, tc.out, r.stderr)
 			}
-			if got, ok := r.srv.ExitCode(5 * time.Second); !ok || got != tc.code {
+			if got, ok := r.srv.ExitCode(timeout(t, 5*time.Second)); !ok || got != tc.code {
 				t.Errorf("exit code over the control channel: %d, %t; want %d", got, ok, tc.code)
 			}
 		})
@@ -206,7 +206,7 @@ func TestControlOneConnection(t *testing.T) {
 	if code, _ := r.wait(t); code != 7 {
 		t.Errorf("exit %d, want 7", code)
 	}
-	if got, ok := r.srv.ExitCode(5 * time.Second); !ok || got != 7 {
+	if got, ok := r.srv.ExitCode(timeout(t, 5*time.Second)); !ok || got != 7 {
 		t.Errorf("exit code %d, %t; want 7 from bottle guest, not the second connection's 0", got, ok)
 	}
 	if n := r.srv.Refused(); n != 1 {
@@ -296,7 +296,7 @@ func BenchmarkGuestStart(b *testing.B) {
 			if out, err := cmd.CombinedOutput(); err != nil {
 				b.Fatalf("bottle guest: %v\n%s", err, out)
 			}
-			if code, ok := srv.ExitCode(5 * time.Second); !ok || code != 0 {
+			if code, ok := srv.ExitCode(timeout(b, 5*time.Second)); !ok || code != 0 {
 				b.Fatalf("exit code %d, %t", code, ok)
 			}
 			b.StopTimer()
@@ -304,4 +304,11 @@ func BenchmarkGuestStart(b *testing.B) {
 			b.StartTimer()
 		}
 	})
+}
+
+// timeout is a context that ends after d or with the test.
+func timeout(t testing.TB, d time.Duration) context.Context {
+	ctx, cancel := context.WithTimeout(context.Background(), d)
+	t.Cleanup(cancel)
+	return ctx
 }
