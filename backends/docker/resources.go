@@ -83,6 +83,14 @@ func (d *Backend) Remove(ctx context.Context, rs []backends.Resource) error {
 				err = d.removeContainer(ctx, r.Name)
 			case "volume":
 				err = d.removeVolume(ctx, r.Name)
+				if err != nil && strings.Contains(err.Error(), "volume is in use") {
+					// A container of the same bottle that came after the
+					// listing holds it: one a docker CLI created while it
+					// outlived a killed bottle. It goes, then the volume.
+					if err = d.removeLateContainers(ctx, r); err == nil {
+						err = d.removeVolume(ctx, r.Name)
+					}
+				}
 			default:
 				if _, err = d.out(ctx, "network", "rm", r.Name); err != nil && notFound(err) {
 					err = nil
@@ -92,6 +100,34 @@ func (d *Backend) Remove(ctx context.Context, rs []backends.Resource) error {
 				errs = append(errs, fmt.Errorf("remove %s: %w", r, err))
 			}
 		}
+	}
+	return errors.Join(errs...)
+}
+
+// removeLateContainers removes the containers of r's bottle (its slug and
+// owner labels) that exist now, whether or not an earlier listing had
+// them.
+func (d *Backend) removeLateContainers(ctx context.Context, r backends.Resource) error {
+	if r.Slug == "" {
+		return errors.New("the volume has no bottle label to find its containers by")
+	}
+	raw, err := d.out(ctx, "ps", "--all", "--no-trunc", "--filter", "label="+LabelSlug+"="+r.Slug, "--format", "{{json .}}")
+	if err != nil {
+		return fmt.Errorf("list the containers of bottle %s: %w", r.Slug, err)
+	}
+	var errs []error
+	for _, line := range strings.Split(strings.TrimSpace(string(raw)), "\n") {
+		if line == "" {
+			continue
+		}
+		var l listed
+		if err := json.Unmarshal([]byte(line), &l); err != nil {
+			return fmt.Errorf("read docker's answer: %w", err)
+		}
+		if l.label(LabelSlug) != r.Slug || l.label(backends.LabelOwner) != r.Owner {
+			continue
+		}
+		errs = append(errs, d.removeContainer(ctx, l.Names))
 	}
 	return errors.Join(errs...)
 }
