@@ -81,17 +81,7 @@ func keyedRequests(t testing.TB, container, path string) (int, string) {
 // nothing the client tried was refused, so the library's host list is
 // all it needs.
 func TestClaudeCodeInBottle(t *testing.T) {
-	img := agentImage(t, "BOTTLE_TEST_CLAUDE_IMAGE")
-	e := newEnv(t)
-	profile := e.profile("claude-real.star", fmt.Sprintf(`
-docker(image = %q)
-agent(command = ["claude"], provider = "claude")
-allow("api.anthropic.com", allow_private = True)
-secret("ANTHROPIC_API_KEY", from_env = "TEST_ANTHROPIC_KEY", hosts = ["api.anthropic.com"])
-sidecar("supervise")
-`, img))
-	slug := e.slugOf(profile)
-	real, server := startMockAPI(t, e, slug, "api.anthropic.com", "TEST_ANTHROPIC_KEY", "sk-ant-api03-")
+	e, profile, slug, real, server := realAgentBottle(t, "claude", "claude-real.star")
 	env, stderr, code := e.run("start", "--yes", profile, "--", "sh", "-c", "echo KEY=$ANTHROPIC_API_KEY")
 	if code != 0 || !strings.Contains(env, "KEY=sk-ant-api03-BOTTLEPH") || strings.Contains(env, real) {
 		t.Errorf("the agent's environment: exit %d\n%s\n%s", code, env, stderr)
@@ -122,6 +112,35 @@ sidecar("supervise")
 	if strings.Contains(string(hist), `"allowed":false`) {
 		t.Errorf("the client tried what its library does not allow:\n%s", hist)
 	}
+}
+
+// realProviders are the real clients' settings: the image's variable,
+// the API's host, the secret the client reads, the variable the test key
+// is in, and the key's scheme prefix.
+var realProviders = map[string]struct{ imageEnv, host, secret, keyEnv, prefix string }{
+	"claude": {"BOTTLE_TEST_CLAUDE_IMAGE", "api.anthropic.com", "ANTHROPIC_API_KEY", "TEST_ANTHROPIC_KEY", "sk-ant-api03-"},
+	"codex":  {"BOTTLE_TEST_CODEX_IMAGE", "api.openai.com", "OPENAI_API_KEY", "TEST_OPENAI_KEY", "sk-proj-"},
+}
+
+// realAgentBottle writes profile file for provider's real client (its
+// shipped library's rules with allow_private, the mock being on a private
+// network, and supervise) and starts the mock API; it returns the env,
+// the profile, its slug, the real key and the mock's container.
+func realAgentBottle(t *testing.T, provider, file string) (e *env, profile, slug, key, mock string) {
+	t.Helper()
+	rp := realProviders[provider]
+	img := agentImage(t, rp.imageEnv)
+	e = newEnv(t)
+	profile = e.profile(file, fmt.Sprintf(`
+docker(image = %q)
+agent(command = [%q], provider = %q)
+allow(%q, allow_private = True)
+secret(%q, from_env = %q, hosts = [%q])
+sidecar("supervise")
+`, img, provider, provider, rp.host, rp.secret, rp.keyEnv, rp.host))
+	slug = e.slugOf(profile)
+	key, mock = startMockAPI(t, e, slug, rp.host, rp.keyEnv, rp.prefix)
+	return e, profile, slug, key, mock
 }
 
 // startMockAPI runs mockapi under name on a network only the bundle
@@ -185,17 +204,7 @@ func caAndLeaf(t testing.TB, dir, name string) string {
 // is its prompt (no theme, API-key, security-notes or folder-trust screen,
 // no login), and a prompt typed there gets the mock's answer.
 func TestClaudeCodeInteractive(t *testing.T) {
-	img := agentImage(t, "BOTTLE_TEST_CLAUDE_IMAGE")
-	e := newEnv(t)
-	profile := e.profile("claude-tty.star", fmt.Sprintf(`
-docker(image = %q)
-agent(command = ["claude"], provider = "claude")
-allow("api.anthropic.com", allow_private = True)
-secret("ANTHROPIC_API_KEY", from_env = "TEST_ANTHROPIC_KEY", hosts = ["api.anthropic.com"])
-sidecar("supervise")
-`, img))
-	slug := e.slugOf(profile)
-	startMockAPI(t, e, slug, "api.anthropic.com", "TEST_ANTHROPIC_KEY", "sk-ant-api03-")
+	e, profile, _, _, _ := realAgentBottle(t, "claude", "claude-tty.star")
 
 	cmd := e.command("start", "--yes", profile)
 	tty, err := pty.StartWithSize(cmd, &pty.Winsize{Rows: 40, Cols: 120})
@@ -241,17 +250,7 @@ sidecar("supervise")
 // placeholder, its MCP server is listed, and nothing it tried was
 // refused.
 func TestCodexInBottle(t *testing.T) {
-	img := agentImage(t, "BOTTLE_TEST_CODEX_IMAGE")
-	e := newEnv(t)
-	profile := e.profile("codex-real.star", fmt.Sprintf(`
-docker(image = %q)
-agent(command = ["codex"], provider = "codex")
-allow("api.openai.com", allow_private = True)
-secret("OPENAI_API_KEY", from_env = "TEST_OPENAI_KEY", hosts = ["api.openai.com"])
-sidecar("supervise")
-`, img))
-	slug := e.slugOf(profile)
-	_, server := startMockAPI(t, e, slug, "api.openai.com", "TEST_OPENAI_KEY", "sk-proj-")
+	e, profile, slug, _, server := realAgentBottle(t, "codex", "codex-real.star")
 	list, stderr, code := e.run("start", "--yes", profile, "--", "codex", "mcp", "list")
 	if code != 0 || !strings.Contains(list, "supervise") || !strings.Contains(list, "http://127.0.0.1:8765/mcp") {
 		t.Errorf("codex mcp list: exit %d\n%s\n%s", code, list, stderr)

@@ -102,13 +102,12 @@ sidecar("supervise")
 	}
 }
 
-// TestPersistentHome: with agent(home = "persistent") what the agent
-// writes in HOME is there at the next start, in a 0700 directory of the
-// user's beside the state directories, and the provider's JSON files are
-// merged into what the agent kept, not replaced.
-func TestPersistentHome(t *testing.T) {
-	e := newEnv(t)
-	ws := filepath.Join(e.dir, "ws")
+// keptHomeBottle makes a workspace and a profile with a persistent HOME whose
+// agent runs /workspace/step.sh, and returns a function running one start
+// with the given script.
+func keptHomeBottle(t *testing.T, e *env, extra string) (ws string, step func(script string) (string, string, int)) {
+	t.Helper()
+	ws = filepath.Join(e.dir, "ws")
 	if err := os.Mkdir(ws, 0o755); err != nil {
 		t.Fatal(err)
 	}
@@ -116,13 +115,26 @@ func TestPersistentHome(t *testing.T) {
 docker(image = "AGENT_IMAGE")
 mount("./ws", "/workspace")
 agent(command = ["sh", "/workspace/step.sh"], provider = "claude", home = "persistent")
-`)
-	step := func(script string) string {
+`+extra)
+	return ws, func(script string) (string, string, int) {
 		t.Helper()
 		if err := os.WriteFile(filepath.Join(ws, "step.sh"), []byte(script), 0o644); err != nil {
 			t.Fatal(err)
 		}
-		out, stderr, code := e.run("start", "--yes", profile)
+		return e.run("start", "--yes", profile)
+	}
+}
+
+// TestPersistentHome: with agent(home = "persistent") what the agent
+// writes in HOME is there at the next start, in a 0700 directory of the
+// user's beside the state directories, and the provider's JSON files are
+// merged into what the agent kept, not replaced.
+func TestPersistentHome(t *testing.T) {
+	e := newEnv(t)
+	_, run := keptHomeBottle(t, e, "")
+	step := func(script string) string {
+		t.Helper()
+		out, stderr, code := run(script)
 		if code != 0 {
 			t.Fatalf("exit %d\nstdout %s\nstderr %s", code, out, stderr)
 		}

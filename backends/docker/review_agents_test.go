@@ -10,29 +10,6 @@ import (
 	"time"
 )
 
-// reviewKept makes a workspace and a profile with a persistent HOME whose
-// agent runs /workspace/step.sh, and returns a function running one start
-// with the given script.
-func reviewKept(t *testing.T, e *env, extra string) (ws string, step func(script string) (string, string, int)) {
-	t.Helper()
-	ws = filepath.Join(e.dir, "ws")
-	if err := os.Mkdir(ws, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	profile := e.profile("kept.star", `
-docker(image = "AGENT_IMAGE")
-mount("./ws", "/workspace")
-agent(command = ["sh", "/workspace/step.sh"], provider = "claude", home = "persistent")
-`+extra)
-	return ws, func(script string) (string, string, int) {
-		t.Helper()
-		if err := os.WriteFile(filepath.Join(ws, "step.sh"), []byte(script), 0o644); err != nil {
-			t.Fatal(err)
-		}
-		return e.run("start", "--yes", profile)
-	}
-}
-
 // TestReviewPersistentHomeHostLinks: links, a FIFO and a bogus file the
 // previous run planted in the kept HOME, aimed at host paths, are never
 // followed: not by bottle on the host (which must not touch the
@@ -40,7 +17,7 @@ agent(command = ["sh", "/workspace/step.sh"], provider = "claude", home = "persi
 // does not hang and the host files stay as they were.
 func TestReviewPersistentHomeHostLinks(t *testing.T) {
 	e := newEnv(t)
-	_, step := reviewKept(t, e, "")
+	_, step := keptHomeBottle(t, e, "")
 	victimDir := filepath.Join(e.dir, "host-victim")
 	os.Mkdir(victimDir, 0o755)
 	victim := filepath.Join(victimDir, "host.json")
@@ -89,7 +66,7 @@ echo planted
 // followed through a link in home).
 func TestReviewPersistentHomeDirLinkIntoWorkspace(t *testing.T) {
 	e := newEnv(t)
-	ws, step := reviewKept(t, e, "")
+	ws, step := keptHomeBottle(t, e, "")
 	if err := os.Mkdir(filepath.Join(ws, "target"), 0o755); err != nil {
 		t.Fatal(err)
 	}
@@ -121,7 +98,7 @@ func TestReviewNoRealKeyInState(t *testing.T) {
 	e := newEnv(t)
 	const key = "sk-ant-api03-R3VIEWrealkeyrealkey9Kq2Lm8Zr3WxQ7vBn4Tc"
 	e.extra = append(e.extra, "BOTTLE_TEST_KEY="+key)
-	ws, step := reviewKept(t, e, `
+	ws, step := keptHomeBottle(t, e, `
 allow("api.anthropic.com")
 secret("ANTHROPIC_API_KEY", from_env = "BOTTLE_TEST_KEY", hosts = ["api.anthropic.com"])
 sidecar("supervise")
