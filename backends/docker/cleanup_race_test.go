@@ -18,16 +18,22 @@ import (
 // resources (a docker CLI that outlived the killed bottle created it) is
 // removed with that container, so that cleanup does not fail with "volume
 // is in use". A container of the same slug under another owner is never
-// removed: the volume then stays, and the error says why.
+// removed, nor a running one without an owner label when the volume has
+// none (made before owner labels, it may be another owner's): the volume
+// then stays, and the error says why.
 func TestRemoveVolumeHeldByLateContainer(t *testing.T) {
 	requireDocker(t)
 	slug := "late-" + strconv.FormatInt(time.Now().UnixNano(), 36)
 	vol := "bottle-" + slug + "-sockets"
 	labels := func(owner string) []string {
-		return []string{"--label", backends.LabelSlug + "=" + slug, "--label", backends.LabelOwner + "=" + owner}
+		l := []string{"--label", backends.LabelSlug + "=" + slug}
+		if owner != "" {
+			l = append(l, "--label", backends.LabelOwner+"="+owner)
+		}
+		return l
 	}
 	t.Cleanup(func() {
-		exec.Command("docker", "rm", "-f", "bottle-"+slug+"-late", "bottle-"+slug+"-other").Run()
+		exec.Command("docker", "rm", "-f", "bottle-"+slug+"-late", "bottle-"+slug+"-other", "bottle-"+slug+"-legacy").Run()
 		exec.Command("docker", "volume", "rm", "-f", vol).Run()
 	})
 	create := func(name, owner string) {
@@ -54,5 +60,19 @@ func TestRemoveVolumeHeldByLateContainer(t *testing.T) {
 	}
 	if !exists("container", "inspect", "bottle-"+slug+"-other") {
 		t.Errorf("another owner's container was removed")
+	}
+
+	legacy := "bottle-" + slug + "-legacy"
+	lvol := "bottle-" + slug + "-legacy-sockets"
+	t.Cleanup(func() { exec.Command("docker", "volume", "rm", "-f", lvol).Run() })
+	dockerOut(t, append(append([]string{"volume", "create"}, labels("")...), lvol)...)
+	dockerOut(t, append(append([]string{"run", "-d", "--name", legacy}, labels("")...), "-v", lvol+":/run/bottle", fixture.image, "sleep", "60")...)
+	lr := backends.Resource{Backend: plan.BackendDocker, Kind: "volume", Name: lvol, Slug: slug}
+	err = d.Remove(context.Background(), []backends.Resource{lr})
+	if err == nil || !strings.Contains(err.Error(), "volume is in use") {
+		t.Errorf("remove an unlabelled volume a running unlabelled container holds: %v, want \"volume is in use\"", err)
+	}
+	if !exists("container", "inspect", legacy) {
+		t.Errorf("a running container without an owner label was removed")
 	}
 }

@@ -106,7 +106,9 @@ func (d *Backend) Remove(ctx context.Context, rs []backends.Resource) error {
 
 // removeLateContainers removes the containers of r's bottle (its slug and
 // owner labels) that exist now, whether or not an earlier listing had
-// them.
+// them. Ownership is engine.Mine's rule: the same owner label, or, for a
+// volume made before owner labels, no label and not running, since a
+// running sandbox without a label may be another owner's.
 func (d *Backend) removeLateContainers(ctx context.Context, r backends.Resource) error {
 	if r.Slug == "" {
 		return errors.New("the volume has no bottle label to find its containers by")
@@ -124,7 +126,7 @@ func (d *Backend) removeLateContainers(ctx context.Context, r backends.Resource)
 		if err := json.Unmarshal([]byte(line), &l); err != nil {
 			return fmt.Errorf("read docker's answer: %w", err)
 		}
-		if l.label(LabelSlug) != r.Slug || l.label(backends.LabelOwner) != r.Owner {
+		if l.label(LabelSlug) != r.Slug || l.label(backends.LabelOwner) != r.Owner || r.Owner == "" && l.State == "running" {
 			continue
 		}
 		errs = append(errs, d.removeContainer(ctx, l.Names))
