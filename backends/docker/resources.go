@@ -83,7 +83,7 @@ func (d *Backend) Remove(ctx context.Context, rs []backends.Resource) error {
 				err = d.removeContainer(ctx, r.Name)
 			case "volume":
 				err = d.removeVolume(ctx, r.Name)
-				if err != nil && strings.Contains(err.Error(), "volume is in use") {
+				if err != nil && strings.Contains(err.Error(), "volume is in use") && r.Slug != "" && r.Owner != "" {
 					// A container of the same bottle that came after the
 					// listing holds it: one a docker CLI created while it
 					// outlived a killed bottle. It goes, then the volume.
@@ -104,32 +104,24 @@ func (d *Backend) Remove(ctx context.Context, rs []backends.Resource) error {
 	return errors.Join(errs...)
 }
 
-// removeLateContainers removes the containers of r's bottle (its slug and
-// owner labels) that exist now, whether or not an earlier listing had
-// them. Ownership is engine.Mine's rule: the same owner label, or, for a
-// volume made before owner labels, no label and not running, since a
-// running sandbox without a label may be another owner's.
+// removeLateContainers removes the containers of r's bottle that exist
+// now, whether or not an earlier listing had them: those whose slug and
+// owner labels are r's exactly, matched by the daemon (a label filter
+// compares one label's whole value, where docker's listing joins them all
+// in one "k=v,k=v" string a value's comma can fake), removed by ID. A
+// volume made before owner labels gets none removed: a container without
+// an owner label may be another owner's, and only the daemon's label map
+// could tell its absence from an empty value; Remove does not call this
+// for one.
 func (d *Backend) removeLateContainers(ctx context.Context, r backends.Resource) error {
-	if r.Slug == "" {
-		return errors.New("the volume has no bottle label to find its containers by")
-	}
-	raw, err := d.out(ctx, "ps", "--all", "--no-trunc", "--filter", "label="+LabelSlug+"="+r.Slug, "--format", "{{json .}}")
+	raw, err := d.out(ctx, "ps", "--all", "--no-trunc", "--filter", "label="+LabelSlug+"="+r.Slug,
+		"--filter", "label="+backends.LabelOwner+"="+r.Owner, "--format", "{{.ID}}")
 	if err != nil {
 		return fmt.Errorf("list the containers of bottle %s: %w", r.Slug, err)
 	}
 	var errs []error
-	for _, line := range strings.Split(strings.TrimSpace(string(raw)), "\n") {
-		if line == "" {
-			continue
-		}
-		var l listed
-		if err := json.Unmarshal([]byte(line), &l); err != nil {
-			return fmt.Errorf("read docker's answer: %w", err)
-		}
-		if l.label(LabelSlug) != r.Slug || l.label(backends.LabelOwner) != r.Owner || r.Owner == "" && l.State == "running" {
-			continue
-		}
-		errs = append(errs, d.removeContainer(ctx, l.Names))
+	for _, id := range strings.Fields(string(raw)) {
+		errs = append(errs, d.removeContainer(ctx, id))
 	}
 	return errors.Join(errs...)
 }
